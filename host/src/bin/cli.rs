@@ -1,0 +1,263 @@
+//! The local runner: `batch-job-aurora run | plugins`. Glue only: flags in, one library call,
+//! the summary out.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use batch_job_aurora::capability::{
+    Backends, ChannelMapFile, EVENT_CODES_KEY, EVENT_CODES_TABLE, ReferenceFile,
+};
+use batch_job_aurora::config::{Progress, Window};
+use batch_job_aurora::plugin::{PluginEngine, SandboxLimits};
+use batch_job_aurora::source::SourceSpec;
+use batch_job_aurora::{RunConfig, RunSummary};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Copies raw data points into per-type SQL tables through WebAssembly type plugins.
+#[derive(Parser)]
+#[command(version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log more (-v: info, -vv: debug). Logs go to stderr.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the job once.
+    Run(RunArgs),
+    /// Lists the loaded plugins with their type, version, columns and capabilities.
+    Plugins {
+        #[command(flatten)]
+        plugins: PluginArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct PluginArgs {
+    /// The folder of plugin components (*.wasm). Default: `plugins` beside the executable.
+    #[arg(long, env = "BATCH_JOB_AURORA_PLUGINS", value_name = "DIR")]
+    plugins: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Where documents come from: file:PATH (a JSON array or NDJSON of envelopes, or a folder
+    /// of such files).
+    #[arg(long, value_name = "SPEC")]
+    source: String,
+    /// Where rows go.
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "sqlite://batch-job-aurora.db"
+    )]
+    database: String,
+    #[command(flatten)]
+    plugins: PluginArgs,
+    /// Only these types (comma separated). Default: every installed type.
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    types: Option<Vec<String>>,
+    /// Start of the window, Unix seconds (inclusive). With a file source and no window, every
+    /// document counts.
+    #[arg(long, value_name = "SECONDS", requires = "to")]
+    from: Option<i64>,
+    /// End of the window, Unix seconds (inclusive).
+    #[arg(long, value_name = "SECONDS", requires = "from")]
+    to: Option<i64>,
+    /// Slack channel names for the slack plugin: file:PATH of a JSON map {"C…": "name"}.
+    #[arg(long, value_name = "SPEC")]
+    slack_channels: Option<String>,
+    /// The event-code table for the event_rating plugin: file:PATH of a JSON array of events.
+    #[arg(long, env = "DATAPLATTFORM_EVENT_CODE_TABLE", value_name = "SPEC")]
+    event_codes: Option<String>,
+    /// Each plugin call's time budget, plus this per document.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    plugin_budget_ms: u64,
+    /// The memory cap of each plugin instance.
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    plugin_memory_mib: usize,
+    /// Print one JSON object with the counts on stdout at the end.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Plugins { plugins, json } => list_plugins(&plugins_dir(plugins)?, json),
+        Command::Run(args) => run_job(args),
+    }
+}
+
+fn run_job(args: RunArgs) -> Result<ExitCode> {
+    let json = args.json;
+    let config = run_config(args)?;
+    let progress = show_progress(Arc::clone(&config.progress));
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let summary = runtime.block_on(batch_job_aurora::run(config));
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    let summary = summary?;
+    print_summary(&summary, json)?;
+    // 0 when the run completed, even with failed documents: they are counted and kept.
+    Ok(if summary.completed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+fn run_config(args: RunArgs) -> Result<RunConfig> {
+    let source = SourceSpec::parse(&args.source)?;
+    let mut config = RunConfig::new(source, args.database, plugins_dir(args.plugins)?);
+    config.types = args.types;
+    config.window = match (args.from, args.to) {
+        (Some(from), Some(to)) if from > to => bail!("--from {from} is after --to {to}"),
+        (Some(from), Some(to)) => Some(Window { from, to }),
+        _ => None,
+    };
+    config.limits = SandboxLimits {
+        memory_bytes: args.plugin_memory_mib << 20,
+        call_budget: Duration::from_millis(args.plugin_budget_ms),
+        ..SandboxLimits::default()
+    };
+    config.backends = backends(args.slack_channels.as_deref(), args.event_codes.as_deref())?;
+    Ok(config)
+}
+
+fn backends(slack_channels: Option<&str>, event_codes: Option<&str>) -> Result<Backends> {
+    let mut backends = Backends::default();
+    if let Some(spec) = slack_channels {
+        let path = file_spec(spec, "--slack-channels")?;
+        backends.slack = Some(Arc::new(ChannelMapFile::load(path)?));
+    }
+    if let Some(spec) = event_codes {
+        let path = file_spec(spec, "--event-codes / DATAPLATTFORM_EVENT_CODE_TABLE")?;
+        let table = ReferenceFile::load(path, EVENT_CODES_KEY)?;
+        backends
+            .references
+            .insert(EVENT_CODES_TABLE.to_owned(), Arc::new(table));
+    }
+    Ok(backends)
+}
+
+fn file_spec<'a>(spec: &'a str, what: &str) -> Result<&'a Path> {
+    match spec.strip_prefix("file:") {
+        Some(path) if !path.is_empty() => Ok(Path::new(path)),
+        _ => bail!("{what}: unsupported {spec:?}: expected file:PATH"),
+    }
+}
+
+fn plugins_dir(args: PluginArgs) -> Result<PathBuf> {
+    if let Some(dir) = args.plugins {
+        return Ok(dir);
+    }
+    let exe = std::env::current_exe().context("cannot find the executable's folder")?;
+    Ok(exe.with_file_name("plugins"))
+}
+
+fn list_plugins(dir: &Path, json: bool) -> Result<ExitCode> {
+    let engine = PluginEngine::new(SandboxLimits::default())?;
+    let plugins = engine.load_folder(dir)?;
+    if json {
+        let infos: Vec<_> = plugins.iter().map(|plugin| &plugin.info).collect();
+        println!("{}", serde_json::to_string_pretty(&infos)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for plugin in plugins.iter() {
+        let info = &plugin.info;
+        println!(
+            "{} {} ({})",
+            info.type_name,
+            info.version,
+            plugin.path.display()
+        );
+        let columns: Vec<String> = info
+            .columns
+            .iter()
+            .map(|column| format!("{} {}", column.name, column.kind))
+            .collect();
+        println!("  columns: id text, timestamp int, {}", columns.join(", "));
+        if !info.capabilities.is_empty() {
+            let capabilities: Vec<String> =
+                info.capabilities.iter().map(ToString::to_string).collect();
+            println!("  capabilities: {}", capabilities.join(", "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(summary: &RunSummary, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(summary)?);
+    } else {
+        print!("{}", summary.table());
+    }
+    Ok(())
+}
+
+/// A spinner with live counts on a terminal; nothing otherwise.
+fn show_progress(progress: Arc<Progress>) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(100));
+    let shown = bar.clone();
+    std::thread::spawn(move || {
+        while !shown.is_finished() {
+            shown.set_message(format!(
+                "{} documents read, {} inserted, {} duplicates, {} refused, {} failed",
+                Progress::get(&progress.documents),
+                Progress::get(&progress.inserted),
+                Progress::get(&progress.duplicates),
+                Progress::get(&progress.refused),
+                Progress::get(&progress.failed),
+            ));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    Some(bar)
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BATCH_JOB_AURORA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

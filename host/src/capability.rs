@@ -1,0 +1,268 @@
+//! The host capabilities plugins may call: their backends, the per-run cache, and the grants
+//! that decide which plugin may call what.
+//!
+//! Backends are synchronous: plugins run on blocking threads, so a backend that talks to the
+//! network blocks that thread only.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::model::Capability;
+
+/// The reference table the event-rating type reads, configured by
+/// `DATAPLATTFORM_EVENT_CODE_TABLE`.
+pub const EVENT_CODES_TABLE: &str = "event-codes";
+/// The attribute the event-code table is keyed by.
+pub const EVENT_CODES_KEY: &str = "event_code";
+
+/// Why a capability could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum CapabilityError {
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// Why a lookup gave no answer; mirrors the WIT `lookup-error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupFailure {
+    Denied,
+    NotConfigured(String),
+    Unavailable(String),
+}
+
+impl fmt::Display for LookupFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LookupFailure::Denied => f.write_str("denied"),
+            LookupFailure::NotConfigured(what) => write!(f, "not configured: {what}"),
+            LookupFailure::Unavailable(why) => write!(f, "unavailable: {why}"),
+        }
+    }
+}
+
+/// Answers Slack channel lookups: `Ok(None)` when Slack does not know the channel.
+pub trait SlackDirectory: Send + Sync {
+    fn channel_name(&self, channel_id: &str) -> Result<Option<String>, String>;
+}
+
+/// Answers reference-table lookups: every item (a JSON object text) under `key`.
+pub trait ReferenceTable: Send + Sync {
+    fn items(&self, key: &str) -> Result<Vec<String>, String>;
+}
+
+/// A channel map file for local runs: `{"C012AB3CD": "general", "C999": null}`, where `null`
+/// stands for Slack's `ok: false`.
+#[derive(Debug)]
+pub struct ChannelMapFile {
+    channels: HashMap<String, Option<String>>,
+}
+
+impl ChannelMapFile {
+    pub fn load(path: &Path) -> Result<Self, CapabilityError> {
+        let channels = read_json(path)?;
+        Ok(ChannelMapFile { channels })
+    }
+}
+
+impl SlackDirectory for ChannelMapFile {
+    fn channel_name(&self, channel_id: &str) -> Result<Option<String>, String> {
+        Ok(self.channels.get(channel_id).cloned().flatten())
+    }
+}
+
+/// A reference table file for local runs: a JSON array of objects, indexed by one attribute.
+#[derive(Debug)]
+pub struct ReferenceFile {
+    by_key: HashMap<String, Vec<String>>,
+}
+
+impl ReferenceFile {
+    pub fn load(path: &Path, key_attribute: &str) -> Result<Self, CapabilityError> {
+        let items: Vec<serde_json::Map<String, serde_json::Value>> = read_json(path)?;
+        let mut by_key: HashMap<String, Vec<String>> = HashMap::new();
+        for (index, item) in items.into_iter().enumerate() {
+            let key = match item.get(key_attribute) {
+                Some(serde_json::Value::String(key)) => key.clone(),
+                Some(serde_json::Value::Number(key)) => key.to_string(),
+                _ => {
+                    return Err(CapabilityError::Invalid {
+                        path: path.to_owned(),
+                        reason: format!("item {index} has no string {key_attribute}"),
+                    });
+                }
+            };
+            by_key
+                .entry(key)
+                .or_default()
+                .push(serde_json::Value::Object(item).to_string());
+        }
+        Ok(ReferenceFile { by_key })
+    }
+}
+
+impl ReferenceTable for ReferenceFile {
+    fn items(&self, key: &str) -> Result<Vec<String>, String> {
+        Ok(self.by_key.get(key).cloned().unwrap_or_default())
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, CapabilityError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CapabilityError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|error| CapabilityError::Invalid {
+        path: path.to_owned(),
+        reason: error.to_string(),
+    })
+}
+
+/// The backends the operator configured for a run.
+#[derive(Clone, Default)]
+pub struct Backends {
+    pub slack: Option<Arc<dyn SlackDirectory>>,
+    pub references: HashMap<String, Arc<dyn ReferenceTable>>,
+}
+
+impl fmt::Debug for Backends {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backends")
+            .field("slack", &self.slack.is_some())
+            .field("references", &self.references.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The backends of one run with their answers cached, shared by every plugin of the run. Only
+/// answers are cached: a failed lookup is tried again next time.
+#[derive(Default)]
+pub struct CapabilityHub {
+    backends: Backends,
+    slack_cache: Mutex<HashMap<String, Option<String>>>,
+    reference_cache: Mutex<HashMap<(String, String), Vec<String>>>,
+}
+
+impl CapabilityHub {
+    pub fn new(backends: Backends) -> Self {
+        CapabilityHub {
+            backends,
+            ..Default::default()
+        }
+    }
+
+    /// The grants of one plugin: what it declared, intersected with what is configured.
+    pub fn grants(self: &Arc<Self>, type_name: &str, declared: &[Capability]) -> Grants {
+        Grants {
+            type_name: type_name.to_owned(),
+            hub: Arc::clone(self),
+            slack: declared.contains(&Capability::SlackChannels),
+            tables: declared
+                .iter()
+                .filter_map(|capability| match capability {
+                    Capability::ReferenceTable(table) => Some(table.clone()),
+                    Capability::SlackChannels => None,
+                })
+                .collect(),
+            notes: Arc::default(),
+        }
+    }
+}
+
+/// What one plugin may call. Every answer that is not a plain answer leaves a note for the run
+/// summary, so that a run with no Slack token says why its channel names are NULL.
+#[derive(Clone)]
+pub struct Grants {
+    type_name: String,
+    hub: Arc<CapabilityHub>,
+    slack: bool,
+    tables: HashSet<String>,
+    notes: Arc<Mutex<BTreeSet<String>>>,
+}
+
+impl fmt::Debug for Grants {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Grants")
+            .field("type_name", &self.type_name)
+            .field("slack", &self.slack)
+            .field("tables", &self.tables)
+            .finish()
+    }
+}
+
+impl Grants {
+    pub fn slack_channel(&self, channel_id: &str) -> Result<Option<String>, LookupFailure> {
+        if !self.slack {
+            return Err(self.note(LookupFailure::Denied, "slack-channels"));
+        }
+        let Some(directory) = &self.hub.backends.slack else {
+            let why = "no Slack token (DATAPLATTFORM_AURORA_SLACK_TOKEN) or channel map file";
+            return Err(self.note(LookupFailure::NotConfigured(why.into()), "slack-channels"));
+        };
+        if let Some(name) = lock(&self.hub.slack_cache).get(channel_id) {
+            return Ok(name.clone());
+        }
+        let name = directory
+            .channel_name(channel_id)
+            .map_err(|why| self.note(LookupFailure::Unavailable(why), "slack-channels"))?;
+        lock(&self.hub.slack_cache).insert(channel_id.to_owned(), name.clone());
+        Ok(name)
+    }
+
+    pub fn reference(&self, table: &str, key: &str) -> Result<Vec<String>, LookupFailure> {
+        let capability = format!("reference-table({table})");
+        if !self.tables.contains(table) {
+            return Err(self.note(LookupFailure::Denied, &capability));
+        }
+        let Some(backend) = self.hub.backends.references.get(table) else {
+            let why = match table {
+                EVENT_CODES_TABLE => "no DATAPLATTFORM_EVENT_CODE_TABLE".to_owned(),
+                _ => format!("no backend for reference table {table}"),
+            };
+            return Err(self.note(LookupFailure::NotConfigured(why), &capability));
+        };
+        let cache_key = (table.to_owned(), key.to_owned());
+        if let Some(items) = lock(&self.hub.reference_cache).get(&cache_key) {
+            return Ok(items.clone());
+        }
+        let items = backend
+            .items(key)
+            .map_err(|why| self.note(LookupFailure::Unavailable(why), &capability))?;
+        lock(&self.hub.reference_cache).insert(cache_key, items.clone());
+        Ok(items)
+    }
+
+    /// The notes left so far, for the run summary.
+    pub fn notes(&self) -> Vec<String> {
+        lock(&self.notes).iter().cloned().collect()
+    }
+
+    fn note(&self, failure: LookupFailure, capability: &str) -> LookupFailure {
+        let note = match &failure {
+            LookupFailure::Denied => {
+                format!("called {capability}, which it did not declare: denied")
+            }
+            LookupFailure::NotConfigured(why) => format!("{capability} not configured: {why}"),
+            LookupFailure::Unavailable(_) => format!("{capability} failed at least once"),
+        };
+        if lock(&self.notes).insert(note.clone()) {
+            tracing::warn!(type_name = %self.type_name, "{note}");
+        }
+        failure
+    }
+}
+
+/// Locks a mutex, going on with the data when another thread panicked while holding it: the
+/// caches and notes stay consistent at every step.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

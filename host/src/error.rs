@@ -1,0 +1,22 @@
+//! Errors that stop a run before it can do its work.
+
+use crate::plugin::LoadError;
+use crate::sink::SinkError;
+use crate::source::SourceError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot load plugins")]
+    Plugins(#[from] LoadError),
+    #[error("no plugin for type {type_name} (installed: {installed})")]
+    NoPluginForType {
+        type_name: String,
+        installed: String,
+    },
+    #[error("cannot use the database")]
+    Sink(#[from] SinkError),
+    #[error("cannot read the source")]
+    Source(#[from] SourceError),
+    #[error("a run task failed: {0}")]
+    Task(String),
+}

@@ -1,0 +1,23 @@
+//! batch-job-aurora: copies raw data points into per-type SQL tables through WebAssembly type
+//! plugins.
+//!
+//! The one entry point is [`run`]: it loads the plugins, opens the sink, streams documents from
+//! the source through each type's plugin, and writes rows and failures. The binaries only turn
+//! their input into a [`RunConfig`] and print the [`RunSummary`].
+#![forbid(unsafe_code)]
+
+pub mod capability;
+pub mod config;
+pub mod document;
+pub mod error;
+pub mod model;
+pub mod pipeline;
+pub mod plugin;
+pub mod sink;
+pub mod source;
+pub mod summary;
+
+pub use config::RunConfig;
+pub use error::RunError;
+pub use pipeline::run;
+pub use summary::{RunSummary, TypeSummary};

@@ -1,0 +1,273 @@
+//! The sandbox around one plugin instance: WASI with nothing granted, a memory cap, a time
+//! budget per call, captured stderr, and the host imports backed by the plugin's grants.
+
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{
+    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
+
+use super::bindings::{self, LogLevel, LookupError, SlackChannel};
+use crate::capability::{Grants, LookupFailure};
+use crate::model::PluginInfo;
+
+/// The limits every plugin call runs under.
+#[derive(Debug, Clone)]
+pub struct SandboxLimits {
+    /// The most linear memory one instance may grow to.
+    pub memory_bytes: usize,
+    /// The time budget of one call, whatever its size.
+    pub call_budget: Duration,
+    /// Added to the budget for each document of the batch.
+    pub budget_per_document: Duration,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        SandboxLimits {
+            memory_bytes: 256 << 20,
+            call_budget: Duration::from_secs(2),
+            budget_per_document: Duration::from_millis(50),
+        }
+    }
+}
+
+/// The most stderr kept per instance: enough for a panic message and its context. The instance
+/// is recycled before a chatty plugin fills it, because a full pipe would fail its writes.
+const STDERR_CAPACITY: usize = 256 << 10;
+/// How much of stderr goes into a trap message.
+const STDERR_TAIL: usize = 2 << 10;
+
+/// The store data of one plugin instance.
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    grants: Option<Grants>,
+    type_name: String,
+    /// When the current call runs out of time. Host lookups push it back by the time they
+    /// take, so a slow Slack answer does not count against the plugin.
+    deadline: Instant,
+    budget: Duration,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A clock stopped at the Unix epoch: plugins get no time beyond what the WIT gives them.
+struct StoppedClock;
+
+impl HostWallClock for StoppedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for StoppedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// The linker shared by every instance: WASI (which a Rust guest's std imports even when it
+/// uses none of it) plus the host interface.
+pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<PluginState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    bindings::TypePlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(
+        &mut linker,
+        |state| state,
+    )?;
+    Ok(linker)
+}
+
+/// A live plugin instance in its own store.
+pub struct Instance {
+    store: Store<PluginState>,
+    plugin: bindings::TypePlugin,
+    stderr: MemoryOutputPipe,
+    call_budget: Duration,
+    budget_per_document: Duration,
+}
+
+impl Instance {
+    /// Instantiates a plugin. `grants` is `None` only while describing it at load time, when
+    /// every lookup is denied.
+    pub fn new(
+        engine: &Engine,
+        pre: &bindings::TypePluginPre<PluginState>,
+        limits: &super::SandboxLimits,
+        grants: Option<Grants>,
+    ) -> wasmtime::Result<Self> {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        // Nothing is granted: no preopened folders, no environment, no arguments, no sockets
+        // (denied by default), and stopped clocks.
+        let wasi = WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .wall_clock(StoppedClock)
+            .monotonic_clock(StoppedClock)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = PluginState {
+            wasi,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .trap_on_grow_failure(true)
+                .build(),
+            grants,
+            type_name: String::new(),
+            deadline: Instant::now() + limits.call_budget,
+            budget: limits.call_budget,
+        };
+        let mut store = Store::new(engine, state);
+        store.limiter(|state| &mut state.limits);
+        // Every tick, the callback checks the wall-clock deadline of the current call. A
+        // store must be armed before it runs any code, or it traps at once.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|context| {
+            let state = context.data();
+            if Instant::now() >= state.deadline {
+                return Err(wasmtime::format_err!(
+                    "plugin ran out of its time budget of {} ms",
+                    state.budget.as_millis()
+                ));
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
+        let plugin = pre.instantiate(&mut store)?;
+        Ok(Instance {
+            store,
+            plugin,
+            stderr,
+            call_budget: limits.call_budget,
+            budget_per_document: limits.budget_per_document,
+        })
+    }
+
+    pub fn describe(&mut self) -> wasmtime::Result<PluginInfo> {
+        self.arm(0);
+        let info: PluginInfo = self
+            .plugin
+            .aurora_plugin_plugin()
+            .call_describe(&mut self.store)?
+            .into();
+        self.store.data_mut().type_name = info.type_name.clone();
+        Ok(info)
+    }
+
+    /// Transforms a batch; `Err` carries the trap with the tail of the plugin's stderr.
+    pub fn transform(
+        &mut self,
+        batch: &[bindings::Document],
+    ) -> Result<Vec<bindings::Outcome>, String> {
+        self.arm(batch.len());
+        self.plugin
+            .aurora_plugin_plugin()
+            .call_transform(&mut self.store, batch)
+            .map_err(|trap| self.trap_message(&trap))
+    }
+
+    /// Whether stderr is filling up; a fresh instance starts with an empty pipe.
+    pub fn should_recycle(&self) -> bool {
+        self.stderr.contents().len() > STDERR_CAPACITY / 2
+    }
+
+    /// Sets the deadline of the next call: a base budget plus a share per document.
+    fn arm(&mut self, documents: usize) {
+        let documents = u32::try_from(documents).unwrap_or(u32::MAX);
+        let budget = self.call_budget + self.budget_per_document * documents;
+        let state = self.store.data_mut();
+        state.budget = budget;
+        state.deadline = Instant::now() + budget;
+    }
+
+    fn trap_message(&self, trap: &wasmtime::Error) -> String {
+        let stderr = self.stderr.contents();
+        let stderr = String::from_utf8_lossy(&stderr);
+        let stderr = stderr.trim();
+        let tail = match stderr.char_indices().rev().nth(STDERR_TAIL) {
+            Some((start, _)) => &stderr[start..],
+            None => stderr,
+        };
+        if tail.is_empty() {
+            format!("plugin trapped: {trap:#}")
+        } else {
+            format!("plugin trapped: {trap:#}; plugin stderr: {tail}")
+        }
+    }
+}
+
+impl From<LookupFailure> for LookupError {
+    fn from(failure: LookupFailure) -> Self {
+        match failure {
+            LookupFailure::Denied => LookupError::Denied,
+            LookupFailure::NotConfigured(what) => LookupError::NotConfigured(what),
+            LookupFailure::Unavailable(why) => LookupError::Unavailable(why),
+        }
+    }
+}
+
+impl PluginState {
+    /// Runs a host lookup, pushing the call's deadline back by the time it took.
+    fn timed<T>(
+        &mut self,
+        lookup: impl FnOnce(&Grants) -> Result<T, LookupFailure>,
+    ) -> Result<T, LookupError> {
+        let Some(grants) = &self.grants else {
+            return Err(LookupError::Denied);
+        };
+        let started = Instant::now();
+        let answer = lookup(grants);
+        self.deadline += started.elapsed();
+        answer.map_err(LookupError::from)
+    }
+}
+
+impl bindings::aurora::plugin::types::Host for PluginState {}
+
+impl bindings::aurora::plugin::host::Host for PluginState {
+    fn log(&mut self, level: LogLevel, message: String) {
+        // Plugins run once per document; cap a line so a runaway plugin cannot flood the log.
+        let message: String = message.chars().take(1000).collect();
+        let type_name = self.type_name.as_str();
+        match level {
+            LogLevel::Debug => tracing::debug!(type_name, "plugin: {message}"),
+            LogLevel::Info => tracing::info!(type_name, "plugin: {message}"),
+            LogLevel::Warn => tracing::warn!(type_name, "plugin: {message}"),
+            LogLevel::Error => tracing::error!(type_name, "plugin: {message}"),
+        }
+    }
+
+    fn lookup_slack_channel(
+        &mut self,
+        channel_id: String,
+    ) -> Result<Option<SlackChannel>, LookupError> {
+        let name = self.timed(|grants| grants.slack_channel(&channel_id))?;
+        Ok(name.map(|name| SlackChannel {
+            id: channel_id,
+            name,
+        }))
+    }
+
+    fn reference_lookup(&mut self, table: String, key: String) -> Result<Vec<String>, LookupError> {
+        self.timed(|grants| grants.reference(&table, &key))
+    }
+}

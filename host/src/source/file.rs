@@ -1,0 +1,258 @@
+//! Files of envelopes: a JSON array (streamed element by element) or NDJSON (line by line).
+
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::{SourceError, SourceItem};
+use crate::document::check_envelope;
+
+const READ_BUFFER: usize = 256 << 10;
+
+/// Reads a file, or every `.json`/`.ndjson`/`.jsonl` file of a folder in name order, handing
+/// each element to `deliver` as soon as it is read. `deliver` returns `Break` to stop reading.
+/// An error after some elements were delivered leaves those delivered.
+pub fn read_files(
+    path: &Path,
+    mut deliver: impl FnMut(SourceItem) -> ControlFlow<()>,
+) -> Result<(), SourceError> {
+    for file in files(path)? {
+        read_file(&file, &mut deliver)?;
+    }
+    Ok(())
+}
+
+fn files(path: &Path) -> Result<Vec<PathBuf>, SourceError> {
+    let io_error = |source| SourceError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if !path.is_dir() {
+        // Opening it reports a missing or unreadable file with the OS's reason.
+        File::open(path).map_err(io_error)?;
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(io_error)? {
+        let file = entry.map_err(io_error)?.path();
+        let is_documents = file
+            .extension()
+            .and_then(|extension| extension.to_str())
+            .is_some_and(|extension| matches!(extension, "json" | "ndjson" | "jsonl"));
+        if is_documents && file.is_file() {
+            files.push(file);
+        }
+    }
+    if files.is_empty() {
+        return Err(SourceError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn read_file(
+    path: &Path,
+    deliver: &mut impl FnMut(SourceItem) -> ControlFlow<()>,
+) -> Result<(), SourceError> {
+    let io_error = |source| SourceError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut reader = BufReader::with_capacity(READ_BUFFER, File::open(path).map_err(io_error)?);
+    let first = loop {
+        let buffer = reader.fill_buf().map_err(io_error)?;
+        let Some(&byte) = buffer.first() else {
+            return Ok(()); // An empty file holds no documents.
+        };
+        if byte.is_ascii_whitespace() || buffer.starts_with(b"\xEF\xBB\xBF") {
+            let skip = if byte.is_ascii_whitespace() { 1 } else { 3 };
+            reader.consume(skip);
+            continue;
+        }
+        break byte;
+    };
+    match first {
+        b'[' => read_array(path, reader, deliver),
+        b'{' => read_lines(path, reader, deliver),
+        other => Err(SourceError::NotDocuments {
+            path: path.to_owned(),
+            found: char::from(other),
+        }),
+    }
+}
+
+/// Streams a JSON array, parsing each element as it arrives. Also used for HTTP bodies.
+pub fn read_array(
+    path: &Path,
+    reader: impl Read,
+    deliver: &mut impl FnMut(SourceItem) -> ControlFlow<()>,
+) -> Result<(), SourceError> {
+    let mut deserializer = serde_json::Deserializer::from_reader(reader);
+    let mut stopped = false;
+    let result = ElementsSeed {
+        deliver: &mut *deliver,
+        stopped: &mut stopped,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|()| deserializer.end());
+    if stopped {
+        return Err(SourceError::Stopped {
+            path: path.to_owned(),
+        });
+    }
+    result.map_err(|error| SourceError::Malformed {
+        path: path.to_owned(),
+        line: error.line(),
+        column: error.column(),
+        reason: error.to_string(),
+    })
+}
+
+/// NDJSON: one envelope per line. A broken line fails that document only.
+fn read_lines(
+    path: &Path,
+    reader: impl BufRead,
+    deliver: &mut impl FnMut(SourceItem) -> ControlFlow<()>,
+) -> Result<(), SourceError> {
+    for line in reader.lines() {
+        let line = line.map_err(|source| SourceError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if deliver(check_envelope(line)).is_break() {
+            return Err(SourceError::Stopped {
+                path: path.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Hands each array element to the callback while the array is being parsed.
+struct ElementsSeed<'a, F> {
+    deliver: &'a mut F,
+    stopped: &'a mut bool,
+}
+
+impl<'de, F: FnMut(SourceItem) -> ControlFlow<()>> DeserializeSeed<'de> for ElementsSeed<'_, F> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de, F: FnMut(SourceItem) -> ControlFlow<()>> Visitor<'de> for ElementsSeed<'_, F> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON array of documents")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(element) = seq.next_element::<Box<RawValue>>()? {
+            if (self.deliver)(check_envelope(element.get())).is_break() {
+                *self.stopped = true;
+                return Err(serde::de::Error::custom("stopped"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn collect(path: &Path) -> (Vec<SourceItem>, Result<(), SourceError>) {
+        let mut items = Vec::new();
+        let result = read_files(path, |item| {
+            items.push(item);
+            ControlFlow::Continue(())
+        });
+        (items, result)
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        File::create(&path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        path
+    }
+
+    #[test]
+    fn arrays_and_ndjson_files_give_the_same_envelopes() {
+        let dir = tempfile::tempdir().unwrap();
+        let doc = r#"{"id":"a","timestamp":1,"type":"T","data":{}}"#;
+        let array = write(dir.path(), "a.json", &format!("\n [{doc}, 5, {doc}]\n"));
+        let lines = write(
+            dir.path(),
+            "b.ndjson",
+            &format!("{doc}\nnot json\n\n{doc}\n"),
+        );
+        let (items, result) = collect(&array);
+        result.unwrap();
+        assert_eq!(
+            items.iter().map(Result::is_ok).collect::<Vec<_>>(),
+            [true, false, true]
+        );
+        let (items, result) = collect(&lines);
+        result.unwrap();
+        assert_eq!(
+            items.iter().map(Result::is_ok).collect::<Vec<_>>(),
+            [true, false, true]
+        );
+        let (items, result) = collect(dir.path());
+        result.unwrap();
+        assert_eq!(items.len(), 6);
+    }
+
+    #[test]
+    fn a_cut_off_array_keeps_what_came_before_and_says_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let doc = r#"{"id":"a","timestamp":1,"type":"T","data":{}}"#;
+        let path = write(
+            dir.path(),
+            "cut.json",
+            &format!("[{doc},{doc},{{\"id\":\"b\",\"tim"),
+        );
+        let (items, result) = collect(&path);
+        assert_eq!(items.len(), 2);
+        assert!(
+            matches!(result, Err(SourceError::Malformed { line: 1, .. })),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn unreadable_and_wrong_sources_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            collect(&dir.path().join("missing.json")).1,
+            Err(SourceError::Io { .. })
+        ));
+        assert!(matches!(
+            collect(dir.path()).1,
+            Err(SourceError::Empty { .. })
+        ));
+        let path = write(dir.path(), "x.json", "\"text\"");
+        assert!(matches!(
+            collect(&path).1,
+            Err(SourceError::NotDocuments { found: '"', .. })
+        ));
+    }
+}

@@ -1,0 +1,71 @@
+//! Where documents come from. A source streams envelopes as it reads them, so memory does not
+//! grow with the size of the window.
+
+mod file;
+
+use std::path::PathBuf;
+
+pub use file::read_files;
+
+use crate::document::{Envelope, EnvelopeError};
+
+/// Where to read documents from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// A JSON array or NDJSON file of envelopes, or a folder of such files (`file:PATH`).
+    Files(PathBuf),
+}
+
+impl SourceSpec {
+    /// Parses `file:PATH`; a bare path means the same.
+    pub fn parse(spec: &str) -> Result<Self, SourceError> {
+        if spec.starts_with("http://") || spec.starts_with("https://") {
+            return Err(SourceError::Unsupported(spec.to_owned()));
+        }
+        let path = spec.strip_prefix("file:").unwrap_or(spec);
+        if path.is_empty() {
+            return Err(SourceError::Unsupported(spec.to_owned()));
+        }
+        Ok(SourceSpec::Files(PathBuf::from(path)))
+    }
+}
+
+/// Why a source could not be read (whole or from some point on).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("unsupported source {0:?}: expected file:PATH")]
+    Unsupported(String),
+    #[error("cannot read {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} holds no .json, .ndjson or .jsonl files")]
+    Empty { path: PathBuf },
+    #[error("{path} is not a JSON array of documents or NDJSON: it starts with {found:?}")]
+    NotDocuments { path: PathBuf, found: char },
+    #[error("{path} is not valid JSON from line {line}, column {column} on (cut off?): {reason}")]
+    Malformed {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        reason: String,
+    },
+    #[error("the run stopped reading {path}")]
+    Stopped { path: PathBuf },
+}
+
+/// One element read from a source.
+pub type SourceItem = Result<Envelope, EnvelopeError>;
+
+/// The JSON text of a whole envelope, for dead letters.
+pub fn envelope_json(type_name: &str, envelope: &Envelope) -> String {
+    format!(
+        "{{\"id\":{},\"timestamp\":{},\"type\":{},\"data\":{}}}",
+        serde_json::Value::from(envelope.id.as_str()),
+        envelope.timestamp,
+        serde_json::Value::from(envelope.type_name.as_deref().unwrap_or(type_name)),
+        envelope.data
+    )
+}

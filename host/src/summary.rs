@@ -1,0 +1,113 @@
+//! What a run did, per type and in total.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// The counts of one type. `error` is set when the type could not run to the end.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TypeSummary {
+    pub inserted: u64,
+    pub duplicates: u64,
+    pub refused: u64,
+    pub failed: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl TypeSummary {
+    pub fn documents(&self) -> u64 {
+        self.inserted + self.duplicates + self.refused + self.failed
+    }
+}
+
+/// The counts of a run. Totals are the sums over `types`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunSummary {
+    #[serde(skip)]
+    pub run_id: String,
+    pub inserted: u64,
+    pub duplicates: u64,
+    pub refused: u64,
+    pub failed: u64,
+    pub types: BTreeMap<String, TypeSummary>,
+    /// Set when the source could not be read to the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The type name failures are filed under when a document does not say its type.
+pub const UNKNOWN_TYPE: &str = "unknown";
+
+impl RunSummary {
+    pub fn type_mut(&mut self, type_name: &str) -> &mut TypeSummary {
+        self.types.entry(type_name.to_owned()).or_default()
+    }
+
+    /// Sets the totals from the per-type counts.
+    pub fn total(&mut self) {
+        let types = self.types.values();
+        self.inserted = types.clone().map(|t| t.inserted).sum();
+        self.duplicates = types.clone().map(|t| t.duplicates).sum();
+        self.refused = types.clone().map(|t| t.refused).sum();
+        self.failed = types.map(|t| t.failed).sum();
+    }
+
+    /// Whether every type and the source ran to the end (documents may still have failed).
+    pub fn completed(&self) -> bool {
+        self.error.is_none() && self.types.values().all(|t| t.error.is_none())
+    }
+
+    /// The Lambda's body: `N records inserted into Aurora. M duplicates skipped. E errors.`
+    pub fn lambda_body(&self) -> String {
+        format!(
+            "{} records inserted into Aurora. {} duplicates skipped. {} errors.",
+            self.inserted, self.duplicates, self.failed
+        )
+    }
+
+    /// A short table for people.
+    pub fn table(&self) -> String {
+        let mut text = format!(
+            "{:<20} {:>10} {:>10} {:>10} {:>10}\n",
+            "type", "inserted", "duplicates", "refused", "failed"
+        );
+        let mut line = |name: &str, t: &TypeSummary| {
+            text.push_str(&format!(
+                "{:<20} {:>10} {:>10} {:>10} {:>10}\n",
+                name, t.inserted, t.duplicates, t.refused, t.failed
+            ));
+        };
+        for (name, t) in &self.types {
+            line(name, t);
+        }
+        let total = TypeSummary {
+            inserted: self.inserted,
+            duplicates: self.duplicates,
+            refused: self.refused,
+            failed: self.failed,
+            ..Default::default()
+        };
+        line("total", &total);
+        for (name, t) in &self.types {
+            for note in &t.notes {
+                text.push_str(&format!("note: {name}: {note}\n"));
+            }
+            if let Some(error) = &t.error {
+                text.push_str(&format!("error: {name}: {error}\n"));
+            }
+        }
+        if let Some(error) = &self.error {
+            text.push_str(&format!("error: {error}\n"));
+        }
+        if self.failed > 0 {
+            text.push_str(&format!(
+                "failed documents are kept in table batch_job_failed_documents (run_id {})\n",
+                self.run_id
+            ));
+        }
+        text
+    }
+}

@@ -1,0 +1,117 @@
+//! `SlackType`: one row per Slack Events API envelope, with the channel's name looked up.
+
+use aurora_plugin_sdk::ColumnType::{Int, Text};
+use aurora_plugin_sdk::paths::{self, Parsed, PathColumn, path};
+use aurora_plugin_sdk::{
+    Capability, Column, Document, Host, LookupError, Outcome, Plugin, PluginError, Value, column,
+    export_plugin,
+};
+
+struct Slack;
+
+/// The columns taken straight from the envelope.
+const PATH_COLUMNS: [PathColumn; 3] = [
+    path("event_type", Text, "/data/event/type"),
+    path("slack_timestamp", Int, "/data/event_time"),
+    path("team_id", Text, "/data/team_id"),
+];
+
+impl Plugin for Slack {
+    const TYPE_NAME: &'static str = "SlackType";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+
+    fn columns() -> Vec<Column> {
+        let mut columns = paths::columns(&PATH_COLUMNS);
+        columns.push(column("channel_name", Text));
+        columns
+    }
+
+    fn capabilities() -> Vec<Capability> {
+        vec![Capability::SlackChannels]
+    }
+
+    fn transform(document: &Document, host: &dyn Host) -> Result<Outcome, PluginError> {
+        let parsed = Parsed::new(document)?;
+        let mut values = parsed.values(&PATH_COLUMNS);
+        // Some events carry no channel, or a channel object (`channel_created`); those get
+        // a NULL name rather than a lookup. The old job crashed on them.
+        let channel_name = match parsed.pointer("/data/event/channel").as_deref() {
+            Some(serde_json::Value::String(channel_id)) => channel_name(host, channel_id)?,
+            _ => Value::Null,
+        };
+        values.push(channel_name);
+        Ok(Outcome::row(values))
+    }
+}
+
+/// The channel's name; NULL when Slack does not know the channel or no token is configured
+/// (the host's run summary says so). Any other failure fails the document, so that it is kept
+/// and can be loaded again rather than stored with a name missing for good.
+fn channel_name(host: &dyn Host, channel_id: &str) -> Result<Value, PluginError> {
+    match host.slack_channel(channel_id) {
+        Ok(channel) => Ok(channel.map(|channel| channel.name).into()),
+        Err(LookupError::NotConfigured(_)) => Ok(Value::Null),
+        Err(error) => Err(error.into()),
+    }
+}
+
+export_plugin!(Slack);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aurora_plugin_sdk::Value::{Int as I, Null, Text as T};
+    use aurora_plugin_sdk::testing::StaticHost;
+
+    fn transform(data: &str, host: &StaticHost) -> Vec<Value> {
+        let document = Document {
+            id: "AAAAAF0Qp79lNx8dkdk1qQ==".into(),
+            timestamp: 1561372607,
+            data: data.into(),
+        };
+        match Slack::transform(&document, host).unwrap() {
+            Outcome::Rows(rows) => rows.into_iter().next().unwrap().values,
+            other => panic!("expected a row, got {other:?}"),
+        }
+    }
+
+    const MESSAGE: &str = r#"{"type":"event_callback","team_id":"T1","event_time":1561372607,
+        "event":{"type":"message","channel":"C1","ts":"1561372607.000200"}}"#;
+
+    #[test]
+    fn contract_6_a_known_channel_gives_its_name() {
+        let host = StaticHost::new().with_channel("C1", Some("Epic Channel name"));
+        assert_eq!(
+            transform(MESSAGE, &host),
+            vec![
+                T("message".into()),
+                I(1561372607),
+                T("T1".into()),
+                T("Epic Channel name".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn contract_6_an_unknown_channel_gives_null() {
+        let host = StaticHost::new().with_channel("C1", None);
+        assert_eq!(transform(MESSAGE, &host)[3], Null);
+    }
+
+    #[test]
+    fn no_token_gives_null_names() {
+        assert_eq!(transform(MESSAGE, &StaticHost::new())[3], Null);
+    }
+
+    #[test]
+    fn events_without_a_channel_or_with_a_channel_object_do_not_crash() {
+        let host = StaticHost::new().with_channel("C1", Some("x"));
+        let reaction = r#"{"team_id":"T1","event_time":1,"event":{"type":"reaction_added",
+            "item":{"type":"message","channel":"C1","ts":"1.2"}}}"#;
+        let created = r#"{"team_id":"T1","event_time":1,"event":{"type":"channel_created",
+            "channel":{"id":"C2","name":"new","created":1}}}"#;
+        assert_eq!(transform(reaction, &host)[3], Null);
+        assert_eq!(transform(created, &host)[3], Null);
+        assert_eq!(transform("{}", &host), vec![Null, Null, Null, Null]);
+    }
+}
