@@ -1,1 +1,10 @@
+//! The integration tests: real plugins built to wasm by `build.rs`, loaded by the real host,
+//! writing into real databases. One binary, one module per theme; data in `tests/data/`.
 
+mod support;
+
+mod cli;
+mod end_to_end;
+mod golden;
+mod loading;
+mod sandbox;

@@ -51,6 +51,15 @@ pub fn check_envelope(raw: &str) -> Result<Envelope, EnvelopeError> {
         reason,
         raw: raw.to_owned(),
     };
+    // A derived struct would also accept an array, positionally; an envelope is an object.
+    if !raw.trim_start().starts_with('{') {
+        return Err(fail(
+            format!("not a JSON object: {}", abbreviate(raw)),
+            None,
+            None,
+            None,
+        ));
+    }
     let loose: Loose = serde_json::from_str(raw)
         .map_err(|error| fail(format!("not a JSON object: {error}"), None, None, None))?;
     let id = loose

@@ -34,6 +34,8 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
     let engine = PluginEngine::new(config.limits.clone())?;
     let plugins = engine.load_folder(&config.plugins_dir)?;
     let selected = select(&plugins, config.types.as_deref())?;
+    let SourceSpec::Files(path) = &config.source;
+    let files = source::files(path)?;
     let sink = Arc::new(Sink::connect(&config.database_url).await?);
     let mut summary = RunSummary {
         run_id: new_run_id(),
@@ -97,10 +99,9 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         outside_window: 0,
         not_selected: BTreeMap::new(),
     };
-    let SourceSpec::Files(path) = config.source.clone();
     let source_result = tokio::task::spawn_blocking(move || {
         let mut router = router;
-        let result = source::read_files(&path, |item| router.route(item));
+        let result = source::read_files(&files, |item| router.route(item));
         router.finish();
         (result, router.outside_window, router.not_selected)
     })

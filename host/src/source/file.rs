@@ -18,16 +18,18 @@ const READ_BUFFER: usize = 256 << 10;
 /// each element to `deliver` as soon as it is read. `deliver` returns `Break` to stop reading.
 /// An error after some elements were delivered leaves those delivered.
 pub fn read_files(
-    path: &Path,
+    files: &[PathBuf],
     mut deliver: impl FnMut(SourceItem) -> ControlFlow<()>,
 ) -> Result<(), SourceError> {
-    for file in files(path)? {
-        read_file(&file, &mut deliver)?;
+    for file in files {
+        read_file(file, &mut deliver)?;
     }
     Ok(())
 }
 
-fn files(path: &Path) -> Result<Vec<PathBuf>, SourceError> {
+/// The files a `file:` source names: the file itself, or the document files of a folder.
+/// Checked before a run starts, so that an unreadable source stops it before anything else.
+pub fn files(path: &Path) -> Result<Vec<PathBuf>, SourceError> {
     let io_error = |source| SourceError::Io {
         path: path.to_owned(),
         source,
@@ -178,9 +180,11 @@ mod tests {
 
     fn collect(path: &Path) -> (Vec<SourceItem>, Result<(), SourceError>) {
         let mut items = Vec::new();
-        let result = read_files(path, |item| {
-            items.push(item);
-            ControlFlow::Continue(())
+        let result = files(path).and_then(|files| {
+            read_files(&files, |item| {
+                items.push(item);
+                ControlFlow::Continue(())
+            })
         });
         (items, result)
     }

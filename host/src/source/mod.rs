@@ -5,7 +5,7 @@ mod file;
 
 use std::path::PathBuf;
 
-pub use file::read_files;
+pub use file::{files, read_files};
 
 use crate::document::{Envelope, EnvelopeError};
 

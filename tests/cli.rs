@@ -1,0 +1,178 @@
+//! The `batch-job-aurora` binary: flags, exit codes, `--json`, and `plugins`.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::support::{plugin_folder, workspace_root};
+
+/// The binary, built once per test run (cargo builds a package's binaries only for that
+/// package's own tests).
+fn binary() -> &'static PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(workspace_root())
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "batch-job-aurora",
+                "--bin",
+                "batch-job-aurora",
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deps = std::env::current_exe().unwrap();
+        deps.parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("batch-job-aurora")
+    })
+}
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .env_remove("DATAPLATTFORM_EVENT_CODE_TABLE")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn run_json_prints_the_counts_object() {
+    let plugins = plugin_folder(&["github", "slack", "event_rating"]);
+    let database = plugins.path().join("cli.db");
+    let examples = workspace_root().join("examples");
+    let output = cli(&[
+        "run",
+        "--json",
+        "--source",
+        &format!("file:{}", examples.join("documents").display()),
+        "--database",
+        &format!("sqlite://{}", database.display()),
+        "--plugins",
+        plugins.path().to_str().unwrap(),
+        "--slack-channels",
+        &format!(
+            "file:{}",
+            examples.join("lookups/slack-channels.json").display()
+        ),
+        "--event-codes",
+        &format!(
+            "file:{}",
+            examples.join("lookups/event-codes.json").display()
+        ),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        summary,
+        serde_json::json!({
+            "inserted": 10, "duplicates": 0, "refused": 10, "failed": 0,
+            "types": {
+                "EventRatingType": {"inserted": 3, "duplicates": 0, "refused": 2, "failed": 0},
+                "GithubType": {"inserted": 2, "duplicates": 0, "refused": 8, "failed": 0},
+                "SlackType": {"inserted": 5, "duplicates": 0, "refused": 0, "failed": 0}
+            }
+        })
+    );
+}
+
+#[test]
+fn plugins_lists_type_version_and_columns() {
+    let plugins = plugin_folder(&["github", "slack"]);
+    let output = cli(&["plugins", "--plugins", plugins.path().to_str().unwrap()]);
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("GithubType 0.1.0"), "{text}");
+    assert!(text.contains("repository_name text"), "{text}");
+    assert!(text.contains("capabilities: slack-channels"), "{text}");
+}
+
+#[test]
+fn what_cannot_run_exits_non_zero_with_one_line() {
+    let plugins = plugin_folder(&["github"]);
+    let dir = plugins.path().to_str().unwrap();
+    let database = format!("sqlite://{}/x.db", dir);
+    let examples = format!(
+        "file:{}",
+        workspace_root().join("examples/documents").display()
+    );
+    let examples = examples.as_str();
+    let cases: [(&[&str], i32, &str); 5] = [
+        (&["run", "--bogus"], 2, "--bogus"),
+        (
+            &[
+                "run",
+                "--source",
+                "file:/nonexistent/docs.json",
+                "--plugins",
+                dir,
+                "--database",
+                &database,
+            ],
+            1,
+            "/nonexistent/docs.json",
+        ),
+        (
+            &[
+                "run",
+                "--source",
+                examples,
+                "--plugins",
+                dir,
+                "--types",
+                "NopeType",
+                "--database",
+                &database,
+            ],
+            1,
+            "no plugin for type NopeType",
+        ),
+        (
+            &[
+                "run",
+                "--source",
+                examples,
+                "--plugins",
+                "/nonexistent/plugins",
+                "--database",
+                &database,
+            ],
+            1,
+            "/nonexistent/plugins",
+        ),
+        (
+            &[
+                "run",
+                "--source",
+                examples,
+                "--plugins",
+                dir,
+                "--database",
+                "sqlite:///nonexistent/dir/x.db",
+            ],
+            1,
+            "cannot open database",
+        ),
+    ];
+    for (args, code, needle) in cases {
+        let output = cli(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        if code == 1 {
+            assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        }
+    }
+}
