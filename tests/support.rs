@@ -45,17 +45,18 @@ pub async fn run(config: RunConfig) -> RunSummary {
 pub fn example_backends() -> batch_job_aurora::capability::Backends {
     use batch_job_aurora::capability::*;
     let lookups = workspace_root().join("examples/lookups");
-    let mut backends = Backends::default();
-    backends.slack = Some(std::sync::Arc::new(
-        ChannelMapFile::load(&lookups.join("slack-channels.json")).unwrap(),
-    ));
-    backends.references.insert(
-        EVENT_CODES_TABLE.into(),
-        std::sync::Arc::new(
-            ReferenceFile::load(&lookups.join("event-codes.json"), EVENT_CODES_KEY).unwrap(),
-        ),
-    );
-    backends
+    Backends {
+        slack: Some(std::sync::Arc::new(
+            ChannelMapFile::load(&lookups.join("slack-channels.json")).unwrap(),
+        )),
+        references: [(
+            EVENT_CODES_TABLE.to_owned(),
+            std::sync::Arc::new(
+                ReferenceFile::load(&lookups.join("event-codes.json"), EVENT_CODES_KEY).unwrap(),
+            ) as std::sync::Arc<dyn ReferenceTable>,
+        )]
+        .into(),
+    }
 }
 
 /// Every row of a SQLite table as JSON objects, ordered as the query says.
