@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: the toolchain pieces and the services it needs,
+# then every test of the workspace (the tests build the plugins to wasm themselves).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+bash scripts/services.sh
+
+# Never let an AWS SDK in a test reach for the instance metadata service.
+export AWS_EC2_METADATA_DISABLED=true
+
+cargo test --workspace "$@"
