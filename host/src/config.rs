@@ -21,6 +21,149 @@ impl Window {
     }
 }
 
+/// The contract's default window: the last 70 minutes, so an hourly schedule overlaps by 10.
+pub const DEFAULT_SPAN_SECS: i64 = 70 * 60;
+
+impl Window {
+    /// The contract's default window ending at `now`.
+    pub fn last_70_minutes(now: i64) -> Window {
+        Window {
+            from: now - DEFAULT_SPAN_SECS,
+            to: now,
+        }
+    }
+}
+
+/// Gap-free windows: a missed or failed hourly run leaves no hole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatchUp {
+    /// The end of every window, Unix seconds; computed at each invocation.
+    pub now: i64,
+    /// How far a window reaches back before the last successful end.
+    pub overlap_secs: i64,
+    /// The longest window one run takes, so that it finishes in time; the next run takes the
+    /// rest.
+    pub max_span_secs: i64,
+}
+
+impl CatchUp {
+    /// Defaults: 10 minutes of overlap, at most 6 hours per run.
+    pub fn at(now: i64) -> Self {
+        CatchUp {
+            now,
+            overlap_secs: 10 * 60,
+            max_span_secs: 6 * 3600,
+        }
+    }
+
+    /// The window of a type whose last successful window ended at `last_end` (if ever).
+    pub fn window(&self, last_end: Option<i64>) -> Window {
+        let Some(last_end) = last_end else {
+            return Window::last_70_minutes(self.now);
+        };
+        let from = (last_end - self.overlap_secs).min(self.now);
+        Window {
+            from,
+            to: self.now.min(from.saturating_add(self.max_span_secs)),
+        }
+    }
+}
+
+/// Now, in Unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |now| now.as_secs() as i64)
+}
+
+/// Why the environment does not describe a database.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is not set (needed with DATAPLATTFORM_AURORA_HOST)")]
+    Missing(&'static str),
+    #[error("{name}={value:?} is not valid: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+}
+
+/// The database URL from the old job's variables (`DATAPLATTFORM_AURORA_HOST`, `_PORT`,
+/// `_DB_NAME`, `_USER`, `_PASSWORD`), plus `DATAPLATTFORM_AURORA_ENGINE` (`mysql`, the default,
+/// or `postgres`), `DATAPLATTFORM_AURORA_TLS` (`disable`, `prefer`, `require`, `verify-ca`,
+/// `verify-full`) and `DATAPLATTFORM_AURORA_TLS_CA` (a CA bundle file). `None` when no host is
+/// set.
+pub fn database_url_from_env(
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Option<String>, ConfigError> {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    let Some(host) = var("DATAPLATTFORM_AURORA_HOST").filter(|host| !host.is_empty()) else {
+        return Ok(None);
+    };
+    let engine = var("DATAPLATTFORM_AURORA_ENGINE").unwrap_or_else(|| "mysql".into());
+    let (scheme, default_port, tls_key, ca_key) = match engine.as_str() {
+        "mysql" => ("mysql", "3306", "ssl-mode", "ssl-ca"),
+        "postgres" | "postgresql" => ("postgres", "5432", "sslmode", "sslrootcert"),
+        _ => {
+            return Err(ConfigError::Invalid {
+                name: "DATAPLATTFORM_AURORA_ENGINE",
+                value: engine,
+                reason: "expected mysql or postgres",
+            });
+        }
+    };
+    let port = var("DATAPLATTFORM_AURORA_PORT").unwrap_or_else(|| default_port.into());
+    if port.parse::<u16>().is_err() {
+        return Err(ConfigError::Invalid {
+            name: "DATAPLATTFORM_AURORA_PORT",
+            value: port,
+            reason: "expected a port number",
+        });
+    }
+    let name = var("DATAPLATTFORM_AURORA_DB_NAME")
+        .ok_or(ConfigError::Missing("DATAPLATTFORM_AURORA_DB_NAME"))?;
+    let user = var("DATAPLATTFORM_AURORA_USER")
+        .ok_or(ConfigError::Missing("DATAPLATTFORM_AURORA_USER"))?;
+    let password = var("DATAPLATTFORM_AURORA_PASSWORD").unwrap_or_default();
+    let encode = |text: &str| utf8_percent_encode(text, NON_ALPHANUMERIC).to_string();
+    let mut url = format!(
+        "{scheme}://{}:{}@{host}:{port}/{}",
+        encode(&user),
+        encode(&password),
+        encode(&name)
+    );
+    let mut parameters = Vec::new();
+    if let Some(tls) = var("DATAPLATTFORM_AURORA_TLS") {
+        let mode = match (scheme, tls.as_str()) {
+            ("mysql", "disable") => "DISABLED",
+            ("mysql", "prefer") => "PREFERRED",
+            ("mysql", "require") => "REQUIRED",
+            ("mysql", "verify-ca") => "VERIFY_CA",
+            ("mysql", "verify-full") => "VERIFY_IDENTITY",
+            (
+                "postgres",
+                mode @ ("disable" | "prefer" | "require" | "verify-ca" | "verify-full"),
+            ) => mode,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    name: "DATAPLATTFORM_AURORA_TLS",
+                    value: tls,
+                    reason: "expected disable, prefer, require, verify-ca or verify-full",
+                });
+            }
+        };
+        parameters.push(format!("{tls_key}={mode}"));
+    }
+    if let Some(ca) = var("DATAPLATTFORM_AURORA_TLS_CA") {
+        parameters.push(format!("{ca_key}={}", encode(&ca)));
+    }
+    if !parameters.is_empty() {
+        url = format!("{url}?{}", parameters.join("&"));
+    }
+    Ok(Some(url))
+}
+
 /// Everything one run needs.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -30,8 +173,10 @@ pub struct RunConfig {
     pub plugins_dir: PathBuf,
     /// The types to run; `None` runs every installed plugin's type.
     pub types: Option<Vec<String>>,
-    /// Documents outside the window are skipped; `None` takes every document.
+    /// Documents outside the window are skipped; `None` takes every document (file sources).
     pub window: Option<Window>,
+    /// Instead of `window`: each type's window starts where its last successful one ended.
+    pub catch_up: Option<CatchUp>,
     pub backends: Backends,
     pub limits: SandboxLimits,
     /// Documents per plugin call. About 100 amortises the call; more buys nothing measurable.
@@ -51,6 +196,7 @@ impl RunConfig {
             plugins_dir,
             types: None,
             window: None,
+            catch_up: None,
             backends: Backends::default(),
             limits: SandboxLimits::default(),
             documents_per_call: 100,
@@ -77,5 +223,70 @@ impl Progress {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_old_variables_make_a_url_with_secrets_encoded() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert_eq!(database_url_from_env(env(&[])).unwrap(), None);
+        let url = database_url_from_env(env(&[
+            ("DATAPLATTFORM_AURORA_HOST", "db.example"),
+            ("DATAPLATTFORM_AURORA_DB_NAME", "raw"),
+            ("DATAPLATTFORM_AURORA_USER", "job"),
+            ("DATAPLATTFORM_AURORA_PASSWORD", "p@ss:w/rd"),
+            ("DATAPLATTFORM_AURORA_TLS", "verify-full"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            url.as_deref(),
+            Some("mysql://job:p%40ss%3Aw%2Frd@db.example:3306/raw?ssl-mode=VERIFY_IDENTITY")
+        );
+        let url = database_url_from_env(env(&[
+            ("DATAPLATTFORM_AURORA_HOST", "h"),
+            ("DATAPLATTFORM_AURORA_ENGINE", "postgres"),
+            ("DATAPLATTFORM_AURORA_DB_NAME", "d"),
+            ("DATAPLATTFORM_AURORA_USER", "u"),
+        ]))
+        .unwrap();
+        assert_eq!(url.as_deref(), Some("postgres://u:@h:5432/d"));
+        assert!(database_url_from_env(env(&[("DATAPLATTFORM_AURORA_HOST", "h")])).is_err());
+    }
+
+    #[test]
+    fn catch_up_starts_at_the_last_end_minus_the_overlap_and_is_bounded() {
+        let catch_up = CatchUp::at(100_000);
+        assert_eq!(
+            catch_up.window(None),
+            Window {
+                from: 100_000 - 4200,
+                to: 100_000
+            }
+        );
+        assert_eq!(
+            catch_up.window(Some(90_000)),
+            Window {
+                from: 89_400,
+                to: 100_000
+            }
+        );
+        assert_eq!(
+            catch_up.window(Some(1_000)),
+            Window {
+                from: 400,
+                to: 400 + 6 * 3600
+            }
+        );
     }
 }

@@ -20,7 +20,7 @@ use crate::document::{Envelope, EnvelopeError};
 use crate::error::RunError;
 use crate::model::{FailedDocument, Stage};
 use crate::plugin::{DocumentResult, LoadedPlugin, PluginEngine, PluginSet, TransformWorker};
-use crate::sink::{Sink, SinkError, SourcedRow, TableSpec};
+use crate::sink::{RunStatus, Sink, SinkError, SourcedRow, TableSpec};
 use crate::source::{self, SourceItem, SourceSpec};
 use crate::summary::{RunSummary, TypeSummary, UNKNOWN_TYPE};
 
@@ -45,6 +45,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
     // Prepare every table before reading anything. A table that does not fit its plugin stops
     // that type alone, and nothing is written for it.
     let mut lanes = Vec::new();
+    let mut windows = HashMap::new();
     for plugin in selected {
         let type_name = plugin.info.type_name.clone();
         let table = TableSpec::new(&type_name, &plugin.info.columns)?;
@@ -53,6 +54,13 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
                 for change in changes {
                     tracing::info!(table = %type_name, "schema: {change:?}");
                 }
+                let window = match config.catch_up {
+                    Some(catch_up) => Some(catch_up.window(sink.last_success(&type_name).await?)),
+                    None => config.window,
+                };
+                sink.run_started(&summary.run_id, &type_name, window)
+                    .await?;
+                windows.insert(type_name.clone(), window);
                 lanes.push((table, plugin));
                 summary.type_mut(&type_name);
             }
@@ -70,7 +78,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
     let mut lane_tasks = Vec::new();
     for (lane, (table, plugin)) in lanes.iter().enumerate() {
         let (tx, rx) = mpsc::channel::<Arc<Envelope>>(config.documents_per_call * 2);
-        document_senders.insert(table.name.clone(), tx);
+        document_senders.insert(table.name.clone(), (tx, windows[&table.name]));
         let grants = hub.grants(&table.name, &plugin.info.capabilities);
         let worker = engine.worker(Arc::clone(plugin), grants);
         let writer_tx = writer_tx.clone();
@@ -94,7 +102,6 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         senders: document_senders,
         failures: writer_tx,
         pending_failures: Vec::new(),
-        window: config.window,
         progress: Arc::clone(&config.progress),
         outside_window: 0,
         not_selected: BTreeMap::new(),
@@ -118,7 +125,6 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
     let counts = writer
         .await
         .map_err(|error| RunError::Task(error.to_string()))??;
-    sink.close().await;
 
     let (read_result, outside_window, not_selected) = source_result;
     if let Err(error) = read_result {
@@ -137,6 +143,21 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         summary.type_mut(&type_name).notes.extend(lane_notes);
     }
     summary.total();
+    // A window counts as done only when the source was read to its end: every document of it
+    // was then stored, counted as a duplicate or refusal, or kept as failed.
+    for (table, _) in &lanes {
+        let counts = &summary.types[&table.name];
+        let status = if summary.error.is_none() && counts.error.is_none() {
+            RunStatus::Succeeded
+        } else {
+            RunStatus::Failed
+        };
+        let mut logged = counts.clone();
+        logged.error = logged.error.or_else(|| summary.error.clone());
+        sink.run_finished(&summary.run_id, &table.name, &logged, status)
+            .await?;
+    }
+    sink.close().await;
     if outside_window > 0 {
         tracing::info!("{outside_window} documents outside the window were skipped");
     }
@@ -210,10 +231,10 @@ enum WriterMessage {
 
 /// Hands each document to its type's lane, on the source's thread.
 struct Router {
-    senders: HashMap<String, mpsc::Sender<Arc<Envelope>>>,
+    /// Each selected type's lane and window.
+    senders: HashMap<String, (mpsc::Sender<Arc<Envelope>>, Option<Window>)>,
     failures: mpsc::Sender<WriterMessage>,
     pending_failures: Vec<FailedDocument>,
-    window: Option<Window>,
     progress: Arc<Progress>,
     outside_window: u64,
     not_selected: BTreeMap<String, u64>,
@@ -237,16 +258,13 @@ impl Router {
             };
             return self.fail(failure);
         };
-        if self
-            .window
-            .is_some_and(|window| !window.contains(envelope.timestamp))
-        {
-            self.outside_window += 1;
-            return ControlFlow::Continue(());
-        }
         match self.senders.get(&type_name) {
+            Some((_, Some(window))) if !window.contains(envelope.timestamp) => {
+                self.outside_window += 1;
+                ControlFlow::Continue(())
+            }
             // A closed lane means the run is stopping; stop reading too.
-            Some(lane) => match lane.blocking_send(Arc::new(envelope)) {
+            Some((lane, _)) => match lane.blocking_send(Arc::new(envelope)) {
                 Ok(()) => ControlFlow::Continue(()),
                 Err(_) => ControlFlow::Break(()),
             },

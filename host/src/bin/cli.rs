@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use batch_job_aurora::capability::{
     Backends, ChannelMapFile, EVENT_CODES_KEY, EVENT_CODES_TABLE, ReferenceFile,
 };
-use batch_job_aurora::config::{Progress, Window};
+use batch_job_aurora::config::{CatchUp, Progress, Window, database_url_from_env, unix_now};
 use batch_job_aurora::plugin::{PluginEngine, SandboxLimits};
 use batch_job_aurora::source::SourceSpec;
 use batch_job_aurora::{RunConfig, RunSummary};
@@ -56,13 +56,12 @@ struct RunArgs {
     /// of such files).
     #[arg(long, value_name = "SPEC")]
     source: String,
-    /// Where rows go.
-    #[arg(
-        long,
-        value_name = "URL",
-        default_value = "sqlite://batch-job-aurora.db"
-    )]
-    database: String,
+    /// Where rows go: sqlite://PATH, mysql://USER:PASSWORD@HOST:PORT/DB or postgres://…
+    /// (TLS through the URL: ?ssl-mode=REQUIRED, ?sslmode=verify-full). Default: the
+    /// DATAPLATTFORM_AURORA_* variables when DATAPLATTFORM_AURORA_HOST is set, else
+    /// sqlite://batch-job-aurora.db.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
     #[command(flatten)]
     plugins: PluginArgs,
     /// Only these types (comma separated). Default: every installed type.
@@ -75,6 +74,24 @@ struct RunArgs {
     /// End of the window, Unix seconds (inclusive).
     #[arg(long, value_name = "SECONDS", requires = "from")]
     to: Option<i64>,
+    /// Gap-free windows: each type starts where its last successful window ended, minus the
+    /// overlap, up to now (at most --max-catch-up-hours per run; the next run takes the rest).
+    #[arg(long, conflicts_with = "from")]
+    catch_up: bool,
+    /// The overlap of a catch-up window with the last successful one.
+    #[arg(long, value_name = "MINUTES", default_value_t = 10)]
+    overlap_minutes: i64,
+    /// The longest window one catch-up run takes.
+    #[arg(long, value_name = "HOURS", default_value_t = 6)]
+    max_catch_up_hours: i64,
+    /// The time the run takes as now, Unix seconds (for replaying a past hour).
+    #[arg(
+        long,
+        env = "BATCH_JOB_AURORA_NOW",
+        value_name = "SECONDS",
+        hide = true
+    )]
+    now: Option<i64>,
     /// Slack channel names for the slack plugin: file:PATH of a JSON map {"C…": "name"}.
     #[arg(long, value_name = "SPEC")]
     slack_channels: Option<String>,
@@ -132,13 +149,25 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
 
 fn run_config(args: RunArgs) -> Result<RunConfig> {
     let source = SourceSpec::parse(&args.source)?;
-    let mut config = RunConfig::new(source, args.database, plugins_dir(args.plugins)?);
+    let database = match args.database {
+        Some(url) => url,
+        None => database_url_from_env(|name| std::env::var(name).ok())?
+            .unwrap_or_else(|| "sqlite://batch-job-aurora.db".into()),
+    };
+    let mut config = RunConfig::new(source, database, plugins_dir(args.plugins)?);
     config.types = args.types;
     config.window = match (args.from, args.to) {
         (Some(from), Some(to)) if from > to => bail!("--from {from} is after --to {to}"),
         (Some(from), Some(to)) => Some(Window { from, to }),
         _ => None,
     };
+    if args.catch_up {
+        config.catch_up = Some(CatchUp {
+            overlap_secs: args.overlap_minutes * 60,
+            max_span_secs: args.max_catch_up_hours * 3600,
+            ..CatchUp::at(args.now.unwrap_or_else(unix_now))
+        });
+    }
     config.limits = SandboxLimits {
         memory_bytes: args.plugin_memory_mib << 20,
         call_budget: Duration::from_millis(args.plugin_budget_ms),

@@ -1,25 +1,40 @@
-//! Where rows and failed documents go. The only module that knows SQL.
+//! Where rows, failed documents and the run log go. The only module that knows SQL.
 //!
 //! Invariants:
 //! - identifiers reach SQL only after [`crate::model::is_safe_identifier`], and quoted;
 //! - a row whose id is already stored is counted as a duplicate and never updated;
-//! - inserted + duplicates + failed always equals the rows handed in;
+//! - inserted + duplicates + failed always equals the rows handed in, exactly, on every engine;
+//! - a value the database would silently change (MySQL truncation, NULL turned into a default)
+//!   fails its row instead;
+//! - a batch is one transaction: fully in, or retried after a transient error on a fresh
+//!   connection;
 //! - a document whose rows the database refuses is kept in the dead-letter table.
 
+#[macro_use]
+mod common;
+mod mysql;
+mod postgres;
+mod retry;
 mod sqlite;
 
 use std::sync::Arc;
 
+use backon::Retryable;
+
+use crate::config::Window;
 use crate::document::Envelope;
 use crate::model::{Column, ColumnType, FailedDocument, Row, is_safe_identifier};
+use crate::summary::TypeSummary;
 
 /// The table failed documents are kept in, in the same database as the rows.
 pub const DEAD_LETTER_TABLE: &str = "batch_job_failed_documents";
+/// The table that records each run of each type: window, counts, status.
+pub const RUN_LOG_TABLE: &str = "batch_job_runs";
 
 /// Why the sink could not do its work.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("unsupported database URL {0:?}: expected sqlite://PATH")]
+    #[error("unsupported database URL {0:?}: expected sqlite://PATH, mysql://… or postgres://…")]
     UnsupportedUrl(String),
     #[error("cannot open database {url}")]
     Connect {
@@ -47,6 +62,39 @@ pub enum SinkError {
     },
 }
 
+/// Why one write did not go in.
+#[derive(Debug)]
+pub enum WriteError {
+    /// The database failed; maybe transient.
+    Database(sqlx::Error),
+    /// MySQL accepted the statement but would have changed values (warnings other than
+    /// duplicate keys); the transaction was rolled back.
+    Changed(String),
+}
+
+impl WriteError {
+    fn is_transient(&self) -> bool {
+        matches!(self, WriteError::Database(error) if retry::is_transient(error))
+    }
+}
+
+impl From<sqlx::Error> for WriteError {
+    fn from(error: sqlx::Error) -> Self {
+        WriteError::Database(error)
+    }
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Database(error) => write!(f, "{error}"),
+            WriteError::Changed(warnings) => {
+                write!(f, "the database would change values: {warnings}")
+            }
+        }
+    }
+}
+
 /// A type's table: its name and the plugin's columns (besides `id` and `timestamp`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableSpec {
@@ -66,6 +114,15 @@ impl TableSpec {
             name: name.to_owned(),
             columns: columns.to_vec(),
         })
+    }
+
+    /// `id`, `timestamp` and the plugin's columns, quoted and comma separated.
+    fn column_list(&self, quote: char) -> String {
+        let mut list = format!("{quote}id{quote}, {quote}timestamp{quote}");
+        for column in &self.columns {
+            list.push_str(&format!(", {quote}{}{quote}", column.name));
+        }
+        list
     }
 }
 
@@ -91,40 +148,189 @@ pub enum SchemaChange {
     AddedColumn(String),
 }
 
+/// The status of a type's run in the run log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl RunStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
 /// A database to write to.
 #[derive(Debug)]
 pub enum Sink {
     Sqlite(sqlite::SqliteSink),
+    Mysql(mysql::MysqlSink),
+    Postgres(postgres::PostgresSink),
+}
+
+/// Dispatches to the engine.
+macro_rules! engine {
+    ($sink:expr, $engine:ident => $body:expr) => {
+        match $sink {
+            Sink::Sqlite($engine) => $body,
+            Sink::Mysql($engine) => $body,
+            Sink::Postgres($engine) => $body,
+        }
+    };
 }
 
 impl Sink {
-    /// Opens the database at `url` (`sqlite://PATH`), creating the file when missing, and makes
-    /// sure the dead-letter table exists.
+    /// Opens the database at `url` (`sqlite://PATH`, `mysql://…`, `postgres://…`; TLS as the
+    /// URL says), creating a SQLite file when missing, and makes sure the dead-letter and run
+    /// log tables exist.
     pub async fn connect(url: &str) -> Result<Sink, SinkError> {
-        if let Some(path) = url
+        let sink = if let Some(path) = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
         {
-            return Ok(Sink::Sqlite(sqlite::SqliteSink::open(url, path).await?));
+            Sink::Sqlite(sqlite::SqliteSink::open(url, path).await?)
+        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            Sink::Mysql(mysql::MysqlSink::open(url).await?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Sink::Postgres(postgres::PostgresSink::open(url).await?)
+        } else {
+            return Err(SinkError::UnsupportedUrl(redact_url(url)));
+        };
+        for (table, ddl) in engine!(&sink, engine => engine.bookkeeping_ddl()) {
+            sink.retrying(table, "create", || async {
+                engine!(&sink, engine => engine.execute(ddl).await)
+            })
+            .await?;
         }
-        Err(SinkError::UnsupportedUrl(redact_url(url)))
+        Ok(sink)
     }
 
-    /// Creates the table when missing, or checks it and adds missing columns.
+    /// Runs `operation` again after transient errors, with backoff.
+    async fn retrying<T, F, Fut>(
+        &self,
+        table: &str,
+        what: &'static str,
+        operation: F,
+    ) -> Result<T, SinkError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        operation
+            .retry(retry::backoff())
+            .when(retry::is_transient)
+            .notify(|error, delay| {
+                tracing::warn!(table, "{what} failed, retrying in {delay:?}: {error}");
+            })
+            .await
+            .map_err(|source| SinkError::Database {
+                table: table.to_owned(),
+                operation: what,
+                source,
+            })
+    }
+
+    /// Creates the table when missing; otherwise compares it with the plugin's columns, adds
+    /// the missing ones, and refuses incompatible types. Extra columns in the table are fine.
     pub async fn prepare(&self, table: &TableSpec) -> Result<Vec<SchemaChange>, SinkError> {
-        match self {
-            Sink::Sqlite(sink) => sink.prepare(table).await,
+        let existing = self
+            .retrying(&table.name, "read columns", || async {
+                engine!(self, engine => engine.existing_columns(&table.name).await)
+            })
+            .await?;
+        if existing.is_empty() {
+            let ddl = engine!(self, engine => engine.create_table_sql(table));
+            self.retrying(&table.name, "create", || async {
+                engine!(self, engine => engine.execute(&ddl).await)
+            })
+            .await?;
+            return Ok(vec![SchemaChange::Created]);
         }
+        let mut missing = Vec::new();
+        for column in &table.columns {
+            match existing
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(&column.name))
+            {
+                Some((_, found)) if engine!(self, engine => engine.compatible(found, column.kind)) =>
+                    {}
+                Some((name, found)) => {
+                    return Err(SinkError::IncompatibleColumn {
+                        table: table.name.clone(),
+                        column: name.clone(),
+                        found: found.clone(),
+                        declared: column.kind,
+                    });
+                }
+                None => missing.push(column),
+            }
+        }
+        // Every column is checked before any is added, so a refused table is left untouched.
+        let mut changes = Vec::new();
+        for column in missing {
+            let ddl = engine!(self, engine => engine.add_column_sql(table, column));
+            self.retrying(&table.name, "add column", || async {
+                engine!(self, engine => engine.execute(&ddl).await)
+            })
+            .await?;
+            tracing::warn!(table = %table.name, "added missing column {} {}", column.name, column.kind);
+            changes.push(SchemaChange::AddedColumn(column.name.clone()));
+        }
+        Ok(changes)
     }
 
-    /// Inserts rows, skipping and counting those whose id is already stored.
+    /// Inserts rows in transactions, skipping and counting those whose id is already stored.
+    /// A chunk the database refuses is split to find its bad rows, which come back as failed.
     pub async fn insert(
         &self,
         table: &TableSpec,
         rows: &[SourcedRow],
     ) -> Result<InsertOutcome, SinkError> {
-        match self {
-            Sink::Sqlite(sink) => sink.insert(table, rows).await,
+        let per_statement = engine!(self, engine => engine.rows_per_statement(table));
+        let mut outcome = InsertOutcome::default();
+        for chunk in rows.chunks(per_statement) {
+            match self.insert_chunk(table, chunk).await? {
+                Ok(inserted) => outcome.add(chunk.len(), inserted),
+                Err(_) if chunk.len() > 1 => {
+                    for row in chunk {
+                        match self.insert_chunk(table, std::slice::from_ref(row)).await? {
+                            Ok(inserted) => outcome.add(1, inserted),
+                            Err(error) => outcome.failed.push(sink_failure(table, row, &error)),
+                        }
+                    }
+                }
+                Err(error) => outcome.failed.push(sink_failure(table, &chunk[0], &error)),
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// One chunk in one transaction: `Ok(Ok(inserted))`, `Ok(Err(_))` when the database
+    /// refused it, `Err` when it stayed unavailable through every retry.
+    async fn insert_chunk(
+        &self,
+        table: &TableSpec,
+        rows: &[SourcedRow],
+    ) -> Result<Result<u64, WriteError>, SinkError> {
+        let attempt = || async { engine!(self, engine => engine.insert_chunk(table, rows).await) };
+        match attempt
+            .retry(retry::backoff())
+            .when(WriteError::is_transient)
+            .notify(|error, delay| tracing::warn!(table = %table.name, "insert failed, retrying in {delay:?}: {error}"))
+            .await
+        {
+            Err(WriteError::Database(source)) if retry::is_transient(&source) => Err(SinkError::Database {
+                table: table.name.clone(),
+                operation: "insert",
+                source,
+            }),
+            other => Ok(other),
         }
     }
 
@@ -137,15 +343,56 @@ impl Sink {
         if failures.is_empty() {
             return Ok(());
         }
-        match self {
-            Sink::Sqlite(sink) => sink.record_failures(run_id, failures).await,
-        }
+        self.retrying(DEAD_LETTER_TABLE, "insert", || async {
+            engine!(self, engine => engine.record_failures(run_id, failures).await)
+        })
+        .await
+    }
+
+    /// Records that a type's run started, with its window.
+    pub async fn run_started(
+        &self,
+        run_id: &str,
+        type_name: &str,
+        window: Option<Window>,
+    ) -> Result<(), SinkError> {
+        self.retrying(RUN_LOG_TABLE, "insert", || async {
+            engine!(self, engine => engine.run_started(run_id, type_name, window).await)
+        })
+        .await
+    }
+
+    /// Records how a type's run ended.
+    pub async fn run_finished(
+        &self,
+        run_id: &str,
+        type_name: &str,
+        counts: &TypeSummary,
+        status: RunStatus,
+    ) -> Result<(), SinkError> {
+        self.retrying(RUN_LOG_TABLE, "update", || async {
+            engine!(self, engine => engine.run_finished(run_id, type_name, counts, status).await)
+        })
+        .await
+    }
+
+    /// Where the last successful window of a type ended, if any.
+    pub async fn last_success(&self, type_name: &str) -> Result<Option<i64>, SinkError> {
+        self.retrying(RUN_LOG_TABLE, "read", || async {
+            engine!(self, engine => engine.last_success(type_name).await)
+        })
+        .await
     }
 
     pub async fn close(&self) {
-        match self {
-            Sink::Sqlite(sink) => sink.close().await,
-        }
+        engine!(self, engine => engine.close().await)
+    }
+}
+
+impl InsertOutcome {
+    fn add(&mut self, rows: usize, inserted: u64) {
+        self.inserted += inserted;
+        self.duplicates += rows as u64 - inserted;
     }
 }
 
@@ -164,7 +411,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// The dead-letter record of a row the database refused.
-fn sink_failure(table: &TableSpec, row: &SourcedRow, error: &sqlx::Error) -> FailedDocument {
+fn sink_failure(table: &TableSpec, row: &SourcedRow, error: &WriteError) -> FailedDocument {
     FailedDocument {
         type_name: table.name.clone(),
         id: Some(row.row.id.clone()),

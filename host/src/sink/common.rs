@@ -1,0 +1,129 @@
+//! What the three engines share: the bookkeeping statements, written once and expanded per
+//! engine, because sqlx's generic bounds over `Database` cost more to read than this does.
+
+/// Expands into the bookkeeping methods of an engine struct with a `pool: Pool<$db>` field.
+macro_rules! bookkeeping {
+    ($db:ty) => {
+        pub async fn execute(&self, sql: &str) -> Result<(), sqlx::Error> {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(&self.pool)
+                .await
+                .map(drop)
+        }
+
+        pub async fn record_failures(
+            &self,
+            run_id: &str,
+            failures: &[crate::model::FailedDocument],
+        ) -> Result<(), sqlx::Error> {
+            let mut transaction = self.pool.begin().await?;
+            // Seven parameters a row: far under every engine's limit.
+            for chunk in failures.chunks(500) {
+                let mut insert = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO batch_job_failed_documents \
+                     (run_id, type_name, document_id, timestamp, stage, error, document) ",
+                );
+                insert.push_values(chunk, |mut values, failure| {
+                    values
+                        .push_bind(run_id.to_owned())
+                        .push_bind(failure.type_name.clone())
+                        .push_bind(failure.id.clone())
+                        .push_bind(failure.timestamp)
+                        .push_bind(failure.stage.as_str())
+                        .push_bind(failure.error.clone())
+                        .push_bind(failure.document.clone());
+                });
+                insert.build().execute(&mut *transaction).await?;
+            }
+            transaction.commit().await
+        }
+
+        pub async fn run_started(
+            &self,
+            run_id: &str,
+            type_name: &str,
+            window: Option<crate::config::Window>,
+        ) -> Result<(), sqlx::Error> {
+            let mut insert = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO batch_job_runs (run_id, type_name, window_from, window_to, status, started_at) VALUES (",
+            );
+            insert
+                .push_bind(run_id.to_owned())
+                .push(", ")
+                .push_bind(type_name.to_owned())
+                .push(", ")
+                .push_bind(window.map(|w| w.from))
+                .push(", ")
+                .push_bind(window.map(|w| w.to))
+                .push(", ")
+                .push_bind(super::RunStatus::Running.as_str())
+                .push(", ")
+                .push_bind(crate::config::unix_now())
+                .push(")");
+            insert.build().execute(&self.pool).await.map(drop)
+        }
+
+        pub async fn run_finished(
+            &self,
+            run_id: &str,
+            type_name: &str,
+            counts: &crate::summary::TypeSummary,
+            status: super::RunStatus,
+        ) -> Result<(), sqlx::Error> {
+            let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            let mut update = sqlx::QueryBuilder::<$db>::new("UPDATE batch_job_runs SET status = ");
+            update
+                .push_bind(status.as_str())
+                .push(", inserted = ")
+                .push_bind(count(counts.inserted))
+                .push(", duplicates = ")
+                .push_bind(count(counts.duplicates))
+                .push(", refused = ")
+                .push_bind(count(counts.refused))
+                .push(", failed = ")
+                .push_bind(count(counts.failed))
+                .push(", error = ")
+                .push_bind(counts.error.clone())
+                .push(", finished_at = ")
+                .push_bind(crate::config::unix_now())
+                .push(" WHERE run_id = ")
+                .push_bind(run_id.to_owned())
+                .push(" AND type_name = ")
+                .push_bind(type_name.to_owned());
+            update.build().execute(&self.pool).await.map(drop)
+        }
+
+        pub async fn last_success(&self, type_name: &str) -> Result<Option<i64>, sqlx::Error> {
+            let mut select = sqlx::QueryBuilder::<$db>::new(
+                "SELECT MAX(window_to) FROM batch_job_runs WHERE status = 'succeeded' AND type_name = ",
+            );
+            select.push_bind(type_name.to_owned());
+            select
+                .build_query_scalar::<Option<i64>>()
+                .fetch_one(&self.pool)
+                .await
+        }
+
+        pub async fn close(&self) {
+            self.pool.close().await;
+        }
+    };
+}
+
+/// Binds a row's cells; NULL is bound untyped, which SQLite and MySQL accept for any column.
+macro_rules! push_row {
+    ($values:expr, $row:expr) => {{
+        let row: &crate::model::Row = $row;
+        $values.push_bind(row.id.clone());
+        $values.push_bind(row.timestamp);
+        for cell in &row.cells {
+            match cell {
+                crate::model::Cell::Null => $values.push_bind(None::<String>),
+                crate::model::Cell::Text(text) => $values.push_bind(text.clone()),
+                crate::model::Cell::Int(int) => $values.push_bind(*int),
+                crate::model::Cell::Float(float) => $values.push_bind(*float),
+                crate::model::Cell::Bool(flag) => $values.push_bind(*flag),
+            };
+        }
+    }};
+}

