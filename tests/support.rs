@@ -126,3 +126,185 @@ pub fn ndjson(documents: &[Value]) -> (TempDir, PathBuf) {
     std::fs::write(&path, text).unwrap();
     (folder, path)
 }
+
+/// The database engines the sink tests run against. MariaDB and PostgreSQL are the ones
+/// `scripts/services.sh` starts on 127.0.0.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Mysql,
+    Postgres,
+}
+
+pub const ENGINES: [Engine; 3] = [Engine::Sqlite, Engine::Mysql, Engine::Postgres];
+
+/// A fresh, empty database of one engine, named after the test.
+pub struct TestDatabase {
+    pub engine: Engine,
+    pub url: String,
+    _folder: Option<TempDir>,
+}
+
+impl TestDatabase {
+    pub async fn new(engine: Engine, test: &str) -> TestDatabase {
+        let name = format!("bja_{test}_{}", std::process::id());
+        match engine {
+            Engine::Sqlite => {
+                let folder = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}/{name}.db", folder.path().display());
+                TestDatabase {
+                    engine,
+                    url,
+                    _folder: Some(folder),
+                }
+            }
+            Engine::Mysql => {
+                let admin = "mysql://root@127.0.0.1:3306/test";
+                let mut connection = <sqlx::MySqlConnection as sqlx::Connection>::connect(admin)
+                    .await
+                    .unwrap();
+                sqlx::raw_sql(AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
+                )))
+                .execute(&mut connection)
+                .await
+                .unwrap();
+                let url = format!("mysql://root@127.0.0.1:3306/{name}");
+                TestDatabase {
+                    engine,
+                    url,
+                    _folder: None,
+                }
+            }
+            Engine::Postgres => {
+                let admin = "postgres://postgres@127.0.0.1:5432/test";
+                let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(admin)
+                    .await
+                    .unwrap();
+                sqlx::raw_sql(AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut connection)
+                .await
+                .unwrap();
+                sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut connection)
+                    .await
+                    .unwrap();
+                let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+                TestDatabase {
+                    engine,
+                    url,
+                    _folder: None,
+                }
+            }
+        }
+    }
+
+    /// Runs statements (separated by `;`) on the database.
+    pub async fn execute(&self, sql: &str) {
+        let sql = AssertSqlSafe(sql.to_owned());
+        match self.engine {
+            Engine::Sqlite => {
+                let options = self
+                    .url
+                    .parse::<sqlx::sqlite::SqliteConnectOptions>()
+                    .unwrap();
+                let pool = SqlitePoolOptions::new()
+                    .connect_with(options.create_if_missing(true))
+                    .await
+                    .unwrap();
+                sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+            Engine::Mysql => {
+                let pool = sqlx::mysql::MySqlPoolOptions::new()
+                    .connect(&self.url)
+                    .await
+                    .unwrap();
+                sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+            Engine::Postgres => {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .connect(&self.url)
+                    .await
+                    .unwrap();
+                sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+        }
+    }
+
+    /// One integer from a query.
+    pub async fn count(&self, sql: &str) -> i64 {
+        let sql = AssertSqlSafe(format!("SELECT CAST(({sql}) AS BIGINT)").replace(
+            "AS BIGINT",
+            if self.engine == Engine::Mysql {
+                "AS SIGNED"
+            } else {
+                "AS BIGINT"
+            },
+        ));
+        match self.engine {
+            Engine::Sqlite => {
+                let pool = SqlitePoolOptions::new().connect(&self.url).await.unwrap();
+                let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+                pool.close().await;
+                n
+            }
+            Engine::Mysql => {
+                let pool = sqlx::mysql::MySqlPoolOptions::new()
+                    .connect(&self.url)
+                    .await
+                    .unwrap();
+                let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+                pool.close().await;
+                n
+            }
+            Engine::Postgres => {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .connect(&self.url)
+                    .await
+                    .unwrap();
+                let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+                pool.close().await;
+                n
+            }
+        }
+    }
+
+    /// The number of rows of `table` that meet `condition`.
+    pub async fn count_rows(&self, table: &str, condition: &str) -> i64 {
+        self.count(&format!(
+            "SELECT COUNT(*) FROM {} WHERE {condition}",
+            self.quote(table)
+        ))
+        .await
+    }
+
+    /// Quotes an identifier for this engine.
+    pub fn quote(&self, name: &str) -> String {
+        match self.engine {
+            Engine::Mysql => format!("`{name}`"),
+            _ => format!("\"{name}\""),
+        }
+    }
+}
+
+/// A run config writing to a test database.
+pub fn config_for(source: &Path, database: &TestDatabase, plugins: &Path) -> RunConfig {
+    let mut config = config(source, Path::new("unused"), plugins);
+    config.database_url = database.url.clone();
+    config
+}
+
+/// `count` MisbehavingType documents that each give one row, timestamps from `first`.
+pub fn ok_documents(prefix: &str, count: usize, first: i64, step: i64) -> Vec<Value> {
+    (0..count)
+        .map(|i| {
+            json!({"id": format!("{prefix}{i:08}"), "timestamp": first + i as i64 * step,
+                   "type": "MisbehavingType", "data": {"action": "ok"}})
+        })
+        .collect()
+}

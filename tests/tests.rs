@@ -8,3 +8,4 @@ mod end_to_end;
 mod golden;
 mod loading;
 mod sandbox;
+mod sinks;

@@ -78,12 +78,12 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
     let mut lane_tasks = Vec::new();
     for (lane, (table, plugin)) in lanes.iter().enumerate() {
         let (tx, rx) = mpsc::channel::<Arc<Envelope>>(config.documents_per_call * 2);
-        document_senders.insert(table.name.clone(), (tx, windows[&table.name]));
-        let grants = hub.grants(&table.name, &plugin.info.capabilities);
+        document_senders.insert(table.name().to_owned(), (tx, windows[table.name()]));
+        let grants = hub.grants(&table.name(), &plugin.info.capabilities);
         let worker = engine.worker(Arc::clone(plugin), grants);
         let writer_tx = writer_tx.clone();
         let documents_per_call = config.documents_per_call;
-        let type_name = table.name.clone();
+        let type_name = table.name().to_owned();
         lane_tasks.push(tokio::task::spawn_blocking(move || {
             transform_lane(worker, rx, writer_tx, lane, &type_name, documents_per_call)
         }));
@@ -146,7 +146,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
     // A window counts as done only when the source was read to its end: every document of it
     // was then stored, counted as a duplicate or refusal, or kept as failed.
     for (table, _) in &lanes {
-        let counts = &summary.types[&table.name];
+        let counts = &summary.types[table.name()];
         let status = if summary.error.is_none() && counts.error.is_none() {
             RunStatus::Succeeded
         } else {
@@ -154,7 +154,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         };
         let mut logged = counts.clone();
         logged.error = logged.error.or_else(|| summary.error.clone());
-        sink.run_finished(&summary.run_id, &table.name, &logged, status)
+        sink.run_finished(&summary.run_id, &table.name(), &logged, status)
             .await?;
     }
     sink.close().await;
@@ -393,7 +393,10 @@ async fn write_all(
                 refused,
                 failures,
             } => {
-                counts.entry(tables[lane].name.clone()).or_default().refused += refused;
+                counts
+                    .entry(tables[lane].name().to_owned())
+                    .or_default()
+                    .refused += refused;
                 Progress::add(&progress.refused, refused);
                 pending_failures.extend(failures);
                 pending_rows[lane].extend(rows);
@@ -443,7 +446,7 @@ async fn write_rows(
         return Ok(Vec::new());
     }
     let outcome = sink.insert(table, rows).await?;
-    let entry = counts.entry(table.name.clone()).or_default();
+    let entry = counts.entry(table.name().to_owned()).or_default();
     entry.inserted += outcome.inserted;
     entry.duplicates += outcome.duplicates;
     Progress::add(&progress.inserted, outcome.inserted);

@@ -95,11 +95,12 @@ impl std::fmt::Display for WriteError {
     }
 }
 
-/// A type's table: its name and the plugin's columns (besides `id` and `timestamp`).
+/// A type's table: its name and the plugin's columns (besides `id` and `timestamp`). Only
+/// [`TableSpec::new`] makes one, so every spec's identifiers have been checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableSpec {
-    pub name: String,
-    pub columns: Vec<Column>,
+    name: String,
+    columns: Vec<Column>,
 }
 
 impl TableSpec {
@@ -114,6 +115,14 @@ impl TableSpec {
             name: name.to_owned(),
             columns: columns.to_vec(),
         })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
     }
 
     /// `id`, `timestamp` and the plugin's columns, quoted and comma separated.

@@ -1,0 +1,310 @@
+//! The sinks against real MariaDB, PostgreSQL and SQLite: the old DDL, exact duplicate counts,
+//! schema evolution and conflicts, values never changed silently, and gap-free catch-up.
+
+use std::sync::Arc;
+
+use batch_job_aurora::config::CatchUp;
+use batch_job_aurora::document::Envelope;
+use batch_job_aurora::model::{Cell, Column, ColumnType, Row, Stage};
+use batch_job_aurora::sink::{Sink, SinkError, SourcedRow, TableSpec};
+use serde_json::{Value, json};
+
+use crate::support::{
+    ENGINES, Engine, TestDatabase, config_for, ndjson, ok_documents, plugin_folder, run,
+    workspace_root,
+};
+
+/// The table the old Python job created, by hand, per engine.
+fn old_github_ddl(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Mysql => {
+            "CREATE TABLE GithubType (id VARCHAR(24) NOT NULL, timestamp BIGINT NOT NULL,
+             repository_name TEXT, github_username TEXT, commit_id TEXT, commit_timestamp TEXT,
+             stargazers_count INT, language TEXT, forks_count INT, open_issues_count INT, ref TEXT,
+             PRIMARY KEY (id))"
+        }
+        _ => {
+            "CREATE TABLE \"GithubType\" (id VARCHAR(24) NOT NULL PRIMARY KEY, timestamp BIGINT NOT NULL,
+             repository_name TEXT, github_username TEXT, commit_id TEXT, commit_timestamp TEXT,
+             stargazers_count INT, language TEXT, forks_count INT, open_issues_count INT, ref TEXT)"
+        }
+    }
+}
+
+/// GitHub push documents from a real payload, with the given ids.
+fn pushes(ids: &[&str]) -> Vec<Value> {
+    let payload = workspace_root()
+        .join("../shared/fixtures/github-webhooks/push/with-new-branch.payload.json");
+    let data: Value = serde_json::from_str(&std::fs::read_to_string(payload).unwrap()).unwrap();
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| json!({"id": id, "timestamp": 1_700_000_000 + i as i64, "type": "GithubType", "data": data}))
+        .collect()
+}
+
+fn counts(summary: &batch_job_aurora::RunSummary, type_name: &str) -> (u64, u64, u64, u64) {
+    let t = &summary.types[type_name];
+    (t.inserted, t.duplicates, t.refused, t.failed)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_old_ddl_is_accepted_and_duplicates_are_counted_exactly() {
+    let plugins = plugin_folder(&["github"]);
+    for engine in ENGINES {
+        let database = TestDatabase::new(engine, "old_ddl").await;
+        database.execute(old_github_ddl(engine)).await;
+        let (_first_folder, first) = ndjson(&pushes(&[
+            "AAAAAAAAAAAAAAAAAAAAAA==",
+            "AAAAAAAAAAAAAAAAAAAAAQ==",
+        ]));
+        let summary = run(config_for(&first, &database, plugins.path())).await;
+        assert_eq!(counts(&summary, "GithubType"), (2, 0, 0, 0), "{engine:?}");
+
+        // Two stored, three new, and one new id twice in the same batch.
+        let (_second_folder, second) = ndjson(&pushes(&[
+            "AAAAAAAAAAAAAAAAAAAAAA==",
+            "AAAAAAAAAAAAAAAAAAAAAg==",
+            "AAAAAAAAAAAAAAAAAAAAAQ==",
+            "AAAAAAAAAAAAAAAAAAAAAw==",
+            "AAAAAAAAAAAAAAAAAAAABA==",
+            "AAAAAAAAAAAAAAAAAAAABA==",
+        ]));
+        let summary = run(config_for(&second, &database, plugins.path())).await;
+        assert_eq!(counts(&summary, "GithubType"), (3, 3, 0, 0), "{engine:?}");
+        assert_eq!(
+            database.count_rows("GithubType", "1 = 1").await,
+            5,
+            "{engine:?}"
+        );
+        assert_eq!(
+            database
+                .count_rows("GithubType", "repository_name = 'Codertocat/Hello-World'")
+                .await,
+            5,
+            "{engine:?}"
+        );
+        // The run log holds each run's own counts.
+        let logged = "SELECT SUM(inserted) * 100 + SUM(duplicates) FROM batch_job_runs WHERE status = 'succeeded'";
+        assert_eq!(database.count(logged).await, 503, "{engine:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_columns_are_added_and_extra_columns_are_left_alone() {
+    let plugins = plugin_folder(&["github"]);
+    for engine in ENGINES {
+        let database = TestDatabase::new(engine, "evolve").await;
+        database
+            .execute(&format!(
+                "CREATE TABLE {} (id VARCHAR(24) NOT NULL PRIMARY KEY, timestamp BIGINT NOT NULL, repository_name TEXT, dashboard_note TEXT)",
+                database.quote("GithubType")
+            ))
+            .await;
+        let (_folder, source) = ndjson(&pushes(&["AAAAAAAAAAAAAAAAAAAAAA=="]));
+        let summary = run(config_for(&source, &database, plugins.path())).await;
+        assert_eq!(counts(&summary, "GithubType"), (1, 0, 0, 0), "{engine:?}");
+        assert_eq!(
+            database
+                .count_rows(
+                    "GithubType",
+                    "ref = 'refs/heads/master' AND dashboard_note IS NULL"
+                )
+                .await,
+            1,
+            "{engine:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_incompatible_column_stops_that_type_only_and_writes_nothing() {
+    let plugins = plugin_folder(&["github", "misbehaving"]);
+    for engine in ENGINES {
+        let database = TestDatabase::new(engine, "conflict").await;
+        database
+            .execute(&format!(
+                "CREATE TABLE {} (id VARCHAR(24) NOT NULL PRIMARY KEY, timestamp BIGINT NOT NULL, stargazers_count TEXT)",
+                database.quote("GithubType")
+            ))
+            .await;
+        let mut documents = pushes(&["AAAAAAAAAAAAAAAAAAAAAA=="]);
+        documents.extend(ok_documents("ok", 3, 1_700_000_000, 1));
+        let (_folder, source) = ndjson(&documents);
+        let summary = run(config_for(&source, &database, plugins.path())).await;
+        let github = &summary.types["GithubType"];
+        let error = github.error.as_deref().expect("the type is stopped");
+        assert!(
+            error.contains("GithubType")
+                && error.contains("stargazers_count")
+                && error.contains("int"),
+            "{engine:?}: {error}"
+        );
+        assert!(!summary.completed());
+        assert_eq!(
+            counts(&summary, "MisbehavingType"),
+            (3, 0, 0, 0),
+            "other types still run"
+        );
+        assert_eq!(database.count_rows("GithubType", "1 = 1").await, 0);
+        // Nothing was added to the refused table either.
+        let added = match engine {
+            Engine::Sqlite => "SELECT COUNT(*) FROM pragma_table_info('GithubType')".to_owned(),
+            Engine::Mysql => "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'GithubType'".to_owned(),
+            Engine::Postgres => "SELECT COUNT(*) FROM information_schema.columns WHERE table_name = 'GithubType'".to_owned(),
+        };
+        assert_eq!(database.count(&added).await, 3, "{engine:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_identifiers_never_reach_a_database() {
+    for name in ["GithubType`; DROP TABLE x; --", "a\"b", "type name", ""] {
+        let error = TableSpec::new(name, &[]).unwrap_err();
+        assert!(matches!(error, SinkError::UnsafeIdentifier(_)), "{name}");
+    }
+    let column = Column {
+        name: "x; DROP".into(),
+        kind: ColumnType::Text,
+    };
+    assert!(TableSpec::new("GithubType", &[column]).is_err());
+}
+
+fn sourced(id: &str, cells: Vec<Cell>) -> SourcedRow {
+    SourcedRow {
+        row: Row {
+            id: id.into(),
+            timestamp: 1,
+            cells,
+        },
+        document: Arc::new(Envelope {
+            id: id.into(),
+            timestamp: 1,
+            type_name: Some("Widths".into()),
+            data: "{}".into(),
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn values_the_database_would_change_fail_their_row_not_the_batch() {
+    for engine in ENGINES {
+        let database = TestDatabase::new(engine, "widths").await;
+        let sink = Sink::connect(&database.url).await.unwrap();
+        let table = TableSpec::new(
+            "Widths",
+            &[
+                Column {
+                    name: "n".into(),
+                    kind: ColumnType::Int,
+                },
+                Column {
+                    name: "t".into(),
+                    kind: ColumnType::Text,
+                },
+            ],
+        )
+        .unwrap();
+        sink.prepare(&table).await.unwrap();
+        // MySQL INT is 32-bit: with INSERT IGNORE it would clamp 5e9 to 2147483647 silently.
+        let rows = [
+            sourced(
+                "fits",
+                vec![
+                    Cell::Int(7),
+                    Cell::Text("tab\there\nnewline \\ backslash".into()),
+                ],
+            ),
+            sourced("too-wide", vec![Cell::Int(5_000_000_000), Cell::Null]),
+            sourced("fits-too", vec![Cell::Null, Cell::Text("ünïcødé".into())]),
+        ];
+        let outcome = sink.insert(&table, &rows).await.unwrap();
+        let failed: Vec<_> = outcome
+            .failed
+            .iter()
+            .map(|f| f.id.clone().unwrap())
+            .collect();
+        match engine {
+            Engine::Mysql => {
+                assert_eq!(
+                    (outcome.inserted, outcome.duplicates, failed.as_slice()),
+                    (2, 0, ["too-wide".to_owned()].as_slice())
+                );
+                assert_eq!(outcome.failed[0].stage, Stage::Sink);
+                assert!(
+                    outcome.failed[0].error.contains("1264"),
+                    "{}",
+                    outcome.failed[0].error
+                );
+            }
+            // PostgreSQL's BIGINT and SQLite's INTEGER hold it.
+            _ => assert_eq!((outcome.inserted, failed.len()), (3, 0), "{engine:?}"),
+        }
+        assert_eq!(
+            database
+                .count_rows(
+                    "Widths",
+                    "n = 7 AND t LIKE 'tab%here%newline%backslash' AND LENGTH(t) = 28"
+                )
+                .await,
+            1,
+            "{engine:?}: text round-trips exactly"
+        );
+        sink.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn catch_up_loads_every_document_of_a_missed_gap() {
+    let plugins = plugin_folder(&["misbehaving"]);
+    let hour = 3600;
+    let t0 = 1_800_000_000;
+    // One document every 5 minutes from two hours before t0 to five hours after.
+    let documents = ok_documents("c", 12 * 7 + 1, t0 - 2 * hour, 300);
+    let (_folder, source) = ndjson(&documents);
+    let in_window = |from: i64, to: i64| {
+        documents
+            .iter()
+            .filter(|d| (from..=to).contains(&d["timestamp"].as_i64().unwrap()))
+            .count() as u64
+    };
+    for engine in ENGINES {
+        let database = TestDatabase::new(engine, "catchup").await;
+        let mut hourly = config_for(&source, &database, plugins.path());
+        // The first run has no history: the contract's last 70 minutes.
+        hourly.catch_up = Some(CatchUp::at(t0));
+        let first = run(hourly.clone()).await;
+        assert_eq!(first.inserted, in_window(t0 - 70 * 60, t0), "{engine:?}");
+        // Three hourly runs are missed; the fourth catches up from t0 - 10 minutes.
+        hourly.catch_up = Some(CatchUp::at(t0 + 4 * hour));
+        let caught_up = run(hourly.clone()).await;
+        assert_eq!(
+            caught_up.duplicates,
+            in_window(t0 - 10 * 60, t0),
+            "{engine:?}"
+        );
+        assert_eq!(
+            database.count_rows("MisbehavingType", "1 = 1").await as u64,
+            in_window(t0 - 70 * 60, t0 + 4 * hour),
+            "{engine:?}: no hole"
+        );
+        // A bounded catch-up takes at most max_span and leaves the rest to the next run.
+        let database = TestDatabase::new(engine, "catchup_bounded").await;
+        let mut bounded = config_for(&source, &database, plugins.path());
+        bounded.catch_up = Some(CatchUp::at(t0));
+        run(bounded.clone()).await;
+        let limited = CatchUp {
+            max_span_secs: hour,
+            ..CatchUp::at(t0 + 4 * hour)
+        };
+        bounded.catch_up = Some(limited);
+        run(bounded.clone()).await;
+        run(bounded.clone()).await;
+        assert_eq!(
+            database
+                .count("SELECT MAX(window_to) FROM batch_job_runs")
+                .await,
+            t0 - 600 + hour - 600 + hour,
+            "{engine:?}: each bounded run moves one span on"
+        );
+    }
+}
