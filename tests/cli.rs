@@ -10,7 +10,7 @@ use crate::support::{plugin_folder, workspace_root};
 
 /// The binary, built once per test run (cargo builds a package's binaries only for that
 /// package's own tests).
-fn binary() -> &'static PathBuf {
+pub fn binary() -> &'static PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -141,6 +141,7 @@ pub const ENGINES: [Engine; 3] = [Engine::Sqlite, Engine::Mysql, Engine::Postgre
 /// A fresh, empty database of one engine, named after the test.
 pub struct TestDatabase {
     pub engine: Engine,
+    pub name: String,
     pub url: String,
     _folder: Option<TempDir>,
 }
@@ -154,6 +155,7 @@ impl TestDatabase {
                 let url = format!("sqlite://{}/{name}.db", folder.path().display());
                 TestDatabase {
                     engine,
+                    name,
                     url,
                     _folder: Some(folder),
                 }
@@ -172,6 +174,7 @@ impl TestDatabase {
                 let url = format!("mysql://root@127.0.0.1:3306/{name}");
                 TestDatabase {
                     engine,
+                    name: name.clone(),
                     url,
                     _folder: None,
                 }
@@ -194,6 +197,7 @@ impl TestDatabase {
                 let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
                 TestDatabase {
                     engine,
+                    name: name.clone(),
                     url,
                     _folder: None,
                 }
@@ -238,36 +242,37 @@ impl TestDatabase {
 
     /// One integer from a query.
     pub async fn count(&self, sql: &str) -> i64 {
-        let sql = AssertSqlSafe(format!("SELECT CAST(({sql}) AS BIGINT)").replace(
-            "AS BIGINT",
-            if self.engine == Engine::Mysql {
-                "AS SIGNED"
-            } else {
-                "AS BIGINT"
-            },
-        ));
+        self.try_count(sql).await.unwrap()
+    }
+
+    /// One integer from a query, or the error (a table that does not exist yet).
+    pub async fn try_count(&self, sql: &str) -> Result<i64, sqlx::Error> {
+        let cast = if self.engine == Engine::Mysql {
+            "SIGNED"
+        } else {
+            "BIGINT"
+        };
+        let sql = AssertSqlSafe(format!("SELECT CAST(({sql}) AS {cast})"));
         match self.engine {
             Engine::Sqlite => {
-                let pool = SqlitePoolOptions::new().connect(&self.url).await.unwrap();
-                let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+                let pool = SqlitePoolOptions::new().connect(&self.url).await?;
+                let n = sqlx::query_scalar(sql).fetch_one(&pool).await;
                 pool.close().await;
                 n
             }
             Engine::Mysql => {
                 let pool = sqlx::mysql::MySqlPoolOptions::new()
                     .connect(&self.url)
-                    .await
-                    .unwrap();
-                let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+                    .await?;
+                let n = sqlx::query_scalar(sql).fetch_one(&pool).await;
                 pool.close().await;
                 n
             }
             Engine::Postgres => {
                 let pool = sqlx::postgres::PgPoolOptions::new()
                     .connect(&self.url)
-                    .await
-                    .unwrap();
-                let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+                    .await?;
+                let n = sqlx::query_scalar(sql).fetch_one(&pool).await;
                 pool.close().await;
                 n
             }

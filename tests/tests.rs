@@ -7,5 +7,6 @@ mod cli;
 mod end_to_end;
 mod golden;
 mod loading;
+mod resilience;
 mod sandbox;
 mod sinks;
