@@ -11,6 +11,12 @@ use std::sync::{Arc, Mutex};
 
 use crate::model::Capability;
 
+mod dynamo;
+mod slack;
+
+pub use dynamo::DynamoTable;
+pub use slack::{DEFAULT_BASE_URL as SLACK_DEFAULT_BASE_URL, SlackWebApi};
+
 /// The reference table the event-rating type reads, configured by
 /// `DATAPLATTFORM_EVENT_CODE_TABLE`.
 pub const EVENT_CODES_TABLE: &str = "event-codes";
@@ -28,6 +34,66 @@ pub enum CapabilityError {
     },
     #[error("{path} is not valid: {reason}")]
     Invalid { path: PathBuf, reason: String },
+    #[error("cannot set up the Slack client")]
+    Slack(#[source] crate::http::HttpError),
+}
+
+/// Where the capabilities' answers come from, as the operator says.
+#[derive(Debug, Clone, Default)]
+pub struct CapabilitySpecs {
+    /// A channel map file (`file:PATH`) for local runs; beats the token.
+    pub slack_channels: Option<String>,
+    /// Slack's bot token (`DATAPLATTFORM_AURORA_SLACK_TOKEN`).
+    pub slack_token: Option<String>,
+    /// Slack's Web API (`DATAPLATTFORM_AURORA_SLACK_API_URL`, default `https://slack.com/api/`).
+    pub slack_api_url: Option<String>,
+    /// The event-code table: `file:PATH` or a DynamoDB table name
+    /// (`DATAPLATTFORM_EVENT_CODE_TABLE`).
+    pub event_codes: Option<String>,
+}
+
+impl Backends {
+    /// Sets up the backends the specs name. Must run inside the runtime the run uses: the HTTP
+    /// and AWS clients block on it from plugin threads.
+    pub async fn configure(specs: &CapabilitySpecs) -> Result<Backends, CapabilityError> {
+        let mut backends = Backends::default();
+        let slack_file = specs
+            .slack_channels
+            .as_deref()
+            .map(|spec| spec.strip_prefix("file:").unwrap_or(spec));
+        if let Some(path) = slack_file {
+            backends.slack = Some(Arc::new(ChannelMapFile::load(Path::new(path))?));
+        } else if let Some(token) = specs
+            .slack_token
+            .as_deref()
+            .filter(|token| !token.is_empty())
+        {
+            let base = specs
+                .slack_api_url
+                .as_deref()
+                .unwrap_or(SLACK_DEFAULT_BASE_URL);
+            let api = SlackWebApi::new(base, token, tokio::runtime::Handle::current())
+                .map_err(CapabilityError::Slack)?;
+            backends.slack = Some(Arc::new(api));
+        }
+        match specs.event_codes.as_deref().filter(|spec| !spec.is_empty()) {
+            Some(spec) if spec.starts_with("file:") => {
+                let table =
+                    ReferenceFile::load(Path::new(&spec["file:".len()..]), EVENT_CODES_KEY)?;
+                backends
+                    .references
+                    .insert(EVENT_CODES_TABLE.to_owned(), Arc::new(table));
+            }
+            Some(table) => {
+                let table = DynamoTable::new(table, EVENT_CODES_KEY).await;
+                backends
+                    .references
+                    .insert(EVENT_CODES_TABLE.to_owned(), Arc::new(table));
+            }
+            None => {}
+        }
+        Ok(backends)
+    }
 }
 
 /// Why a lookup gave no answer; mirrors the WIT `lookup-error`.

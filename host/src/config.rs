@@ -185,6 +185,27 @@ pub struct RunConfig {
     pub rows_per_write: usize,
     /// Live counters, for a progress display.
     pub progress: Arc<Progress>,
+    /// How the fetch API is used.
+    pub fetch: FetchOptions,
+}
+
+/// How the fetch API is used.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    pub timeouts: crate::source::FetchTimeouts,
+    /// How many types download at once.
+    pub concurrency: usize,
+    pub backoff: backon::ExponentialBuilder,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        FetchOptions {
+            timeouts: Default::default(),
+            concurrency: 2,
+            backoff: crate::http::backoff(),
+        }
+    }
 }
 
 impl RunConfig {
@@ -202,6 +223,7 @@ impl RunConfig {
             documents_per_call: 100,
             rows_per_write: 2_000,
             progress: Arc::default(),
+            fetch: FetchOptions::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod capability;
 pub mod config;
 pub mod document;
 pub mod error;
+pub mod http;
 pub mod model;
 pub mod pipeline;
 pub mod plugin;

@@ -15,13 +15,13 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 use crate::capability::CapabilityHub;
-use crate::config::{Progress, RunConfig, Window};
+use crate::config::{Progress, RunConfig, Window, unix_now};
 use crate::document::{Envelope, EnvelopeError};
 use crate::error::RunError;
 use crate::model::{FailedDocument, Stage};
 use crate::plugin::{DocumentResult, LoadedPlugin, PluginEngine, PluginSet, TransformWorker};
 use crate::sink::{RunStatus, Sink, SinkError, SourcedRow, TableSpec};
-use crate::source::{self, SourceItem, SourceSpec};
+use crate::source::{self, FetchApi, SourceItem, SourceSpec};
 use crate::summary::{RunSummary, TypeSummary, UNKNOWN_TYPE};
 
 /// Failures are written in groups of this many.
@@ -34,8 +34,19 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
     let engine = PluginEngine::new(config.limits.clone())?;
     let plugins = engine.load_folder(&config.plugins_dir)?;
     let selected = select(&plugins, config.types.as_deref())?;
-    let SourceSpec::Files(path) = &config.source;
-    let files = source::files(path)?;
+    // The source is checked before anything is written: an unreadable one stops the run.
+    let (source, default_window) = match &config.source {
+        SourceSpec::Files(path) => (Source::Files(source::files(path)?), None),
+        SourceSpec::Fetch { base_url, key } => {
+            let api = FetchApi::new(base_url, key, config.fetch.timeouts.clone())?
+                .with_backoff(config.fetch.backoff);
+            // Computed at each invocation: a warm Lambda must not keep a stale window.
+            (
+                Source::Fetch(api),
+                Some(Window::last_70_minutes(unix_now())),
+            )
+        }
+    };
     let sink = Arc::new(Sink::connect(&config.database_url).await?);
     let mut summary = RunSummary {
         run_id: new_run_id(),
@@ -56,7 +67,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
                 }
                 let window = match config.catch_up {
                     Some(catch_up) => Some(catch_up.window(sink.last_success(&type_name).await?)),
-                    None => config.window,
+                    None => config.window.or(default_window),
                 };
                 sink.run_started(&summary.run_id, &type_name, window)
                     .await?;
@@ -98,22 +109,56 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         Arc::clone(&config.progress),
     ));
 
-    let router = Router {
-        senders: document_senders,
-        failures: writer_tx,
-        pending_failures: Vec::new(),
-        progress: Arc::clone(&config.progress),
-        outside_window: 0,
-        not_selected: BTreeMap::new(),
-    };
-    let source_result = tokio::task::spawn_blocking(move || {
-        let mut router = router;
-        let result = source::read_files(&files, |item| router.route(item));
-        router.finish();
-        (result, router.outside_window, router.not_selected)
-    })
-    .await
-    .map_err(|error| RunError::Task(error.to_string()))?;
+    let mut type_errors = BTreeMap::new();
+    match source {
+        Source::Files(files) => {
+            let mut router = Router::new(document_senders, writer_tx, &config.progress, None);
+            let result = tokio::task::spawn_blocking(move || {
+                source::read_files(&files, |item| router.route(item))
+            })
+            .await
+            .map_err(|error| RunError::Task(error.to_string()))?;
+            if let Err(error) = result {
+                // Documents read before the error are stored; the run says it did not complete.
+                summary.error = Some(error_chain(&RunError::Source(error)));
+            }
+        }
+        Source::Fetch(api) => {
+            // Types run concurrently, so fetching one overlaps transforming and writing another;
+            // the semaphore bounds how many downloads run at once.
+            let downloads = Arc::new(tokio::sync::Semaphore::new(config.fetch.concurrency.max(1)));
+            let mut fetches = Vec::new();
+            for (type_name, (lane, window)) in document_senders {
+                let senders = HashMap::from([(type_name.clone(), (lane, window))]);
+                let mut router = Router::new(
+                    senders,
+                    writer_tx.clone(),
+                    &config.progress,
+                    Some(type_name.clone()),
+                );
+                let (api, downloads) = (api.clone(), Arc::clone(&downloads));
+                let window = window.unwrap_or_else(|| Window::last_70_minutes(unix_now()));
+                fetches.push(tokio::spawn(async move {
+                    let _permit = downloads.acquire_owned().await;
+                    let result = api
+                        .fetch(&type_name, window, move |item| router.route(item))
+                        .await;
+                    (type_name, result)
+                }));
+            }
+            drop(writer_tx);
+            for fetch in fetches {
+                let (type_name, result) = fetch
+                    .await
+                    .map_err(|error| RunError::Task(error.to_string()))?;
+                if let Err(error) = result {
+                    let error = error_chain(&RunError::Source(error));
+                    tracing::error!(type_name, "{error}");
+                    type_errors.insert(type_name, error);
+                }
+            }
+        }
+    }
 
     let mut notes = Vec::new();
     for task in lane_tasks {
@@ -126,11 +171,8 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         .await
         .map_err(|error| RunError::Task(error.to_string()))??;
 
-    let (read_result, outside_window, not_selected) = source_result;
-    if let Err(error) = read_result {
-        // Documents read before the error are stored; the run says it did not complete.
-        let error = RunError::Source(error);
-        summary.error = Some(format!("{:#}", anyhow_like(&error)));
+    for (type_name, error) in type_errors {
+        summary.type_mut(&type_name).error = Some(error);
     }
     for (type_name, counts) in counts {
         let entry = summary.type_mut(&type_name);
@@ -158,12 +200,6 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
             .await?;
     }
     sink.close().await;
-    if outside_window > 0 {
-        tracing::info!("{outside_window} documents outside the window were skipped");
-    }
-    for (type_name, count) in not_selected {
-        tracing::info!("{count} documents of type {type_name} skipped: type not selected");
-    }
     tracing::info!(
         run_id = %summary.run_id,
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -208,7 +244,7 @@ fn new_run_id() -> String {
 }
 
 /// Formats an error with its whole chain, as `{:#}` does for anyhow.
-fn anyhow_like(error: &dyn std::error::Error) -> String {
+fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -217,6 +253,12 @@ fn anyhow_like(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// A source, checked and ready to read.
+enum Source {
+    Files(Vec<std::path::PathBuf>),
+    Fetch(FetchApi),
 }
 
 enum WriterMessage {
@@ -236,28 +278,71 @@ struct Router {
     failures: mpsc::Sender<WriterMessage>,
     pending_failures: Vec<FailedDocument>,
     progress: Arc<Progress>,
+    /// The type a fetched window was asked for; `None` for file sources, which route by the
+    /// documents' own `type`.
+    expected_type: Option<String>,
     outside_window: u64,
     not_selected: BTreeMap<String, u64>,
 }
 
 impl Router {
+    fn new(
+        senders: HashMap<String, (mpsc::Sender<Arc<Envelope>>, Option<Window>)>,
+        failures: mpsc::Sender<WriterMessage>,
+        progress: &Arc<Progress>,
+        expected_type: Option<String>,
+    ) -> Self {
+        Router {
+            senders,
+            failures,
+            pending_failures: Vec::new(),
+            progress: Arc::clone(progress),
+            expected_type,
+            outside_window: 0,
+            not_selected: BTreeMap::new(),
+        }
+    }
+
     fn route(&mut self, item: SourceItem) -> ControlFlow<()> {
         Progress::add(&self.progress.documents, 1);
-        let envelope = match item {
+        let mut envelope = match item {
             Ok(envelope) => envelope,
-            Err(error) => return self.fail(envelope_failure(error)),
+            Err(mut error) => {
+                if let Some(expected) = &self.expected_type {
+                    error.type_name = Some(expected.clone());
+                }
+                return self.fail(envelope_failure(error));
+            }
         };
-        let Some(type_name) = envelope.type_name.clone() else {
-            let failure = FailedDocument {
-                type_name: UNKNOWN_TYPE.into(),
-                id: Some(envelope.id.clone()),
-                timestamp: Some(envelope.timestamp),
-                stage: Stage::Envelope,
-                error: "missing type: a file source routes documents by their type".into(),
-                document: source::envelope_json(UNKNOWN_TYPE, &envelope),
-            };
-            return self.fail(failure);
+        let type_name = match (envelope.type_name.take(), &self.expected_type) {
+            (Some(found), Some(expected)) if &found != expected => {
+                envelope.type_name = Some(found.clone());
+                let failure = FailedDocument {
+                    type_name: expected.clone(),
+                    id: Some(envelope.id.clone()),
+                    timestamp: Some(envelope.timestamp),
+                    stage: Stage::Envelope,
+                    error: format!("type is {found}, but the window of {expected} was asked for"),
+                    document: source::envelope_json(expected, &envelope),
+                };
+                return self.fail(failure);
+            }
+            (Some(found), _) => found,
+            // A fetched window's documents are of the type asked for, said or not.
+            (None, Some(expected)) => expected.clone(),
+            (None, None) => {
+                let failure = FailedDocument {
+                    type_name: UNKNOWN_TYPE.into(),
+                    id: Some(envelope.id.clone()),
+                    timestamp: Some(envelope.timestamp),
+                    stage: Stage::Envelope,
+                    error: "missing type: a file source routes documents by their type".into(),
+                    document: source::envelope_json(UNKNOWN_TYPE, &envelope),
+                };
+                return self.fail(failure);
+            }
         };
+        envelope.type_name = Some(type_name.clone());
         match self.senders.get(&type_name) {
             Some((_, Some(window))) if !window.contains(envelope.timestamp) => {
                 self.outside_window += 1;
@@ -296,11 +381,22 @@ impl Router {
             Err(_) => ControlFlow::Break(()),
         }
     }
+}
 
-    /// Sends what is pending and closes the lanes, so that the workers finish.
-    fn finish(&mut self) {
+impl Drop for Router {
+    /// Sends what is pending when the source is done with the router. Failures only pend after
+    /// `route` ran, which is on the source's blocking thread, so this never blocks a runtime.
+    fn drop(&mut self) {
         let _ = self.flush();
-        self.senders.clear();
+        if self.outside_window > 0 {
+            tracing::info!(
+                "{} documents outside the window were skipped",
+                self.outside_window
+            );
+        }
+        for (type_name, count) in &self.not_selected {
+            tracing::info!("{count} documents of type {type_name} skipped: type not selected");
+        }
     }
 }
 

@@ -33,6 +33,10 @@ enum Task {
         /// How many documents to generate (60% GitHub pushes, 20% Slack, 20% ratings).
         #[arg(long, default_value_t = 30_000)]
         documents: usize,
+        /// The databases to load: sqlite (a fresh file), mysql (root@127.0.0.1:3306/test) and
+        /// postgres (postgres@127.0.0.1:5432/test); their tables are dropped first.
+        #[arg(long, value_delimiter = ',', default_value = "sqlite")]
+        engines: Vec<String>,
     },
 }
 
@@ -49,7 +53,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Task::Dist => dist(&root).map(drop),
         Task::Demo { database } => demo(&root, &database),
-        Task::Bench { documents } => bench(&root, documents),
+        Task::Bench { documents, engines } => bench(&root, documents, &engines),
     }
 }
 
@@ -151,47 +155,93 @@ fn demo(root: &Path, database: &str) -> Result<()> {
     ]))
 }
 
-fn bench(root: &Path, documents: usize) -> Result<()> {
+fn bench(root: &Path, documents: usize, engines: &[String]) -> Result<()> {
     let dist = dist(root)?;
     let work = root.join("target/bench");
     std::fs::create_dir_all(&work)?;
     let source = work.join("documents.json");
     let bytes = generate(root, &source, documents)?;
-    let database = work.join("bench.db");
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
-    }
-    for pass in ["first run", "rerun (all duplicates)"] {
-        let started = Instant::now();
-        let mut child = Command::new(dist.join("batch-job-aurora"))
-            .args(["run", "--json", "--source"])
-            .arg(format!("file:{}", source.display()))
-            .arg("--database")
-            .arg(format!("sqlite://{}", database.display()))
-            .args([
-                "--slack-channels",
-                "file:examples/lookups/slack-channels.json",
-            ])
-            .args(["--event-codes", "file:examples/lookups/event-codes.json"])
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let peak = peak_rss_kib(child.id(), || {
-            child.try_wait().map(|status| status.is_some())
-        })?;
-        let output = child.wait_with_output()?;
-        let elapsed = started.elapsed();
-        ensure!(output.status.success(), "the bench run failed");
-        let summary: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-        println!(
-            "{pass}: {documents} documents ({:.0} MB) in {:.2} s: {:.0} documents/s, {:.0} MB/s, peak RSS {:.1} MiB\n  {summary}",
-            bytes as f64 / 1e6,
-            elapsed.as_secs_f64(),
-            documents as f64 / elapsed.as_secs_f64(),
-            bytes as f64 / 1e6 / elapsed.as_secs_f64(),
-            peak as f64 / 1024.0,
-        );
+    for engine in engines {
+        let database = fresh_database(&work, engine)?;
+        for pass in ["first run", "rerun (all duplicates)"] {
+            let started = Instant::now();
+            let mut child = Command::new(dist.join("batch-job-aurora"))
+                .args(["run", "--json", "--source"])
+                .arg(format!("file:{}", source.display()))
+                .args(["--database", &database])
+                .args([
+                    "--slack-channels",
+                    "file:examples/lookups/slack-channels.json",
+                ])
+                .args(["--event-codes", "file:examples/lookups/event-codes.json"])
+                .stdout(Stdio::piped())
+                .spawn()?;
+            let peak = peak_rss_kib(child.id(), || {
+                child.try_wait().map(|status| status.is_some())
+            })?;
+            let output = child.wait_with_output()?;
+            let elapsed = started.elapsed();
+            ensure!(output.status.success(), "the bench run failed");
+            let summary: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+            println!(
+                "{engine} {pass}: {documents} documents ({:.0} MB) in {:.2} s: {:.0} documents/s, {:.0} MB/s, peak RSS {:.1} MiB\n  {summary}",
+                bytes as f64 / 1e6,
+                elapsed.as_secs_f64(),
+                documents as f64 / elapsed.as_secs_f64(),
+                bytes as f64 / 1e6 / elapsed.as_secs_f64(),
+                peak as f64 / 1024.0,
+            );
+        }
     }
     Ok(())
+}
+
+/// The URL of an empty database of `engine`, dropping what an earlier bench left.
+fn fresh_database(work: &Path, engine: &str) -> Result<String> {
+    const TABLES: &str =
+        "GithubType, SlackType, EventRatingType, batch_job_runs, batch_job_failed_documents";
+    match engine {
+        "sqlite" => {
+            let database = work.join("bench.db");
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
+            }
+            Ok(format!("sqlite://{}", database.display()))
+        }
+        "mysql" => {
+            let drop = format!("DROP TABLE IF EXISTS {TABLES}");
+            run(Command::new("mariadb").args([
+                "-h",
+                "127.0.0.1",
+                "-u",
+                "root",
+                "test",
+                "-e",
+                &drop,
+            ]))?;
+            Ok("mysql://root@127.0.0.1:3306/test".into())
+        }
+        "postgres" => {
+            let quoted = TABLES
+                .split(", ")
+                .map(|t| format!("\"{t}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let drop = format!("DROP TABLE IF EXISTS {quoted}");
+            run(Command::new("psql").args([
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "test",
+                "-c",
+                &drop,
+            ]))?;
+            Ok("postgres://postgres@127.0.0.1:5432/test".into())
+        }
+        other => bail!("unknown engine {other}: expected sqlite, mysql or postgres"),
+    }
 }
 
 /// Polls the process's high-water mark of resident memory until it exits.

@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use batch_job_aurora::capability::{
-    Backends, ChannelMapFile, EVENT_CODES_KEY, EVENT_CODES_TABLE, ReferenceFile,
-};
+use batch_job_aurora::capability::{Backends, CapabilitySpecs};
 use batch_job_aurora::config::{CatchUp, Progress, Window, database_url_from_env, unix_now};
 use batch_job_aurora::plugin::{PluginEngine, SandboxLimits};
 use batch_job_aurora::source::SourceSpec;
@@ -53,8 +51,9 @@ struct PluginArgs {
 #[derive(Args)]
 struct RunArgs {
     /// Where documents come from: file:PATH (a JSON array or NDJSON of envelopes, or a folder
-    /// of such files).
-    #[arg(long, value_name = "SPEC")]
+    /// of such files), or the fetch API's base URL (https://…/get_docs/, with its key in
+    /// DATAPLATTFORM_AURORA_FETCH_KEY).
+    #[arg(long, env = "DATAPLATTFORM_AURORA_FETCH_API_URL", value_name = "SPEC")]
     source: String,
     /// Where rows go: sqlite://PATH, mysql://USER:PASSWORD@HOST:PORT/DB or postgres://…
     /// (TLS through the URL: ?ssl-mode=REQUIRED, ?sslmode=verify-full). Default: the
@@ -92,10 +91,14 @@ struct RunArgs {
         hide = true
     )]
     now: Option<i64>,
-    /// Slack channel names for the slack plugin: file:PATH of a JSON map {"C…": "name"}.
+    /// Slack channel names for local runs: file:PATH of a JSON map {"C…": "name"}. Without
+    /// it, DATAPLATTFORM_AURORA_SLACK_TOKEN selects Slack's Web API
+    /// (DATAPLATTFORM_AURORA_SLACK_API_URL, default https://slack.com/api/).
     #[arg(long, value_name = "SPEC")]
     slack_channels: Option<String>,
-    /// The event-code table for the event_rating plugin: file:PATH of a JSON array of events.
+    /// The event-code table for the event_rating plugin: a DynamoDB table name (through the
+    /// standard AWS configuration; AWS_ENDPOINT_URL overrides the endpoint), or file:PATH of a
+    /// JSON array of events.
     #[arg(long, env = "DATAPLATTFORM_EVENT_CODE_TABLE", value_name = "SPEC")]
     event_codes: Option<String>,
     /// Each plugin call's time budget, plus this per document.
@@ -130,9 +133,16 @@ fn run(command: Command) -> Result<ExitCode> {
 
 fn run_job(args: RunArgs) -> Result<ExitCode> {
     let json = args.json;
-    let config = run_config(args)?;
-    let progress = show_progress(Arc::clone(&config.progress));
+    let specs = CapabilitySpecs {
+        slack_channels: args.slack_channels.clone(),
+        slack_token: std::env::var("DATAPLATTFORM_AURORA_SLACK_TOKEN").ok(),
+        slack_api_url: std::env::var("DATAPLATTFORM_AURORA_SLACK_API_URL").ok(),
+        event_codes: args.event_codes.clone(),
+    };
+    let mut config = run_config(args)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    config.backends = runtime.block_on(Backends::configure(&specs))?;
+    let progress = show_progress(Arc::clone(&config.progress));
     let summary = runtime.block_on(batch_job_aurora::run(config));
     if let Some(bar) = progress {
         bar.finish_and_clear();
@@ -148,7 +158,8 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
 }
 
 fn run_config(args: RunArgs) -> Result<RunConfig> {
-    let source = SourceSpec::parse(&args.source)?;
+    let key = std::env::var("DATAPLATTFORM_AURORA_FETCH_KEY").ok();
+    let source = SourceSpec::parse(&args.source, key.as_deref())?;
     let database = match args.database {
         Some(url) => url,
         None => database_url_from_env(|name| std::env::var(name).ok())?
@@ -173,31 +184,7 @@ fn run_config(args: RunArgs) -> Result<RunConfig> {
         call_budget: Duration::from_millis(args.plugin_budget_ms),
         ..SandboxLimits::default()
     };
-    config.backends = backends(args.slack_channels.as_deref(), args.event_codes.as_deref())?;
     Ok(config)
-}
-
-fn backends(slack_channels: Option<&str>, event_codes: Option<&str>) -> Result<Backends> {
-    let mut backends = Backends::default();
-    if let Some(spec) = slack_channels {
-        let path = file_spec(spec, "--slack-channels")?;
-        backends.slack = Some(Arc::new(ChannelMapFile::load(path)?));
-    }
-    if let Some(spec) = event_codes {
-        let path = file_spec(spec, "--event-codes / DATAPLATTFORM_EVENT_CODE_TABLE")?;
-        let table = ReferenceFile::load(path, EVENT_CODES_KEY)?;
-        backends
-            .references
-            .insert(EVENT_CODES_TABLE.to_owned(), Arc::new(table));
-    }
-    Ok(backends)
-}
-
-fn file_spec<'a>(spec: &'a str, what: &str) -> Result<&'a Path> {
-    match spec.strip_prefix("file:") {
-        Some(path) if !path.is_empty() => Ok(Path::new(path)),
-        _ => bail!("{what}: unsupported {spec:?}: expected file:PATH"),
-    }
 }
 
 fn plugins_dir(args: PluginArgs) -> Result<PathBuf> {

@@ -1,10 +1,12 @@
 //! Where documents come from. A source streams envelopes as it reads them, so memory does not
 //! grow with the size of the window.
 
+mod fetch;
 mod file;
 
 use std::path::PathBuf;
 
+pub use fetch::{FetchApi, FetchTimeouts};
 pub use file::{files, read_files};
 
 use crate::document::{Envelope, EnvelopeError};
@@ -14,13 +16,22 @@ use crate::document::{Envelope, EnvelopeError};
 pub enum SourceSpec {
     /// A JSON array or NDJSON file of envelopes, or a folder of such files (`file:PATH`).
     Files(PathBuf),
+    /// The two-step fetch API at `base_url` (`https://…/get_docs/`), with its key.
+    Fetch { base_url: String, key: String },
 }
 
 impl SourceSpec {
-    /// Parses `file:PATH`; a bare path means the same.
-    pub fn parse(spec: &str) -> Result<Self, SourceError> {
+    /// Parses `file:PATH` (a bare path means the same) or `https://…/` (the fetch API, which
+    /// needs `key`).
+    pub fn parse(spec: &str, key: Option<&str>) -> Result<Self, SourceError> {
         if spec.starts_with("http://") || spec.starts_with("https://") {
-            return Err(SourceError::Unsupported(spec.to_owned()));
+            let key = key
+                .filter(|key| !key.is_empty())
+                .ok_or(SourceError::MissingKey)?;
+            return Ok(SourceSpec::Fetch {
+                base_url: spec.to_owned(),
+                key: key.to_owned(),
+            });
         }
         let path = spec.strip_prefix("file:").unwrap_or(spec);
         if path.is_empty() {
@@ -33,8 +44,12 @@ impl SourceSpec {
 /// Why a source could not be read (whole or from some point on).
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("unsupported source {0:?}: expected file:PATH")]
+    #[error("unsupported source {0:?}: expected file:PATH or https://…/ (the fetch API)")]
     Unsupported(String),
+    #[error("the fetch API needs a key: set DATAPLATTFORM_AURORA_FETCH_KEY")]
+    MissingKey,
+    #[error(transparent)]
+    Fetch(#[from] crate::http::HttpError),
     #[error("cannot read {path}")]
     Io {
         path: PathBuf,

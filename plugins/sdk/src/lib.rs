@@ -158,7 +158,7 @@ pub mod __private {
 
 /// Exports a [`Plugin`] implementation as the component's `aurora:plugin/plugin` interface.
 ///
-/// ```ignore
+/// ```text
 /// struct Github;
 /// impl aurora_plugin_sdk::Plugin for Github { /* … */ }
 /// aurora_plugin_sdk::export_plugin!(Github);

@@ -1,0 +1,132 @@
+//! Slack's Web API `conversations.info`, behind the `slack-channels` capability.
+
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+
+use super::SlackDirectory;
+use crate::http::{HttpError, with_retries};
+
+/// Slack's Web API, or a server that speaks it.
+pub const DEFAULT_BASE_URL: &str = "https://slack.com/api/";
+
+/// Errors of `conversations.info` that mean the token, not the channel, is wrong: they fail
+/// the lookup instead of turning every name into a silent NULL.
+const TOKEN_ERRORS: [&str; 6] = [
+    "not_authed",
+    "invalid_auth",
+    "token_revoked",
+    "token_expired",
+    "account_inactive",
+    "missing_scope",
+];
+
+pub struct SlackWebApi {
+    base: String,
+    token: String,
+    client: reqwest::Client,
+    runtime: Handle,
+    backoff: backon::ExponentialBuilder,
+}
+
+impl std::fmt::Debug for SlackWebApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackWebApi")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Answer {
+    ok: bool,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    channel: Option<Channel>,
+}
+
+#[derive(serde::Deserialize)]
+struct Channel {
+    name: String,
+}
+
+impl SlackWebApi {
+    /// A client that blocks on `runtime`: lookups come from plugin threads, not async tasks.
+    pub fn new(base: &str, token: &str, runtime: Handle) -> Result<Self, HttpError> {
+        let base = if base.ends_with('/') {
+            base.to_owned()
+        } else {
+            format!("{base}/")
+        };
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|error| HttpError::transport("building the Slack client", &base, &error))?;
+        Ok(SlackWebApi {
+            base,
+            token: token.to_owned(),
+            client,
+            runtime,
+            backoff: crate::http::backoff().with_max_times(4),
+        })
+    }
+
+    /// Shorter backoff, for tests.
+    pub fn with_backoff(mut self, backoff: backon::ExponentialBuilder) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    async fn lookup(&self, channel_id: &str) -> Result<Option<String>, HttpError> {
+        let url = format!("{}conversations.info", self.base);
+        let what = "asking Slack about a channel at";
+        let answer: Answer = with_retries(self.backoff, || async {
+            // The token goes in the Authorization header, never in the query string.
+            let response = self
+                .client
+                .get(&url)
+                .query(&[("channel", channel_id)])
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .map_err(|error| HttpError::transport(what, &url, &error))?;
+            if !response.status().is_success() {
+                return Err(HttpError::from_response(what, &url, response).await);
+            }
+            response.json::<Answer>().await.map_err(|error| {
+                HttpError::other(
+                    what,
+                    &url,
+                    format!("not a Slack answer: {}", error.without_url()),
+                )
+            })
+        })
+        .await?;
+        match answer {
+            Answer {
+                ok: true,
+                channel: Some(channel),
+                ..
+            } => Ok(Some(channel.name)),
+            Answer {
+                error: Some(error), ..
+            } if TOKEN_ERRORS.contains(&error.as_str()) => Err(HttpError::other(
+                what,
+                &url,
+                format!("Slack refused the token: {error}"),
+            )),
+            // `ok: false` (channel_not_found and the like): no name.
+            _ => Ok(None),
+        }
+    }
+}
+
+impl SlackDirectory for SlackWebApi {
+    fn channel_name(&self, channel_id: &str) -> Result<Option<String>, String> {
+        self.runtime
+            .block_on(self.lookup(channel_id))
+            .map_err(|error| error.to_string())
+    }
+}

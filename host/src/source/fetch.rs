@@ -1,0 +1,201 @@
+//! The platform's two-step fetch API: `GET {base}{Type}?timestamp_from&timestamp_to` with the
+//! API key gives a presigned URL; a `GET` of that URL gives one JSON array of documents, which is
+//! parsed while it downloads.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use super::{SourceError, SourceItem};
+use crate::config::Window;
+use crate::http::{HttpError, backoff, redact, with_retries};
+
+/// Timeouts of the fetch client.
+#[derive(Debug, Clone)]
+pub struct FetchTimeouts {
+    pub connect: Duration,
+    /// The whole first step (it answers a small JSON object).
+    pub presign: Duration,
+    /// The longest wait for any read of the document body, the first byte included. There is
+    /// no limit on the whole body: windows can be large.
+    pub read: Duration,
+}
+
+impl Default for FetchTimeouts {
+    fn default() -> Self {
+        FetchTimeouts {
+            connect: Duration::from_secs(10),
+            presign: Duration::from_secs(30),
+            read: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A client of the fetch API.
+#[derive(Clone)]
+pub struct FetchApi {
+    base: String,
+    key: String,
+    client: reqwest::Client,
+    timeouts: FetchTimeouts,
+    backoff: backon::ExponentialBuilder,
+}
+
+impl std::fmt::Debug for FetchApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("FetchApi")
+            .field("base", &redact(&self.base))
+            .finish()
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Presigned {
+    url: Option<String>,
+    /// The name a later revision of the API gives the same URL.
+    all_docs_url: Option<String>,
+}
+
+impl FetchApi {
+    pub fn new(base: &str, key: &str, timeouts: FetchTimeouts) -> Result<Self, SourceError> {
+        if !(base.starts_with("https://") || base.starts_with("http://")) {
+            return Err(SourceError::Unsupported(redact(base)));
+        }
+        // The type is appended directly, so the base must end with `/`.
+        let base = if base.ends_with('/') {
+            base.to_owned()
+        } else {
+            format!("{base}/")
+        };
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .read_timeout(timeouts.read)
+            .user_agent(concat!("batch-job-aurora/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| {
+                SourceError::Fetch(HttpError::transport(
+                    "building the HTTP client",
+                    &base,
+                    &error,
+                ))
+            })?;
+        Ok(FetchApi {
+            base,
+            key: key.to_owned(),
+            client,
+            timeouts,
+            backoff: backoff(),
+        })
+    }
+
+    /// Shorter backoff, for tests.
+    pub fn with_backoff(mut self, backoff: backon::ExponentialBuilder) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Streams one type's window into `deliver`, on a blocking thread, as the body arrives.
+    /// Fails as a whole (documents delivered so far stay delivered) when the body is not a
+    /// JSON array or is cut off.
+    pub async fn fetch(
+        &self,
+        type_name: &str,
+        window: Window,
+        mut deliver: impl FnMut(SourceItem) -> ControlFlow<()> + Send + 'static,
+    ) -> Result<(), SourceError> {
+        let mut presigned = self.presign(type_name, window).await?;
+        let mut renewed = false;
+        let response = loop {
+            match self.open(&presigned).await {
+                Ok(response) => break response,
+                // A presigned URL lives 5 minutes; one that expired before we got to it is
+                // asked for again, once.
+                Err(error) if error.status == Some(403) && !renewed => {
+                    tracing::warn!(type_name, "{error}; asking the fetch API for a new URL");
+                    renewed = true;
+                    presigned = self.presign(type_name, window).await?;
+                }
+                Err(error) => return Err(SourceError::Fetch(error)),
+            }
+        };
+        let label = format!("{} ({type_name})", redact(&presigned));
+        let body = response.bytes_stream().map_err(move |error| {
+            std::io::Error::other(HttpError::transport(
+                "reading documents from",
+                &presigned,
+                &error,
+            ))
+        });
+        let reader = SyncIoBridge::new(StreamReader::new(body));
+        tokio::task::spawn_blocking(move || {
+            let reader = std::io::BufReader::with_capacity(256 << 10, reader);
+            super::file::read_array(Path::new(&label), reader, &mut deliver)
+        })
+        .await
+        .map_err(|error| {
+            SourceError::Fetch(HttpError::other(
+                "reading documents from",
+                &self.base,
+                error.to_string(),
+            ))
+        })?
+    }
+
+    /// Step 1: the presigned URL of a type's window.
+    async fn presign(&self, type_name: &str, window: Window) -> Result<String, SourceError> {
+        let url = format!("{}{type_name}", self.base);
+        let what = "asking the fetch API";
+        let answer = with_retries(self.backoff, || async {
+            let response = self
+                .client
+                .get(&url)
+                .query(&[("timestamp_from", window.from), ("timestamp_to", window.to)])
+                .header("x-api-key", &self.key)
+                .timeout(self.timeouts.presign)
+                .send()
+                .await
+                .map_err(|error| HttpError::transport(what, &url, &error))?;
+            if !response.status().is_success() {
+                return Err(HttpError::from_response(what, &url, response).await);
+            }
+            response.json::<Presigned>().await.map_err(|error| {
+                HttpError::other(
+                    what,
+                    &url,
+                    format!("not a JSON answer: {}", error.without_url()),
+                )
+            })
+        })
+        .await
+        .map_err(SourceError::Fetch)?;
+        answer.url.or(answer.all_docs_url).ok_or_else(|| {
+            SourceError::Fetch(HttpError::other(
+                what,
+                &url,
+                "the answer has neither url nor all_docs_url",
+            ))
+        })
+    }
+
+    /// Step 2: the response of the presigned URL, once its status is success.
+    async fn open(&self, presigned: &str) -> Result<reqwest::Response, HttpError> {
+        let what = "downloading documents from";
+        with_retries(self.backoff, || async {
+            let response = self
+                .client
+                .get(presigned)
+                .send()
+                .await
+                .map_err(|error| HttpError::transport(what, presigned, &error))?;
+            if response.status().is_success() {
+                return Ok(response);
+            }
+            Err(HttpError::from_response(what, presigned, response).await)
+        })
+        .await
+    }
+}

@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""A local stand-in for the data platform's fetch API, its presigned store, and Slack's Web API.
+
+It speaks the real protocols (CONTRACT.md §1 and §2), on 127.0.0.1 only, and misbehaves on
+demand so that the tests can prove the client's retries, timeouts and error handling.
+
+    python3 fake_platform.py            # prints "listening on PORT" and serves until killed
+
+Control endpoints (used by the tests):
+    PUT  /control/documents/<Type>      body: a JSON array of envelopes to serve for <Type>
+    PUT  /control/generate/<Type>       body: {"count": N, "data": {...}, "first_timestamp": T}
+    PUT  /control/faults                body: {"api_503": n, "api_429": n, "store_503": n,
+                                               "expire": n, "slow_first_byte": s, "cut_off": true,
+                                               "slack_429": n, "url_key": "url"|"all_docs_url"}
+    GET  /control/requests              every request seen: method, path, query, headers
+"""
+
+import json
+import re
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+API_KEY = "test-api-key"
+SLACK_TOKEN = "xoxb-test-token"
+FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "slack"
+
+LOCK = threading.Lock()
+DOCUMENTS = {}  # type -> list of envelopes (dicts)
+GENERATED = {}  # type -> {"count", "data", "first_timestamp"}
+FAULTS = {}
+REQUESTS = []
+TOKENS = {}  # token -> (type, from, to)
+CHANNELS = {"C012AB3CD": "general", "C024BE91L": "fun"}
+
+
+def take_fault(name):
+    """Consumes one occurrence of a counted fault."""
+    with LOCK:
+        left = FAULTS.get(name, 0)
+        if isinstance(left, int) and left > 0:
+            FAULTS[name] = left - 1
+            return True
+    return False
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def record(self):
+        url = urlparse(self.path)
+        with LOCK:
+            REQUESTS.append({
+                "method": self.command,
+                "path": url.path,
+                "query": url.query,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+            })
+        return url
+
+    def send_json(self, status, value, headers=()):
+        body = json.dumps(value).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def read_body(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        return json.loads(self.rfile.read(length) or b"null")
+
+    def do_PUT(self):
+        url = self.record()
+        body = self.read_body()
+        with LOCK:
+            if url.path.startswith("/control/documents/"):
+                DOCUMENTS[url.path.rsplit("/", 1)[1]] = body
+            elif url.path.startswith("/control/generate/"):
+                GENERATED[url.path.rsplit("/", 1)[1]] = body
+            elif url.path == "/control/faults":
+                FAULTS.clear()
+                FAULTS.update(body)
+            elif url.path == "/control/reset":
+                DOCUMENTS.clear(); GENERATED.clear(); FAULTS.clear(); REQUESTS.clear()
+        self.send_json(200, {"ok": True})
+
+    def do_GET(self):
+        url = self.record()
+        query = parse_qs(url.query)
+        if url.path == "/control/requests":
+            with LOCK:
+                return self.send_json(200, list(REQUESTS))
+        if url.path.startswith("/get_docs/"):
+            return self.fetch_api(url.path[len("/get_docs/"):], query)
+        if url.path.startswith("/store/"):
+            return self.store(url.path[len("/store/"):], query)
+        if url.path == "/api/conversations.info":
+            return self.slack(query)
+        self.send_json(404, {"message": "Not Found"})
+
+    def fetch_api(self, type_name, query):
+        if self.headers.get("x-api-key") != API_KEY:
+            return self.send_json(403, {"message": "Forbidden"})
+        if take_fault("api_503"):
+            return self.send_json(503, {"message": "Service Unavailable"})
+        if take_fault("api_429"):
+            return self.send_json(429, {"message": "Too Many Requests"}, [("Retry-After", "1")])
+        try:
+            window = (int(query["timestamp_from"][0]), int(query["timestamp_to"][0]))
+        except (KeyError, ValueError):
+            return self.send_json(400, {"message": "timestamp_from and timestamp_to are required"})
+        token = f"t{len(TOKENS)}"
+        with LOCK:
+            TOKENS[token] = (type_name, *window)
+            key = FAULTS.get("url_key", "url")
+        port = self.server.server_address[1]
+        presigned = f"http://127.0.0.1:{port}/store/{token}?X-Amz-Credential=AKIASECRET&X-Amz-Signature=deadbeefsecret"
+        self.send_json(200, {key: presigned})
+
+    def store(self, token, query):
+        if "X-Amz-Signature" not in query:
+            return self.send_json(403, {"message": "missing signature"})
+        if take_fault("expire"):
+            body = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+            self.send_response(403)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            return self.wfile.write(body)
+        if take_fault("store_503"):
+            return self.send_json(503, {"message": "Slow Down"})
+        with LOCK:
+            type_name, first, last = TOKENS[token]
+            slow = FAULTS.get("slow_first_byte", 0)
+            cut_off = FAULTS.get("cut_off", False)
+        if slow:
+            time.sleep(slow)
+        if type_name in GENERATED:
+            return self.generated(type_name, first, last, cut_off)
+        with LOCK:
+            documents = [d for d in DOCUMENTS.get(type_name, []) if first <= d.get("timestamp", first) <= last]
+        body = json.dumps(documents).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if cut_off:
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+    def generated(self, type_name, first, last, cut_off):
+        """Streams a large array without holding it: every element has the same length."""
+        spec = GENERATED[type_name]
+        data = json.dumps(spec["data"], separators=(",", ":"))
+        start = spec.get("first_timestamp", first)
+        count = spec["count"]
+        def element(i):
+            return '{"id":"%s","timestamp":%d,"type":"%s","data":%s}' % (
+                "g%023d" % i, start, type_name, data)
+        size = len(element(0))
+        length = 2 + count * size + max(count - 1, 0)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        sent = 0
+        chunk = []
+        self.wfile.write(b"[")
+        for i in range(count):
+            chunk.append(element(i))
+            if len(chunk) == 500 or i == count - 1:
+                text = ("," if sent else "") + ",".join(chunk)
+                self.wfile.write(text.encode())
+                sent += len(chunk)
+                chunk = []
+                if cut_off and sent >= count // 2:
+                    self.close_connection = True
+                    return
+        self.wfile.write(b"]")
+
+    def slack(self, query):
+        if self.headers.get("Authorization") != f"Bearer {SLACK_TOKEN}":
+            return self.send_json(200, {"ok": False, "error": "not_authed"})
+        if take_fault("slack_429"):
+            return self.send_json(429, {"ok": False, "error": "ratelimited"}, [("Retry-After", "1")])
+        channel = query.get("channel", [""])[0]
+        if channel in CHANNELS:
+            answer = json.loads((FIXTURES / "conversations.info.ok.json").read_text())
+            answer["channel"]["id"] = channel
+            answer["channel"]["name"] = CHANNELS[channel]
+            return self.send_json(200, answer)
+        answer = json.loads((FIXTURES / "conversations.info.channel_not_found.json").read_text())
+        self.send_json(200, answer)
+
+
+def main():
+    server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else 0), Handler)
+    server.daemon_threads = True
+    print(f"listening on {server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
