@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 bash scripts/services.sh
 
+# moto's server stands in for DynamoDB (with boto3 to seed it); kept in .venv.
+if [ ! -x .venv/bin/moto_server ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]==5.*'
+fi
+
 # Never let an AWS SDK in a test reach for the instance metadata service.
 export AWS_EC2_METADATA_DISABLED=true
 

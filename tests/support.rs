@@ -313,3 +313,172 @@ pub fn ok_documents(prefix: &str, count: usize, first: i64, step: i64) -> Vec<Va
         })
         .collect()
 }
+
+/// The fake platform (`tests/servers/fake_platform.py`): the fetch API, its presigned store and
+/// Slack's Web API, on a free port of 127.0.0.1, stopped when dropped.
+pub struct FakePlatform {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+pub const FETCH_KEY: &str = "test-api-key";
+pub const SLACK_TOKEN: &str = "xoxb-test-token";
+
+impl FakePlatform {
+    pub fn start() -> FakePlatform {
+        use std::io::BufRead;
+        let script = workspace_root().join("tests/servers/fake_platform.py");
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs the fake platform");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap()
+            .parse()
+            .unwrap();
+        FakePlatform { child, port }
+    }
+
+    pub fn fetch_url(&self) -> String {
+        format!("http://127.0.0.1:{}/get_docs/", self.port)
+    }
+
+    pub fn slack_url(&self) -> String {
+        format!("http://127.0.0.1:{}/api/", self.port)
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) {
+        let response = reqwest::Client::new()
+            .put(format!("http://127.0.0.1:{}{path}", self.port))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+
+    /// Every request the server saw: method, path, query, headers.
+    pub async fn requests(&self) -> Vec<Value> {
+        reqwest::get(format!("http://127.0.0.1:{}/control/requests", self.port))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// A run config reading from this server with fast retries.
+    pub fn config(&self, database: &Path, plugins: &Path) -> RunConfig {
+        let mut config = config(Path::new("unused"), database, plugins);
+        config.source = SourceSpec::Fetch {
+            base_url: self.fetch_url(),
+            key: FETCH_KEY.into(),
+        };
+        config.fetch.backoff = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(Duration::from_millis(200))
+            .with_max_times(4);
+        config
+    }
+}
+
+impl Drop for FakePlatform {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The documents of a bundled example file (a JSON array or NDJSON).
+pub fn example_documents(name: &str) -> Vec<Value> {
+    let text =
+        std::fs::read_to_string(workspace_root().join("examples/documents").join(name)).unwrap();
+    match serde_json::from_str(&text) {
+        Ok(Value::Array(documents)) => documents,
+        _ => text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+    }
+}
+
+/// moto's server (from `.venv`, which `scripts/test.sh` installs) as DynamoDB on a free port of
+/// 127.0.0.1, stopped when dropped.
+pub struct Moto {
+    child: std::process::Child,
+    pub endpoint: String,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let venv = workspace_root().join(".venv/bin");
+        let server = venv.join("moto_server");
+        assert!(
+            server.exists(),
+            "{} is missing: run scripts/test.sh, which installs moto",
+            server.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "moto did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Creates `table` with the example events plus `filler` others, through boto3.
+    pub fn seed(&self, table: &str, filler: usize) {
+        let status = std::process::Command::new(workspace_root().join(".venv/bin/python"))
+            .arg(workspace_root().join("tests/servers/seed_dynamodb.py"))
+            .args([&self.endpoint, table])
+            .arg(workspace_root().join("examples/lookups/event-codes.json"))
+            .arg(filler.to_string())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// The environment the AWS SDK needs to talk to this server and nothing else.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_REGION", "eu-central-1".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

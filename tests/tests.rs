@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod end_to_end;
+mod fetch;
 mod golden;
 mod loading;
 mod resilience;
