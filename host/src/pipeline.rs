@@ -90,7 +90,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
     for (lane, (table, plugin)) in lanes.iter().enumerate() {
         let (tx, rx) = mpsc::channel::<Arc<Envelope>>(config.documents_per_call * 2);
         document_senders.insert(table.name().to_owned(), (tx, windows[table.name()]));
-        let grants = hub.grants(&table.name(), &plugin.info.capabilities);
+        let grants = hub.grants(table.name(), &plugin.info.capabilities);
         let worker = engine.worker(Arc::clone(plugin), grants);
         let writer_tx = writer_tx.clone();
         let documents_per_call = config.documents_per_call;
@@ -196,7 +196,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         };
         let mut logged = counts.clone();
         logged.error = logged.error.or_else(|| summary.error.clone());
-        sink.run_finished(&summary.run_id, &table.name(), &logged, status)
+        sink.run_finished(&summary.run_id, table.name(), &logged, status)
             .await?;
     }
     sink.close().await;

@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Runs the job once.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Lists the loaded plugins with their type, version, columns and capabilities.
     Plugins {
         #[command(flatten)]
@@ -127,7 +127,7 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Plugins { plugins, json } => list_plugins(&plugins_dir(plugins)?, json),
-        Command::Run(args) => run_job(args),
+        Command::Run(args) => run_job(*args),
     }
 }
 

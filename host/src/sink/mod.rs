@@ -125,6 +125,34 @@ impl TableSpec {
         &self.columns
     }
 
+    /// `CREATE TABLE IF NOT EXISTS` in an engine's words.
+    fn create_sql(&self, dialect: &Dialect) -> String {
+        let q = dialect.quote;
+        let mut ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {q}{}{q} ({q}id{q} {} NOT NULL, {q}timestamp{q} {} NOT NULL",
+            self.name, dialect.id_type, dialect.timestamp_type
+        );
+        for column in &self.columns {
+            ddl.push_str(&format!(
+                ", {q}{}{q} {}",
+                column.name,
+                (dialect.column_type)(column.kind)
+            ));
+        }
+        ddl + &format!(", PRIMARY KEY ({q}id{q}))")
+    }
+
+    /// `ALTER TABLE … ADD COLUMN` in an engine's words.
+    fn add_column_sql(&self, column: &Column, dialect: &Dialect) -> String {
+        let q = dialect.quote;
+        format!(
+            "ALTER TABLE {q}{}{q} ADD COLUMN {q}{}{q} {}",
+            self.name,
+            column.name,
+            (dialect.column_type)(column.kind)
+        )
+    }
+
     /// `id`, `timestamp` and the plugin's columns, quoted and comma separated.
     fn column_list(&self, quote: char) -> String {
         let mut list = format!("{quote}id{quote}, {quote}timestamp{quote}");
@@ -133,6 +161,15 @@ impl TableSpec {
         }
         list
     }
+}
+
+/// How an engine spells a type's table.
+#[derive(Debug, Clone, Copy)]
+pub struct Dialect {
+    quote: char,
+    id_type: &'static str,
+    timestamp_type: &'static str,
+    column_type: fn(ColumnType) -> &'static str,
 }
 
 /// A row with the document it came from, kept so that a refused row can be dead-lettered whole.
@@ -254,7 +291,7 @@ impl Sink {
             })
             .await?;
         if existing.is_empty() {
-            let ddl = engine!(self, engine => engine.create_table_sql(table));
+            let ddl = table.create_sql(&engine!(self, engine => engine.dialect()));
             self.retrying(&table.name, "create", || async {
                 engine!(self, engine => engine.execute(&ddl).await)
             })
@@ -283,7 +320,7 @@ impl Sink {
         // Every column is checked before any is added, so a refused table is left untouched.
         let mut changes = Vec::new();
         for column in missing {
-            let ddl = engine!(self, engine => engine.add_column_sql(table, column));
+            let ddl = table.add_column_sql(column, &engine!(self, engine => engine.dialect()));
             self.retrying(&table.name, "add column", || async {
                 engine!(self, engine => engine.execute(&ddl).await)
             })

@@ -11,8 +11,8 @@ use std::time::Duration;
 use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlPoolOptions};
 use sqlx::{Connection, Executor, MySql, QueryBuilder, Row as _};
 
-use super::{SinkError, SourcedRow, TableSpec, WriteError, redact_url};
-use crate::model::{Column, ColumnType};
+use super::{Dialect, SinkError, SourcedRow, TableSpec, WriteError, redact_url};
+use crate::model::ColumnType;
 
 /// MySQL refuses statements with more than 65,535 placeholders.
 const MAX_PARAMETERS: usize = 65_000;
@@ -88,25 +88,14 @@ impl MysqlSink {
         Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }
 
-    /// CONTRACT §3, exactly.
-    pub fn create_table_sql(&self, table: &TableSpec) -> String {
-        let mut ddl = format!(
-            "CREATE TABLE IF NOT EXISTS `{}` (`id` VARCHAR(24) NOT NULL, `timestamp` BIGINT NOT NULL",
-            table.name
-        );
-        for column in &table.columns {
-            ddl.push_str(&format!(", `{}` {}", column.name, sql_type(column.kind)));
+    /// CONTRACT §3, exactly: `id VARCHAR(24)` primary key, `timestamp BIGINT`.
+    pub fn dialect(&self) -> Dialect {
+        Dialect {
+            quote: '`',
+            id_type: "VARCHAR(24)",
+            timestamp_type: "BIGINT",
+            column_type: sql_type,
         }
-        ddl + ", PRIMARY KEY (`id`))"
-    }
-
-    pub fn add_column_sql(&self, table: &TableSpec, column: &Column) -> String {
-        format!(
-            "ALTER TABLE `{}` ADD COLUMN `{}` {}",
-            table.name,
-            column.name,
-            sql_type(column.kind)
-        )
     }
 
     /// Whether a column's type (`COLUMN_TYPE`, e.g. `int(11)`, `tinyint(1)`) holds the values.

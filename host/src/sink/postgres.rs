@@ -8,8 +8,8 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Postgres, Row as _};
 
-use super::{SinkError, SourcedRow, TableSpec, WriteError, redact_url};
-use crate::model::{Cell, Column, ColumnType};
+use super::{Dialect, SinkError, SourcedRow, TableSpec, WriteError, redact_url};
+use crate::model::{Cell, ColumnType};
 
 /// COPY has no parameter limit; this bounds one transaction's size.
 const MAX_ROWS_PER_STATEMENT: usize = 5_000;
@@ -70,24 +70,13 @@ impl PostgresSink {
         Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }
 
-    pub fn create_table_sql(&self, table: &TableSpec) -> String {
-        let mut ddl = format!(
-            "CREATE TABLE IF NOT EXISTS \"{}\" (\"id\" VARCHAR(24) NOT NULL PRIMARY KEY, \"timestamp\" BIGINT NOT NULL",
-            table.name
-        );
-        for column in &table.columns {
-            ddl.push_str(&format!(", \"{}\" {}", column.name, sql_type(column.kind)));
+    pub fn dialect(&self) -> Dialect {
+        Dialect {
+            quote: '"',
+            id_type: "VARCHAR(24)",
+            timestamp_type: "BIGINT",
+            column_type: sql_type,
         }
-        ddl + ")"
-    }
-
-    pub fn add_column_sql(&self, table: &TableSpec, column: &Column) -> String {
-        format!(
-            "ALTER TABLE \"{}\" ADD COLUMN \"{}\" {}",
-            table.name,
-            column.name,
-            sql_type(column.kind)
-        )
     }
 
     /// Whether a column's `data_type` holds the values.

@@ -6,8 +6,8 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{QueryBuilder, Row as _, Sqlite};
 
-use super::{SinkError, SourcedRow, TableSpec, WriteError};
-use crate::model::{Column, ColumnType};
+use super::{Dialect, SinkError, SourcedRow, TableSpec, WriteError};
+use crate::model::ColumnType;
 
 /// SQLite allows 32,766 bound parameters per statement; stay well under it.
 const MAX_PARAMETERS: usize = 30_000;
@@ -73,24 +73,13 @@ impl SqliteSink {
         Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }
 
-    pub fn create_table_sql(&self, table: &TableSpec) -> String {
-        let mut ddl = format!(
-            "CREATE TABLE IF NOT EXISTS \"{}\" (\"id\" TEXT NOT NULL PRIMARY KEY, \"timestamp\" INTEGER NOT NULL",
-            table.name
-        );
-        for column in &table.columns {
-            ddl.push_str(&format!(", \"{}\" {}", column.name, sql_type(column.kind)));
+    pub fn dialect(&self) -> Dialect {
+        Dialect {
+            quote: '"',
+            id_type: "TEXT",
+            timestamp_type: "INTEGER",
+            column_type: sql_type,
         }
-        ddl + ")"
-    }
-
-    pub fn add_column_sql(&self, table: &TableSpec, column: &Column) -> String {
-        format!(
-            "ALTER TABLE \"{}\" ADD COLUMN \"{}\" {}",
-            table.name,
-            column.name,
-            sql_type(column.kind)
-        )
     }
 
     /// Whether an existing column's declared type can hold the plugin's values, by SQLite's
