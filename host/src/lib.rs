@@ -11,6 +11,7 @@ pub mod config;
 pub mod document;
 pub mod error;
 pub mod http;
+pub mod invocation;
 pub mod model;
 pub mod pipeline;
 pub mod plugin;

@@ -1,7 +1,8 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
 //! - `dist`: the release host and every plugin as a wasm component, laid out as
-//!   `dist/batch-job-aurora` and `dist/plugins/<name>.wasm` (a stable interface);
+//!   `dist/batch-job-aurora` and `dist/plugins/<name>.wasm` (a stable interface), plus the
+//!   Lambda as `dist/lambda/bootstrap` with `dist/lambda/plugins/`;
 //! - `demo`: `dist`, then a run of the bundled examples into `demo.db` (SQLite);
 //! - `bench`: `dist`, then a run over generated documents, printing throughput and peak RSS.
 
@@ -95,12 +96,17 @@ fn dist(root: &Path) -> Result<PathBuf> {
         &target.join("release/batch-job-aurora"),
         &dist.join("batch-job-aurora"),
     )?;
+    // The Lambda: `bootstrap` (the provided.al2023 runtime's entry) with its plugins beside it.
+    let lambda = dist.join("lambda");
+    std::fs::create_dir_all(lambda.join("plugins"))?;
+    copy(&target.join("release/bootstrap"), &lambda.join("bootstrap"))?;
     for (_, name) in PLUGINS {
         let wasm = format!("{name}.wasm");
         copy(
             &target.join("wasm32-wasip2/plugin").join(&wasm),
             &plugin_dir.join(&wasm),
         )?;
+        copy(&plugin_dir.join(&wasm), &lambda.join("plugins").join(&wasm))?;
     }
     for entry in std::fs::read_dir(&plugin_dir)? {
         let path = entry?.path();

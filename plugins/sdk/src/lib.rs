@@ -178,6 +178,20 @@ macro_rules! export_plugin {
             }
         }
 
+        // Only a component exports these names: a native build (unit tests, `cargo build` of
+        // the workspace) cannot link symbols named like `aurora:plugin/plugin@1.0.0#describe`.
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::__export_type_plugin!(__AuroraPluginExport with_types_in $crate::bindings);
+
+        /// The plugin's entry points in a native build, where nothing is exported.
+        #[cfg(not(target_arch = "wasm32"))]
+        #[doc(hidden)]
+        pub fn __aurora_plugin_entry_points() -> (
+            fn() -> $crate::PluginInfo,
+            fn(::std::vec::Vec<$crate::Document>) -> ::std::vec::Vec<$crate::Outcome>,
+        ) {
+            use $crate::bindings::exports::aurora::plugin::plugin::Guest as _;
+            (__AuroraPluginExport::describe, __AuroraPluginExport::transform)
+        }
     };
 }

@@ -14,6 +14,7 @@ wit_bindgen::generate!({
     ",
 });
 
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 struct Future;
 
 impl exports::aurora::plugin::plugin::Guest for Future {
@@ -22,4 +23,5 @@ impl exports::aurora::plugin::plugin::Guest for Future {
     }
 }
 
+#[cfg(target_arch = "wasm32")]
 export!(Future);

@@ -1,0 +1,189 @@
+//! One scheduled invocation, as the old Lambda took it: its event, its response, and a config
+//! built from the environment afresh each time (the old code computed its window once, when the
+//! module loaded, so a warm container kept fetching a stale window).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::capability::{Backends, CapabilitySpecs};
+use crate::config::{CatchUp, ConfigError, RunConfig, Window, database_url_from_env, unix_now};
+use crate::source::{SourceError, SourceSpec};
+use crate::summary::RunSummary;
+
+/// The event (every key optional). Other keys, such as an EventBridge schedule's, are ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct InvocationEvent {
+    pub types: Option<Vec<String>>,
+    pub timestamp_from: Option<i64>,
+    pub timestamp_to: Option<i64>,
+    /// Gap-free windows for this invocation; `BATCH_JOB_AURORA_CATCH_UP=true` sets it for all.
+    pub catch_up: Option<bool>,
+}
+
+/// `{"statusCode": 200, "body": "N records inserted into Aurora. M duplicates skipped. E errors."}`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InvocationResponse {
+    #[serde(rename = "statusCode")]
+    pub status_code: u16,
+    pub body: String,
+}
+
+impl From<&RunSummary> for InvocationResponse {
+    fn from(summary: &RunSummary) -> Self {
+        InvocationResponse {
+            status_code: 200,
+            body: summary.lambda_body(),
+        }
+    }
+}
+
+/// Why an invocation could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum InvocationError {
+    #[error("DATAPLATTFORM_AURORA_FETCH_API_URL is not set")]
+    NoSource,
+    #[error("DATAPLATTFORM_AURORA_HOST is not set: no database")]
+    NoDatabase,
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("cannot set up the capabilities")]
+    Capabilities(#[from] crate::capability::CapabilityError),
+}
+
+/// The run config of one invocation, from the event and the environment (`var`), at `now`.
+pub async fn invocation_config(
+    event: &InvocationEvent,
+    var: impl Fn(&str) -> Option<String>,
+    now: i64,
+) -> Result<RunConfig, InvocationError> {
+    let base_url = var("DATAPLATTFORM_AURORA_FETCH_API_URL").ok_or(InvocationError::NoSource)?;
+    let key = var("DATAPLATTFORM_AURORA_FETCH_KEY");
+    let source = SourceSpec::parse(&base_url, key.as_deref())?;
+    let database = database_url_from_env(&var)?.ok_or(InvocationError::NoDatabase)?;
+    let plugins = var("BATCH_JOB_AURORA_PLUGINS")
+        .map(PathBuf::from)
+        .unwrap_or_else(default_plugins_dir);
+    let mut config = RunConfig::new(source, database, plugins);
+    config.types = event.types.clone();
+    let catch_up = event
+        .catch_up
+        .unwrap_or_else(|| var("BATCH_JOB_AURORA_CATCH_UP").is_some_and(|value| value == "true"));
+    if event.timestamp_from.is_some() || event.timestamp_to.is_some() {
+        let default = Window::last_70_minutes(now);
+        config.window = Some(Window {
+            from: event.timestamp_from.unwrap_or(default.from),
+            to: event.timestamp_to.unwrap_or(default.to),
+        });
+    } else if catch_up {
+        config.catch_up = Some(CatchUp::at(now));
+    } else {
+        config.window = Some(Window::last_70_minutes(now));
+    }
+    config.backends = Backends::configure(&CapabilitySpecs {
+        slack_channels: None,
+        slack_token: var("DATAPLATTFORM_AURORA_SLACK_TOKEN"),
+        slack_api_url: var("DATAPLATTFORM_AURORA_SLACK_API_URL"),
+        event_codes: var("DATAPLATTFORM_EVENT_CODE_TABLE"),
+    })
+    .await?;
+    Ok(config)
+}
+
+/// The plugins of a Lambda: a layer's `/opt/plugins`, else `plugins/` beside the executable.
+fn default_plugins_dir() -> PathBuf {
+    let layer = PathBuf::from("/opt/plugins");
+    if layer.is_dir() {
+        return layer;
+    }
+    std::env::current_exe()
+        .map(|exe| exe.with_file_name("plugins"))
+        .unwrap_or_else(|_| PathBuf::from("plugins"))
+}
+
+/// Now, for an invocation.
+pub fn now() -> i64 {
+    unix_now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        let value = match name {
+            "DATAPLATTFORM_AURORA_FETCH_API_URL" => "https://api.example/get_docs/",
+            "DATAPLATTFORM_AURORA_FETCH_KEY" => "k",
+            "DATAPLATTFORM_AURORA_HOST" => "db",
+            "DATAPLATTFORM_AURORA_DB_NAME" => "raw",
+            "DATAPLATTFORM_AURORA_USER" => "job",
+            _ => return None,
+        };
+        Some(value.to_owned())
+    }
+
+    #[tokio::test]
+    async fn the_default_window_is_computed_at_each_invocation() {
+        let event = InvocationEvent::default();
+        let first = invocation_config(&event, env, 10_000).await.unwrap();
+        let later = invocation_config(&event, env, 13_600).await.unwrap();
+        assert_eq!(
+            first.window,
+            Some(Window {
+                from: 10_000 - 4200,
+                to: 10_000
+            })
+        );
+        assert_eq!(
+            later.window,
+            Some(Window {
+                from: 13_600 - 4200,
+                to: 13_600
+            })
+        );
+        assert_eq!(first.database_url, "mysql://job:@db:3306/raw");
+    }
+
+    #[tokio::test]
+    async fn the_event_picks_types_and_window() {
+        let event: InvocationEvent = serde_json::from_str(
+            r#"{"types": ["GithubType"], "timestamp_from": 0, "timestamp_to": 100000000000, "source": "aws.events"}"#,
+        )
+        .unwrap();
+        let config = invocation_config(&event, env, 5).await.unwrap();
+        assert_eq!(config.types, Some(vec!["GithubType".to_owned()]));
+        assert_eq!(
+            config.window,
+            Some(Window {
+                from: 0,
+                to: 100_000_000_000
+            })
+        );
+        let catch_up = InvocationEvent {
+            catch_up: Some(true),
+            ..Default::default()
+        };
+        let config = invocation_config(&catch_up, env, 5).await.unwrap();
+        assert_eq!(
+            (config.window, config.catch_up.map(|c| c.now)),
+            (None, Some(5))
+        );
+    }
+
+    #[test]
+    fn the_response_is_the_old_one() {
+        let summary = RunSummary {
+            inserted: 3,
+            duplicates: 2,
+            failed: 1,
+            ..Default::default()
+        };
+        let response = serde_json::to_value(InvocationResponse::from(&summary)).unwrap();
+        assert_eq!(
+            response,
+            serde_json::json!({"statusCode": 200, "body": "3 records inserted into Aurora. 2 duplicates skipped. 1 errors."})
+        );
+    }
+}
