@@ -260,7 +260,7 @@ async fn catch_up_loads_every_document_of_a_missed_gap() {
     let t0 = 1_800_000_000;
     // One document every 5 minutes from two hours before t0 to five hours after.
     let documents = ok_documents("c", 12 * 7 + 1, t0 - 2 * hour, 300);
-    let (_folder, source) = ndjson(&documents);
+    let (folder, source) = ndjson(&documents);
     let in_window = |from: i64, to: i64| {
         documents
             .iter()
@@ -286,6 +286,23 @@ async fn catch_up_loads_every_document_of_a_missed_gap() {
             database.count_rows("MisbehavingType", "1 = 1").await as u64,
             in_window(t0 - 70 * 60, t0 + 4 * hour),
             "{engine:?}: no hole"
+        );
+        // A first run that failed (its file cut off) leaves no hole either: the next run starts
+        // where the failed one did.
+        let database = TestDatabase::new(engine, "catchup_failed_first").await;
+        let cut = folder.path().join("cut.json");
+        let array = serde_json::to_string(&documents).unwrap();
+        std::fs::write(&cut, &array[..array.len() / 2]).unwrap();
+        let mut failing = config_for(&cut, &database, plugins.path());
+        failing.catch_up = Some(CatchUp::at(t0));
+        assert!(!run(failing).await.completed());
+        let mut later = config_for(&source, &database, plugins.path());
+        later.catch_up = Some(CatchUp::at(t0 + 3 * hour));
+        run(later).await;
+        assert_eq!(
+            database.count_rows("MisbehavingType", "1 = 1").await as u64,
+            in_window(t0 - 70 * 60, t0 + 3 * hour),
+            "{engine:?}: the failed first window is taken again"
         );
         // A bounded catch-up takes at most max_span and leaves the rest to the next run.
         let database = TestDatabase::new(engine, "catchup_bounded").await;

@@ -56,12 +56,16 @@ impl CatchUp {
         }
     }
 
-    /// The window of a type whose last successful window ended at `last_end` (if ever).
-    pub fn window(&self, last_end: Option<i64>) -> Window {
-        let Some(last_end) = last_end else {
-            return Window::last_70_minutes(self.now);
-        };
-        let from = (last_end - self.overlap_secs).min(self.now);
+    /// The window of a type whose last successful window ended at `last_end`. A type that never
+    /// succeeded starts where its first attempt did (`first_attempt`), so that failed first runs
+    /// leave no hole either; a type never run takes the contract's last 70 minutes.
+    pub fn window(&self, last_end: Option<i64>, first_attempt: Option<i64>) -> Window {
+        let from = match (last_end, first_attempt) {
+            (Some(last_end), _) => last_end - self.overlap_secs,
+            (None, Some(first_start)) => first_start,
+            (None, None) => return Window::last_70_minutes(self.now),
+        }
+        .min(self.now);
         Window {
             from,
             to: self.now.min(from.saturating_add(self.max_span_secs)),
@@ -289,26 +293,17 @@ mod tests {
     #[test]
     fn catch_up_starts_at_the_last_end_minus_the_overlap_and_is_bounded() {
         let catch_up = CatchUp::at(100_000);
+        let window = |from, to| Window { from, to };
+        assert_eq!(catch_up.window(None, None), window(100_000 - 4200, 100_000));
         assert_eq!(
-            catch_up.window(None),
-            Window {
-                from: 100_000 - 4200,
-                to: 100_000
-            }
+            catch_up.window(Some(90_000), Some(1)),
+            window(89_400, 100_000)
         );
         assert_eq!(
-            catch_up.window(Some(90_000)),
-            Window {
-                from: 89_400,
-                to: 100_000
-            }
+            catch_up.window(Some(1_000), None),
+            window(400, 400 + 6 * 3600)
         );
-        assert_eq!(
-            catch_up.window(Some(1_000)),
-            Window {
-                from: 400,
-                to: 400 + 6 * 3600
-            }
-        );
+        // Only failed attempts so far: start where the first one did.
+        assert_eq!(catch_up.window(None, Some(95_000)), window(95_000, 100_000));
     }
 }

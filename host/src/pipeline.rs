@@ -66,7 +66,10 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
                     tracing::info!(table = %type_name, "schema: {change:?}");
                 }
                 let window = match config.catch_up {
-                    Some(catch_up) => Some(catch_up.window(sink.last_success(&type_name).await?)),
+                    Some(catch_up) => Some(catch_up.window(
+                        sink.last_success(&type_name).await?,
+                        sink.first_attempt(&type_name).await?,
+                    )),
                     None => config.window.or(default_window),
                 };
                 sink.run_started(&summary.run_id, &type_name, window)

@@ -104,6 +104,17 @@ macro_rules! bookkeeping {
                 .await
         }
 
+        pub async fn first_attempt(&self, type_name: &str) -> Result<Option<i64>, sqlx::Error> {
+            let mut select = sqlx::QueryBuilder::<$db>::new(
+                "SELECT MIN(window_from) FROM batch_job_runs WHERE type_name = ",
+            );
+            select.push_bind(type_name.to_owned());
+            select
+                .build_query_scalar::<Option<i64>>()
+                .fetch_one(&self.pool)
+                .await
+        }
+
         pub async fn close(&self) {
             self.pool.close().await;
         }

@@ -430,6 +430,14 @@ impl Sink {
         .await
     }
 
+    /// Where the first logged window of a type started, if it was ever run.
+    pub async fn first_attempt(&self, type_name: &str) -> Result<Option<i64>, SinkError> {
+        self.retrying(RUN_LOG_TABLE, "read", || async {
+            engine!(self, engine => engine.first_attempt(type_name).await)
+        })
+        .await
+    }
+
     pub async fn close(&self) {
         engine!(self, engine => engine.close().await)
     }
