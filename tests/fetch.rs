@@ -13,7 +13,8 @@ const WINDOW: Window = Window {
     to: 1_764_010_000,
 };
 
-async fn serve_examples(platform: &FakePlatform) {
+/// Serves the bundled examples as the three types' windows.
+pub async fn serve_examples(platform: &FakePlatform) {
     for (type_name, file) in [
         ("GithubType", "github.json"),
         ("SlackType", "slack.ndjson"),

@@ -2,28 +2,15 @@
 //! (standing in for Aurora MySQL) from the fake platform.
 
 use batch_job_aurora::invocation::{InvocationEvent, InvocationResponse, invocation_config};
-use serde_json::Value;
 
 use crate::support::{
-    Engine, FETCH_KEY, FakePlatform, SLACK_TOKEN, TestDatabase, example_documents, plugin_folder,
-    workspace_root,
+    Engine, FETCH_KEY, FakePlatform, SLACK_TOKEN, TestDatabase, plugin_folder, workspace_root,
 };
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_old_event_and_environment_give_the_old_response_and_tables() {
     let platform = FakePlatform::start();
-    for (type_name, file) in [
-        ("GithubType", "github.json"),
-        ("SlackType", "slack.ndjson"),
-        ("EventRatingType", "event_rating.json"),
-    ] {
-        platform
-            .put(
-                &format!("/control/documents/{type_name}"),
-                &Value::Array(example_documents(file)),
-            )
-            .await;
-    }
+    crate::fetch::serve_examples(&platform).await;
     let database = TestDatabase::new(Engine::Mysql, "lambda").await;
     let plugins = plugin_folder(&["github", "slack", "event_rating"]);
     let event_codes = format!(

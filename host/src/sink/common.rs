@@ -4,6 +4,22 @@
 /// Expands into the bookkeeping methods of an engine struct with a `pool: Pool<$db>` field.
 macro_rules! bookkeeping {
     ($db:ty) => {
+        /// Inserts rows in one transaction (the engine's `insert_on`); the number inserted,
+        /// duplicates being skipped. After a transient error the connection is closed rather
+        /// than reused: after a failover it may be talking to an instance that is now read-only.
+        pub async fn insert_chunk(
+            &self,
+            table: &super::TableSpec,
+            rows: &[super::SourcedRow],
+        ) -> Result<u64, super::WriteError> {
+            let mut connection = self.pool.acquire().await?;
+            let result = insert_on(&mut connection, table, rows).await;
+            if result.as_ref().is_err_and(|error| error.is_transient()) {
+                let _ = connection.close().await;
+            }
+            result
+        }
+
         pub async fn execute(&self, sql: &str) -> Result<(), sqlx::Error> {
             sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
                 .execute(&self.pool)

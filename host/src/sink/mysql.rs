@@ -129,22 +129,6 @@ impl MysqlSink {
         (MAX_PARAMETERS / (table.columns.len() + 2)).min(MAX_ROWS_PER_STATEMENT)
     }
 
-    /// Inserts rows in one transaction; the number inserted, duplicates being skipped. After a
-    /// transient error the connection is closed rather than reused: after a failover it may be
-    /// talking to an instance that is now read-only.
-    pub async fn insert_chunk(
-        &self,
-        table: &TableSpec,
-        rows: &[SourcedRow],
-    ) -> Result<u64, WriteError> {
-        let mut connection = self.pool.acquire().await?;
-        let result = insert_on(&mut connection, table, rows).await;
-        if result.as_ref().is_err_and(|error| error.is_transient()) {
-            let _ = connection.close().await;
-        }
-        result
-    }
-
     bookkeeping!(MySql);
 }
 

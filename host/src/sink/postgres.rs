@@ -93,21 +93,6 @@ impl PostgresSink {
         MAX_ROWS_PER_STATEMENT
     }
 
-    /// Inserts rows in one transaction; the number inserted, duplicates being skipped. After a
-    /// transient error the connection is closed rather than reused.
-    pub async fn insert_chunk(
-        &self,
-        table: &TableSpec,
-        rows: &[SourcedRow],
-    ) -> Result<u64, WriteError> {
-        let mut connection = self.pool.acquire().await?;
-        let result = insert_on(&mut connection, table, rows).await;
-        if result.as_ref().is_err_and(|error| error.is_transient()) {
-            let _ = connection.close().await;
-        }
-        result
-    }
-
     bookkeeping!(Postgres);
 }
 

@@ -114,30 +114,29 @@ impl SqliteSink {
         (MAX_PARAMETERS / (table.columns.len() + 2)).min(MAX_ROWS_PER_STATEMENT)
     }
 
-    /// Inserts rows in one transaction; the number inserted, duplicates being skipped.
-    pub async fn insert_chunk(
-        &self,
-        table: &TableSpec,
-        rows: &[SourcedRow],
-    ) -> Result<u64, WriteError> {
-        let mut insert = QueryBuilder::<Sqlite>::new(format!(
-            "INSERT INTO \"{}\" ({}) ",
-            table.name,
-            table.column_list('"')
-        ));
-        insert.push_values(rows, |mut values, sourced| push_row!(values, &sourced.row));
-        insert.push(" ON CONFLICT (\"id\") DO NOTHING");
-        let mut transaction = self.pool.begin().await?;
-        let inserted = insert
-            .build()
-            .execute(&mut *transaction)
-            .await?
-            .rows_affected();
-        transaction.commit().await?;
-        Ok(inserted)
-    }
-
     bookkeeping!(Sqlite);
+}
+
+async fn insert_on(
+    connection: &mut sqlx::SqliteConnection,
+    table: &TableSpec,
+    rows: &[SourcedRow],
+) -> Result<u64, WriteError> {
+    let mut insert = QueryBuilder::<Sqlite>::new(format!(
+        "INSERT INTO \"{}\" ({}) ",
+        table.name,
+        table.column_list('"')
+    ));
+    insert.push_values(rows, |mut values, sourced| push_row!(values, &sourced.row));
+    insert.push(" ON CONFLICT (\"id\") DO NOTHING");
+    let mut transaction = sqlx::Connection::begin(connection).await?;
+    let inserted = insert
+        .build()
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+    transaction.commit().await?;
+    Ok(inserted)
 }
 
 fn sql_type(kind: ColumnType) -> &'static str {
