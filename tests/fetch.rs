@@ -348,3 +348,53 @@ async fn all_three_types_over_http_enriched_from_slack_and_dynamodb_land_as_the_
     }
     crate::support::check_golden("examples.golden.json", &Value::Object(tables));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slack_timeout_is_an_error_value_that_fails_the_document_not_a_trap() {
+    use batch_job_aurora::capability::{Backends, SlackWebApi};
+    let platform = FakePlatform::start();
+    serve_examples(&platform).await;
+    platform
+        .put("/control/faults", &json!({"slack_slow": 2}))
+        .await;
+    let plugins = plugin_folder(&["slack"]);
+    let database = tempfile::tempdir().unwrap();
+    let path = database.path().join("x.db");
+    let mut config = platform.config(&path, plugins.path());
+    config.window = Some(WINDOW);
+    let slack = SlackWebApi::new(
+        &platform.slack_url(),
+        crate::support::SLACK_TOKEN,
+        tokio::runtime::Handle::current(),
+    )
+    .unwrap()
+    .with_retries(
+        backon::ExponentialBuilder::default().with_max_times(1),
+        Duration::from_millis(300),
+    );
+    config.backends = Backends {
+        slack: Some(std::sync::Arc::new(slack)),
+        ..Default::default()
+    };
+    let summary = run(config).await;
+    assert!(summary.completed(), "{summary:?}");
+    let slack = &summary.types["SlackType"];
+    // Three events name a channel and fail (kept); the two without one are stored.
+    assert_eq!((slack.inserted, slack.failed), (2, 3), "{slack:?}");
+    assert!(
+        slack
+            .notes
+            .iter()
+            .any(|note| note.contains("slack-channels failed")),
+        "{slack:?}"
+    );
+    let failed = query(&path, "SELECT stage, error FROM batch_job_failed_documents").await;
+    for failure in &failed {
+        assert_eq!(failure["stage"], "plugin", "{failure:?}");
+        let error = failure["error"].as_str().unwrap();
+        assert!(
+            error.contains("timed out") && !error.contains(crate::support::SLACK_TOKEN),
+            "{error}"
+        );
+    }
+}

@@ -11,7 +11,8 @@ Control endpoints (used by the tests):
     PUT  /control/generate/<Type>       body: {"count": N, "data": {...}, "first_timestamp": T}
     PUT  /control/faults                body: {"api_503": n, "api_429": n, "store_503": n,
                                                "expire": n, "slow_first_byte": s, "cut_off": true,
-                                               "slack_429": n, "url_key": "url"|"all_docs_url"}
+                                               "slack_429": n, "slack_slow": s,
+                                               "url_key": "url"|"all_docs_url"}
     GET  /control/requests              every request seen: method, path, query, headers
 """
 
@@ -193,6 +194,10 @@ class Handler(BaseHTTPRequestHandler):
     def slack(self, query):
         if self.headers.get("Authorization") != f"Bearer {SLACK_TOKEN}":
             return self.send_json(200, {"ok": False, "error": "not_authed"})
+        with LOCK:
+            slow = FAULTS.get("slack_slow", 0)
+        if slow:
+            time.sleep(slow)
         if take_fault("slack_429"):
             return self.send_json(429, {"ok": False, "error": "ratelimited"}, [("Retry-After", "1")])
         channel = query.get("channel", [""])[0]

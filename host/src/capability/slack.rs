@@ -27,6 +27,7 @@ pub struct SlackWebApi {
     client: reqwest::Client,
     runtime: Handle,
     backoff: backon::ExponentialBuilder,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for SlackWebApi {
@@ -61,7 +62,6 @@ impl SlackWebApi {
         };
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(10))
             .build()
             .map_err(|error| HttpError::transport("building the Slack client", &base, &error))?;
         Ok(SlackWebApi {
@@ -70,12 +70,14 @@ impl SlackWebApi {
             client,
             runtime,
             backoff: crate::http::backoff().with_max_times(4),
+            timeout: Duration::from_secs(10),
         })
     }
 
-    /// Shorter backoff, for tests.
-    pub fn with_backoff(mut self, backoff: backon::ExponentialBuilder) -> Self {
+    /// Another backoff and request timeout (tests use short ones).
+    pub fn with_retries(mut self, backoff: backon::ExponentialBuilder, timeout: Duration) -> Self {
         self.backoff = backoff;
+        self.timeout = timeout;
         self
     }
 
@@ -89,6 +91,7 @@ impl SlackWebApi {
                 .get(&url)
                 .query(&[("channel", channel_id)])
                 .bearer_auth(&self.token)
+                .timeout(self.timeout)
                 .send()
                 .await
                 .map_err(|error| HttpError::transport(what, &url, &error))?;
