@@ -201,6 +201,10 @@ async fn values_the_database_would_change_fail_their_row_not_the_batch() {
                     name: "t".into(),
                     kind: ColumnType::Text,
                 },
+                Column {
+                    name: "f".into(),
+                    kind: ColumnType::Float,
+                },
             ],
         )
         .unwrap();
@@ -212,10 +216,17 @@ async fn values_the_database_would_change_fail_their_row_not_the_batch() {
                 vec![
                     Cell::Int(7),
                     Cell::Text("tab\there\nnewline \\ backslash".into()),
+                    Cell::Float(12.34567),
                 ],
             ),
-            sourced("too-wide", vec![Cell::Int(5_000_000_000), Cell::Null]),
-            sourced("fits-too", vec![Cell::Null, Cell::Text("ünïcødé".into())]),
+            sourced(
+                "too-wide",
+                vec![Cell::Int(5_000_000_000), Cell::Null, Cell::Null],
+            ),
+            sourced(
+                "fits-too",
+                vec![Cell::Null, Cell::Text("ünïcødé".into()), Cell::Null],
+            ),
         ];
         let outcome = sink.insert(&table, &rows).await.unwrap();
         let failed: Vec<_> = outcome
@@ -248,6 +259,14 @@ async fn values_the_database_would_change_fail_their_row_not_the_batch() {
                 .await,
             1,
             "{engine:?}: text round-trips exactly"
+        );
+        // A float with more decimals than DECIMAL(20,2) is rounded to it, not refused.
+        assert_eq!(
+            database
+                .count_rows("Widths", "f > 12.33 AND f < 12.36")
+                .await,
+            1,
+            "{engine:?}"
         );
         sink.close().await;
     }
@@ -303,6 +322,25 @@ async fn catch_up_loads_every_document_of_a_missed_gap() {
             database.count_rows("MisbehavingType", "1 = 1").await as u64,
             in_window(t0 - 70 * 60, t0 + 3 * hour),
             "{engine:?}: the failed first window is taken again"
+        );
+        // A window asked for by hand (the contract's example event: 0 to 100000000000) does
+        // not move catch-up on, which would otherwise skip everything up to year 5138.
+        let database = TestDatabase::new(engine, "catchup_manual").await;
+        let mut manual = config_for(&source, &database, plugins.path());
+        manual.window = Some(batch_job_aurora::config::Window {
+            from: 0,
+            to: 100_000_000_000,
+        });
+        assert!(run(manual).await.completed());
+        let mut scheduled = config_for(&source, &database, plugins.path());
+        scheduled.catch_up = Some(CatchUp::at(t0 + 4 * hour));
+        run(scheduled).await;
+        assert_eq!(
+            database
+                .count("SELECT MAX(window_from) FROM batch_job_runs WHERE scheduled = TRUE")
+                .await,
+            t0 + 4 * hour - 70 * 60,
+            "{engine:?}"
         );
         // A bounded catch-up takes at most max_span and leaves the rest to the next run.
         let database = TestDatabase::new(engine, "catchup_bounded").await;

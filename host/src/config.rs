@@ -181,6 +181,9 @@ pub struct RunConfig {
     pub window: Option<Window>,
     /// Instead of `window`: each type's window starts where its last successful one ended.
     pub catch_up: Option<CatchUp>,
+    /// The time the run takes as now for its default window (the last 70 minutes of the fetch
+    /// API); `None` reads the clock when the run starts.
+    pub now: Option<i64>,
     pub backends: Backends,
     pub limits: SandboxLimits,
     /// Documents per plugin call. About 100 amortises the call; more buys nothing measurable.
@@ -222,6 +225,7 @@ impl RunConfig {
             types: None,
             window: None,
             catch_up: None,
+            now: None,
             backends: Backends::default(),
             limits: SandboxLimits::default(),
             documents_per_call: 100,

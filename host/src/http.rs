@@ -15,6 +15,8 @@ pub struct HttpError {
     pub status: Option<u16>,
     pub retry_after: Option<Duration>,
     pub reason: String,
+    /// An answer that will not change on another try (it does not parse, say).
+    pub permanent: bool,
 }
 
 impl HttpError {
@@ -32,6 +34,7 @@ impl HttpError {
             status: None,
             retry_after: None,
             reason,
+            permanent: false,
         }
     }
 
@@ -52,9 +55,11 @@ impl HttpError {
             status: Some(status.as_u16()),
             retry_after,
             reason: format!("HTTP {status}: {}", body.trim()),
+            permanent: false,
         }
     }
 
+    /// An answer that cannot be used, and will not be usable on another try.
     pub fn other(what: &'static str, url: &str, reason: impl Into<String>) -> Self {
         HttpError {
             what,
@@ -62,11 +67,15 @@ impl HttpError {
             status: None,
             retry_after: None,
             reason: reason.into(),
+            permanent: true,
         }
     }
 
     /// Connection errors, timeouts, 5xx and 429 are worth another try; other 4xx are not.
     pub fn is_retryable(&self) -> bool {
+        if self.permanent {
+            return false;
+        }
         match self.status {
             None => true,
             Some(status) => status == 429 || status >= 500,

@@ -80,7 +80,8 @@ pub async fn invocation_config(
     } else if catch_up {
         config.catch_up = Some(CatchUp::at(now));
     } else {
-        config.window = Some(Window::last_70_minutes(now));
+        // The contract's default, a scheduled window: the run takes the last 70 minutes.
+        config.now = Some(now);
     }
     config.backends = Backends::configure(&CapabilitySpecs {
         slack_channels: None,
@@ -129,20 +130,10 @@ mod tests {
         let event = InvocationEvent::default();
         let first = invocation_config(&event, env, 10_000).await.unwrap();
         let later = invocation_config(&event, env, 13_600).await.unwrap();
-        assert_eq!(
-            first.window,
-            Some(Window {
-                from: 10_000 - 4200,
-                to: 10_000
-            })
-        );
-        assert_eq!(
-            later.window,
-            Some(Window {
-                from: 13_600 - 4200,
-                to: 13_600
-            })
-        );
+        // No window of its own: the run takes the last 70 minutes before the invocation's now,
+        // and logs it as scheduled.
+        assert_eq!((first.window, first.now), (None, Some(10_000)));
+        assert_eq!((later.window, later.now), (None, Some(13_600)));
         assert_eq!(first.database_url, "mysql://job:@db:3306/raw");
     }
 

@@ -43,7 +43,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
             // Computed at each invocation: a warm Lambda must not keep a stale window.
             (
                 Source::Fetch(api),
-                Some(Window::last_70_minutes(unix_now())),
+                Some(Window::last_70_minutes(config.now.unwrap_or_else(unix_now))),
             )
         }
     };
@@ -65,14 +65,18 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
                 for change in changes {
                     tracing::info!(table = %type_name, "schema: {change:?}");
                 }
-                let window = match config.catch_up {
-                    Some(catch_up) => Some(catch_up.window(
-                        sink.last_success(&type_name).await?,
-                        sink.first_attempt(&type_name).await?,
-                    )),
-                    None => config.window.or(default_window),
+                // Catch-up and the contract's default are scheduled windows; one given by hand
+                // (or a whole file) is not, and never moves catch-up on.
+                let (window, scheduled) = match (config.catch_up, config.window) {
+                    (Some(catch_up), _) => {
+                        let last_end = sink.last_success(&type_name).await?;
+                        let first_start = sink.first_attempt(&type_name).await?;
+                        (Some(catch_up.window(last_end, first_start)), true)
+                    }
+                    (None, Some(window)) => (Some(window), false),
+                    (None, None) => (default_window, default_window.is_some()),
                 };
-                sink.run_started(&summary.run_id, &type_name, window)
+                sink.run_started(&summary.run_id, &type_name, window, scheduled)
                     .await?;
                 windows.insert(type_name.clone(), window);
                 lanes.push((table, plugin));
@@ -223,8 +227,10 @@ fn select(
     let Some(types) = types else {
         return Ok(plugins.iter().cloned().collect());
     };
+    let mut seen = std::collections::HashSet::new();
     types
         .iter()
+        .filter(|type_name| seen.insert(type_name.as_str()))
         .map(|type_name| {
             plugins
                 .get(type_name)

@@ -172,6 +172,7 @@ fn run_config(args: RunArgs) -> Result<RunConfig> {
         (Some(from), Some(to)) => Some(Window { from, to }),
         _ => None,
     };
+    config.now = args.now;
     if args.catch_up {
         config.catch_up = Some(CatchUp {
             overlap_secs: args.overlap_minutes * 60,

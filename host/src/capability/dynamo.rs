@@ -89,7 +89,13 @@ impl ReferenceTable for DynamoTable {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if loaded.is_none() {
-            *loaded = Some(self.runtime.block_on(self.load())?);
+            // A stalled connection must not hold every lane waiting on this lock for ever.
+            let load = tokio::time::timeout(std::time::Duration::from_secs(120), self.load());
+            let items = self
+                .runtime
+                .block_on(load)
+                .map_err(|_| format!("scanning DynamoDB table {} timed out", self.table))??;
+            *loaded = Some(items);
         }
         Ok(loaded
             .as_ref()

@@ -47,9 +47,11 @@ struct Answer {
     channel: Option<Channel>,
 }
 
+/// Direct-message channels (`D…`) have no name.
 #[derive(serde::Deserialize)]
 struct Channel {
-    name: String,
+    #[serde(default)]
+    name: Option<String>,
 }
 
 impl SlackWebApi {
@@ -109,10 +111,8 @@ impl SlackWebApi {
         .await?;
         match answer {
             Answer {
-                ok: true,
-                channel: Some(channel),
-                ..
-            } => Ok(Some(channel.name)),
+                ok: true, channel, ..
+            } => Ok(channel.and_then(|channel| channel.name)),
             Answer {
                 error: Some(error), ..
             } if TOKEN_ERRORS.contains(&error.as_str()) => Err(HttpError::other(

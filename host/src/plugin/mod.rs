@@ -404,6 +404,10 @@ impl TransformWorker {
                 stage: Stage::Plugin,
                 error: error.to_string(),
             },
+            // Zero rows would leave the document counted nowhere.
+            bindings::Outcome::Rows(rows) if rows.is_empty() => {
+                DocumentResult::Refused("the plugin returned no rows".into())
+            }
             bindings::Outcome::Rows(rows) => {
                 match check_rows(document, &self.plugin.info.columns, rows) {
                     Ok(rows) => DocumentResult::Rows(rows),

@@ -59,9 +59,10 @@ macro_rules! bookkeeping {
             run_id: &str,
             type_name: &str,
             window: Option<crate::config::Window>,
+            scheduled: bool,
         ) -> Result<(), sqlx::Error> {
             let mut insert = sqlx::QueryBuilder::<$db>::new(
-                "INSERT INTO batch_job_runs (run_id, type_name, window_from, window_to, status, started_at) VALUES (",
+                "INSERT INTO batch_job_runs (run_id, type_name, window_from, window_to, scheduled, status, started_at) VALUES (",
             );
             insert
                 .push_bind(run_id.to_owned())
@@ -71,6 +72,8 @@ macro_rules! bookkeeping {
                 .push_bind(window.map(|w| w.from))
                 .push(", ")
                 .push_bind(window.map(|w| w.to))
+                .push(", ")
+                .push_bind(scheduled)
                 .push(", ")
                 .push_bind(super::RunStatus::Running.as_str())
                 .push(", ")
@@ -111,7 +114,8 @@ macro_rules! bookkeeping {
 
         pub async fn last_success(&self, type_name: &str) -> Result<Option<i64>, sqlx::Error> {
             let mut select = sqlx::QueryBuilder::<$db>::new(
-                "SELECT MAX(window_to) FROM batch_job_runs WHERE status = 'succeeded' AND type_name = ",
+                "SELECT MAX(window_to) FROM batch_job_runs \
+                 WHERE scheduled = TRUE AND status = 'succeeded' AND type_name = ",
             );
             select.push_bind(type_name.to_owned());
             select
@@ -122,7 +126,7 @@ macro_rules! bookkeeping {
 
         pub async fn first_attempt(&self, type_name: &str) -> Result<Option<i64>, sqlx::Error> {
             let mut select = sqlx::QueryBuilder::<$db>::new(
-                "SELECT MIN(window_from) FROM batch_job_runs WHERE type_name = ",
+                "SELECT MIN(window_from) FROM batch_job_runs WHERE scheduled = TRUE AND type_name = ",
             );
             select.push_bind(type_name.to_owned());
             select
@@ -138,8 +142,13 @@ macro_rules! bookkeeping {
 }
 
 /// Binds a row's cells; NULL is bound untyped, which SQLite and MySQL accept for any column.
+/// `decimal_floats` binds floats as text rounded to the 2 decimals of `DECIMAL(20,2)`: MySQL
+/// would otherwise round a double itself and say so with a note that fails the row.
 macro_rules! push_row {
-    ($values:expr, $row:expr) => {{
+    ($values:expr, $row:expr) => {
+        push_row!($values, $row, false)
+    };
+    ($values:expr, $row:expr, $decimal_floats:expr) => {{
         let row: &crate::model::Row = $row;
         $values.push_bind(row.id.clone());
         $values.push_bind(row.timestamp);
@@ -148,6 +157,9 @@ macro_rules! push_row {
                 crate::model::Cell::Null => $values.push_bind(None::<String>),
                 crate::model::Cell::Text(text) => $values.push_bind(text.clone()),
                 crate::model::Cell::Int(int) => $values.push_bind(*int),
+                crate::model::Cell::Float(float) if $decimal_floats => {
+                    $values.push_bind(format!("{float:.2}"))
+                }
                 crate::model::Cell::Float(float) => $values.push_bind(*float),
                 crate::model::Cell::Bool(flag) => $values.push_bind(*flag),
             };

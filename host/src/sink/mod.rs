@@ -389,21 +389,51 @@ impl Sink {
         if failures.is_empty() {
             return Ok(());
         }
-        self.retrying(DEAD_LETTER_TABLE, "insert", || async {
-            engine!(self, engine => engine.record_failures(run_id, failures).await)
-        })
-        .await
+        // Values come from bad input: fit them to the table's columns first.
+        let failures: Vec<FailedDocument> = failures.iter().map(fit_dead_letter).collect();
+        let batch = self
+            .retrying(DEAD_LETTER_TABLE, "insert", || async {
+                engine!(self, engine => engine.record_failures(run_id, &failures).await)
+            })
+            .await;
+        match batch {
+            Ok(()) => Ok(()),
+            // Still refused: keep every record that can be kept. A record the database cannot
+            // take at all goes to the log whole, so that it is not lost either.
+            Err(SinkError::Database { source, .. }) if !retry::is_transient(&source) => {
+                for failure in &failures {
+                    let one = std::slice::from_ref(failure);
+                    if let Err(error) =
+                        engine!(self, engine => engine.record_failures(run_id, one).await)
+                    {
+                        tracing::error!(
+                            type_name = %failure.type_name,
+                            id = failure.id.as_deref().unwrap_or("-"),
+                            stage = failure.stage.as_str(),
+                            error = %failure.error,
+                            document = %failure.document,
+                            "cannot keep a failed document in {DEAD_LETTER_TABLE}: {error}"
+                        );
+                    }
+                }
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Records that a type's run started, with its window.
+    /// Only scheduled windows (the default and catch-up ones) count for catch-up; a window
+    /// someone asked for by hand does not.
     pub async fn run_started(
         &self,
         run_id: &str,
         type_name: &str,
         window: Option<Window>,
+        scheduled: bool,
     ) -> Result<(), SinkError> {
         self.retrying(RUN_LOG_TABLE, "insert", || async {
-            engine!(self, engine => engine.run_started(run_id, type_name, window).await)
+            engine!(self, engine => engine.run_started(run_id, type_name, window, scheduled).await)
         })
         .await
     }
@@ -452,6 +482,8 @@ impl InsertOutcome {
 
 /// A URL fit for messages: any password is replaced.
 pub fn redact_url(url: &str) -> String {
+    // A query string may carry a password (`?password=`): it never reaches a message.
+    let url = url.split('?').next().unwrap_or_default();
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let credentials = &url[scheme_end + 3..at];
@@ -461,6 +493,36 @@ pub fn redact_url(url: &str) -> String {
             }
         }
         _ => url.to_owned(),
+    }
+}
+
+/// A dead-letter record that fits the table on every engine: no NUL characters (PostgreSQL
+/// text cannot hold them), a type name of at most 64 characters, a document id of at most 255
+/// (else none: the whole document is kept anyway), an error of at most 8,000.
+fn fit_dead_letter(failure: &FailedDocument) -> FailedDocument {
+    fn clean(text: &str, limit: usize) -> String {
+        let text: String = text.chars().take(limit).collect();
+        if text.contains('\0') {
+            text.replace('\0', "\\0")
+        } else {
+            text
+        }
+    }
+    FailedDocument {
+        type_name: clean(&failure.type_name, 64),
+        id: failure
+            .id
+            .as_deref()
+            .filter(|id| id.chars().count() <= 255)
+            .map(|id| clean(id, 255)),
+        timestamp: failure.timestamp,
+        stage: failure.stage,
+        error: clean(&failure.error, 8_000),
+        document: if failure.document.contains('\0') {
+            failure.document.replace('\0', "\\u0000")
+        } else {
+            failure.document.clone()
+        },
     }
 }
 
@@ -487,6 +549,23 @@ mod tests {
             "mysql://u:***@h:3306/db"
         );
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[test]
+    fn dead_letters_are_fitted_to_their_columns() {
+        let failure = FailedDocument {
+            type_name: "T".repeat(100),
+            id: Some("x".repeat(300)),
+            timestamp: None,
+            stage: crate::model::Stage::Envelope,
+            error: format!("bad \0 {}", "e".repeat(10_000)),
+            document: "{\"id\":\"a\0\"}".into(),
+        };
+        let fitted = fit_dead_letter(&failure);
+        assert_eq!(fitted.type_name.len(), 64);
+        assert_eq!(fitted.id, None);
+        assert_eq!(fitted.error.chars().count(), 8_001);
+        assert!(!fitted.error.contains('\0') && !fitted.document.contains('\0'));
     }
 
     #[test]

@@ -65,7 +65,7 @@ impl MysqlSink {
                 super::RUN_LOG_TABLE,
                 "CREATE TABLE IF NOT EXISTS batch_job_runs (
                     run_id VARCHAR(64) NOT NULL, type_name VARCHAR(64) NOT NULL,
-                    window_from BIGINT, window_to BIGINT, status VARCHAR(16) NOT NULL,
+                    window_from BIGINT, window_to BIGINT, scheduled BOOLEAN NOT NULL DEFAULT FALSE, status VARCHAR(16) NOT NULL,
                     inserted BIGINT NOT NULL DEFAULT 0, duplicates BIGINT NOT NULL DEFAULT 0,
                     refused BIGINT NOT NULL DEFAULT 0, failed BIGINT NOT NULL DEFAULT 0,
                     error TEXT, started_at BIGINT NOT NULL, finished_at BIGINT,
@@ -142,7 +142,9 @@ async fn insert_on(
         table.name,
         table.column_list('`')
     ));
-    insert.push_values(rows, |mut values, sourced| push_row!(values, &sourced.row));
+    insert.push_values(rows, |mut values, sourced| {
+        push_row!(values, &sourced.row, true)
+    });
     let mut transaction = connection.begin().await?;
     let inserted = insert
         .build()

@@ -47,7 +47,7 @@ impl PostgresSink {
                 super::RUN_LOG_TABLE,
                 "CREATE TABLE IF NOT EXISTS batch_job_runs (
                     run_id TEXT NOT NULL, type_name TEXT NOT NULL,
-                    window_from BIGINT, window_to BIGINT, status TEXT NOT NULL,
+                    window_from BIGINT, window_to BIGINT, scheduled BOOLEAN NOT NULL DEFAULT FALSE, status TEXT NOT NULL,
                     inserted BIGINT NOT NULL DEFAULT 0, duplicates BIGINT NOT NULL DEFAULT 0,
                     refused BIGINT NOT NULL DEFAULT 0, failed BIGINT NOT NULL DEFAULT 0,
                     error TEXT, started_at BIGINT NOT NULL, finished_at BIGINT,

@@ -53,7 +53,7 @@ impl SqliteSink {
                 super::RUN_LOG_TABLE,
                 "CREATE TABLE IF NOT EXISTS batch_job_runs (
                     run_id TEXT NOT NULL, type_name TEXT NOT NULL,
-                    window_from INTEGER, window_to INTEGER, status TEXT NOT NULL,
+                    window_from INTEGER, window_to INTEGER, scheduled BOOLEAN NOT NULL DEFAULT FALSE, status TEXT NOT NULL,
                     inserted INTEGER NOT NULL DEFAULT 0, duplicates INTEGER NOT NULL DEFAULT 0,
                     refused INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
                     error TEXT, started_at INTEGER NOT NULL, finished_at INTEGER,

@@ -117,28 +117,42 @@ pub fn read_array(
     })
 }
 
-/// NDJSON: one envelope per line. A broken line fails that document only.
+/// NDJSON: one envelope per line. A broken line, invalid UTF-8 included, fails that document
+/// only.
 fn read_lines(
     path: &Path,
-    reader: impl BufRead,
+    mut reader: impl BufRead,
     deliver: &mut impl FnMut(SourceItem) -> ControlFlow<()>,
 ) -> Result<(), SourceError> {
-    for line in reader.lines() {
-        let line = line.map_err(|source| SourceError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|source| SourceError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        if read == 0 {
+            return Ok(());
         }
-        if deliver(check_envelope(line)).is_break() {
+        let item = match std::str::from_utf8(&line) {
+            Ok(text) if text.trim().is_empty() => continue,
+            Ok(text) => check_envelope(text.trim()),
+            Err(error) => Err(crate::document::EnvelopeError {
+                id: None,
+                timestamp: None,
+                type_name: None,
+                reason: format!("not UTF-8: {error}"),
+                raw: String::from_utf8_lossy(&line).trim().to_owned(),
+            }),
+        };
+        if deliver(item).is_break() {
             return Err(SourceError::Stopped {
                 path: path.to_owned(),
             });
         }
     }
-    Ok(())
 }
 
 /// Hands each array element to the callback while the array is being parsed.
@@ -223,6 +237,31 @@ mod tests {
         let (items, result) = collect(dir.path());
         result.unwrap();
         assert_eq!(items.len(), 6);
+    }
+
+    #[test]
+    fn a_line_of_invalid_utf8_fails_that_document_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let doc = r#"{"id":"a","timestamp":1,"type":"T","data":{}}"#;
+        let path = dir.path().join("bad.ndjson");
+        std::fs::write(
+            &path,
+            [doc.as_bytes(), b"\n\xff\xfe\n", doc.as_bytes()].concat(),
+        )
+        .unwrap();
+        let (items, result) = collect(&path);
+        result.unwrap();
+        assert_eq!(
+            items.iter().map(Result::is_ok).collect::<Vec<_>>(),
+            [true, false, true]
+        );
+        assert!(
+            items[1]
+                .as_ref()
+                .unwrap_err()
+                .reason
+                .starts_with("not UTF-8")
+        );
     }
 
     #[test]

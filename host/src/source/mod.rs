@@ -12,12 +12,25 @@ pub use file::{files, read_files};
 use crate::document::{Envelope, EnvelopeError};
 
 /// Where to read documents from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum SourceSpec {
     /// A JSON array or NDJSON file of envelopes, or a folder of such files (`file:PATH`).
     Files(PathBuf),
     /// The two-step fetch API at `base_url` (`https://…/get_docs/`), with its key.
     Fetch { base_url: String, key: String },
+}
+
+impl std::fmt::Debug for SourceSpec {
+    /// Never the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceSpec::Files(path) => f.debug_tuple("Files").field(path).finish(),
+            SourceSpec::Fetch { base_url, .. } => f
+                .debug_struct("Fetch")
+                .field("base_url", &crate::http::redact(base_url))
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 impl SourceSpec {
