@@ -138,6 +138,11 @@ pub enum Engine {
 
 pub const ENGINES: [Engine; 3] = [Engine::Sqlite, Engine::Mysql, Engine::Postgres];
 
+/// `bja_<test>_<pid>` of earlier runs, as a LIKE pattern (`_` escaped; the pid is digits).
+fn stale_pattern(test: &str) -> String {
+    format!("bja\\_{}\\_%", test.replace('_', "\\_"))
+}
+
 /// A fresh, empty database of one engine, named after the test.
 pub struct TestDatabase {
     pub engine: Engine,
@@ -165,12 +170,28 @@ impl TestDatabase {
                 let mut connection = <sqlx::MySqlConnection as sqlx::Connection>::connect(admin)
                     .await
                     .unwrap();
-                sqlx::raw_sql(AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
+                // Earlier runs' databases of this test go first, so that they never pile up on a
+                // machine whose services outlive the runs.
+                let stale: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+                    "SELECT CAST(SCHEMA_NAME AS CHAR) FROM information_schema.SCHEMATA \
+                     WHERE SCHEMA_NAME = '{name}' OR SCHEMA_NAME LIKE '{}'",
+                    stale_pattern(test)
                 )))
-                .execute(&mut connection)
+                .fetch_all(&mut connection)
                 .await
                 .unwrap();
+                for database in stale {
+                    sqlx::raw_sql(AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS `{database}`"
+                    )))
+                    .execute(&mut connection)
+                    .await
+                    .unwrap();
+                }
+                sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut connection)
+                    .await
+                    .unwrap();
                 let url = format!("mysql://root@127.0.0.1:3306/{name}");
                 TestDatabase {
                     engine,
@@ -184,12 +205,21 @@ impl TestDatabase {
                 let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(admin)
                     .await
                     .unwrap();
-                sqlx::raw_sql(AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                let stale: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+                    "SELECT datname::text FROM pg_database WHERE datname = '{name}' OR datname LIKE '{}'",
+                    stale_pattern(test)
                 )))
-                .execute(&mut connection)
+                .fetch_all(&mut connection)
                 .await
                 .unwrap();
+                for database in stale {
+                    sqlx::raw_sql(AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+                    )))
+                    .execute(&mut connection)
+                    .await
+                    .unwrap();
+                }
                 sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .execute(&mut connection)
                     .await
