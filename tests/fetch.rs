@@ -29,6 +29,25 @@ pub async fn serve_examples(platform: &FakePlatform) {
     }
 }
 
+/// The plugins, a SQLite file and a config reading WINDOW from the platform with fast retries.
+/// Keep the folders alive as long as the run.
+fn run_setup(
+    platform: &FakePlatform,
+    plugins: &[&str],
+) -> (
+    tempfile::TempDir,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    batch_job_aurora::RunConfig,
+) {
+    let plugins = plugin_folder(plugins);
+    let database = tempfile::tempdir().unwrap();
+    let path = database.path().join("x.db");
+    let mut config = platform.config(&path, plugins.path());
+    config.window = Some(WINDOW);
+    (plugins, database, path, config)
+}
+
 fn count(summary: &batch_job_aurora::RunSummary, type_name: &str) -> (u64, u64, u64, u64) {
     let t = &summary.types[type_name];
     (t.inserted, t.duplicates, t.refused, t.failed)
@@ -51,10 +70,7 @@ async fn bursts_of_5xx_and_429_are_retried_and_nothing_is_lost() {
             &json!({"api_503": 2, "store_503": 1, "api_429": 1}),
         )
         .await;
-    let plugins = plugin_folder(&["github"]);
-    let database = tempfile::tempdir().unwrap();
-    let mut config = platform.config(&database.path().join("x.db"), plugins.path());
-    config.window = Some(WINDOW);
+    let (_plugins, _database, _path, config) = run_setup(&platform, &["github"]);
     let started = Instant::now();
     let summary = run(config).await;
     assert!(summary.completed(), "{summary:?}");
@@ -81,10 +97,7 @@ async fn bursts_of_5xx_and_429_are_retried_and_nothing_is_lost() {
 async fn a_wrong_key_fails_at_once_with_a_clear_error_and_no_secret() {
     let platform = FakePlatform::start();
     serve_examples(&platform).await;
-    let plugins = plugin_folder(&["github", "slack"]);
-    let database = tempfile::tempdir().unwrap();
-    let mut config = platform.config(&database.path().join("x.db"), plugins.path());
-    config.window = Some(WINDOW);
+    let (_plugins, _database, _path, mut config) = run_setup(&platform, &["github", "slack"]);
     config.source = batch_job_aurora::source::SourceSpec::Fetch {
         base_url: platform.fetch_url(),
         key: "wrong-key-secret".into(),
@@ -109,10 +122,7 @@ async fn an_expired_presigned_url_is_asked_for_again_once() {
             &json!({"expire": 1, "url_key": "all_docs_url"}),
         )
         .await;
-    let plugins = plugin_folder(&["github"]);
-    let database = tempfile::tempdir().unwrap();
-    let mut config = platform.config(&database.path().join("x.db"), plugins.path());
-    config.window = Some(WINDOW);
+    let (_plugins, _database, _path, config) = run_setup(&platform, &["github"]);
     let summary = run(config.clone()).await;
     assert!(summary.completed(), "{summary:?}");
     assert_eq!(count(&summary, "GithubType"), (2, 0, 8, 0));
@@ -145,11 +155,7 @@ async fn a_body_cut_off_mid_array_fails_that_type_and_keeps_what_came_before() {
     platform
         .put("/control/faults", &json!({"cut_off": true}))
         .await;
-    let plugins = plugin_folder(&["github", "event_rating"]);
-    let database = tempfile::tempdir().unwrap();
-    let path = database.path().join("x.db");
-    let mut config = platform.config(&path, plugins.path());
-    config.window = Some(WINDOW);
+    let (_plugins, _database, path, config) = run_setup(&platform, &["github", "event_rating"]);
     let summary = run(config).await;
     assert!(!summary.completed());
     let error = summary.types["GithubType"].error.clone().unwrap();
@@ -179,10 +185,7 @@ async fn a_slow_first_byte_is_waited_for_and_a_dead_one_times_out() {
     platform
         .put("/control/faults", &json!({"slow_first_byte": 1.5}))
         .await;
-    let plugins = plugin_folder(&["event_rating"]);
-    let database = tempfile::tempdir().unwrap();
-    let mut config = platform.config(&database.path().join("x.db"), plugins.path());
-    config.window = Some(WINDOW);
+    let (_plugins, _database, _path, mut config) = run_setup(&platform, &["event_rating"]);
     config.backends = crate::support::example_backends();
     config.fetch.timeouts.read = Duration::from_secs(5);
     let summary = run(config.clone()).await;
@@ -207,11 +210,7 @@ async fn envelopes_are_checked_against_the_type_asked_for() {
     platform
         .put("/control/documents/GithubType", &documents)
         .await;
-    let plugins = plugin_folder(&["github"]);
-    let database = tempfile::tempdir().unwrap();
-    let path = database.path().join("x.db");
-    let mut config = platform.config(&path, plugins.path());
-    config.window = Some(WINDOW);
+    let (_plugins, _database, path, config) = run_setup(&platform, &["github"]);
     let summary = run(config).await;
     assert!(summary.completed());
     assert_eq!(count(&summary, "GithubType"), (2, 0, 0, 2));
@@ -241,11 +240,7 @@ async fn slack_names_come_from_conversations_info_once_per_channel_with_429s_wai
     platform
         .put("/control/faults", &json!({"slack_429": 1}))
         .await;
-    let plugins = plugin_folder(&["slack"]);
-    let database = tempfile::tempdir().unwrap();
-    let path = database.path().join("x.db");
-    let mut config = platform.config(&path, plugins.path());
-    config.window = Some(WINDOW);
+    let (_plugins, _database, path, mut config) = run_setup(&platform, &["slack"]);
     config.backends = batch_job_aurora::capability::Backends::configure(
         &batch_job_aurora::capability::CapabilitySpecs {
             slack_token: Some(crate::support::SLACK_TOKEN.into()),
@@ -357,11 +352,7 @@ async fn a_slack_timeout_is_an_error_value_that_fails_the_document_not_a_trap() 
     platform
         .put("/control/faults", &json!({"slack_slow": 2}))
         .await;
-    let plugins = plugin_folder(&["slack"]);
-    let database = tempfile::tempdir().unwrap();
-    let path = database.path().join("x.db");
-    let mut config = platform.config(&path, plugins.path());
-    config.window = Some(WINDOW);
+    let (_plugins, _database, path, mut config) = run_setup(&platform, &["slack"]);
     let slack = SlackWebApi::new(
         &platform.slack_url(),
         crate::support::SLACK_TOKEN,

@@ -35,13 +35,7 @@ async fn a_run_killed_mid_way_and_run_again_stores_every_id_once() {
         let started = Instant::now();
         loop {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            let stored = database
-                .try_count(&format!(
-                    "SELECT COUNT(*) FROM {}",
-                    database.quote("MisbehavingType")
-                ))
-                .await;
-            if stored.is_ok_and(|stored| stored > 0) {
+            if has_rows(&database).await {
                 break;
             }
             assert!(
@@ -83,6 +77,15 @@ async fn a_run_killed_mid_way_and_run_again_stores_every_id_once() {
             1
         );
     }
+}
+
+/// Whether the job has stored some rows yet (its table may not exist yet).
+async fn has_rows(database: &TestDatabase) -> bool {
+    let sql = format!("SELECT COUNT(*) FROM {}", database.quote("MisbehavingType"));
+    database
+        .try_count(&sql)
+        .await
+        .is_ok_and(|stored| stored > 0)
 }
 
 /// Kills every connection the job holds to its database, from the server's side.
@@ -134,13 +137,7 @@ async fn connections_killed_mid_run_are_replaced_and_the_run_completes() {
         let mut kills = 0;
         while !job.is_finished() && kills < 3 {
             tokio::time::sleep(Duration::from_millis(400)).await;
-            let stored = database
-                .try_count(&format!(
-                    "SELECT COUNT(*) FROM {}",
-                    database.quote("MisbehavingType")
-                ))
-                .await;
-            if stored.is_ok_and(|stored| stored > 0) {
+            if has_rows(&database).await {
                 kill_connections(&admin, &database).await;
                 kills += 1;
             }

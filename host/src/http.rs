@@ -98,10 +98,21 @@ fn error_without_url(error: &reqwest::Error) -> String {
     text
 }
 
-/// A URL without its query string and credentials: safe for logs.
+/// A URL without its query string and password: safe for logs and errors. Used for every
+/// URL a message names: the fetch API, presigned URLs, Slack and database URLs.
 pub fn redact(url: &str) -> String {
-    let without_query = url.split(['?', '#']).next().unwrap_or_default();
-    crate::sink::redact_url(without_query)
+    // A query string may carry a key, a signature or a password (`?password=`).
+    let url = url.split(['?', '#']).next().unwrap_or_default();
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// Exponential backoff with jitter, 500 ms to 30 s, 6 tries.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::capability::{Backends, CapabilitySpecs};
-use crate::config::{CatchUp, ConfigError, RunConfig, Window, database_url_from_env, unix_now};
+use crate::config::{CatchUp, ConfigError, RunConfig, Window, database_url_from_env};
 use crate::source::{SourceError, SourceSpec};
 use crate::summary::RunSummary;
 
@@ -102,11 +102,6 @@ fn default_plugins_dir() -> PathBuf {
     std::env::current_exe()
         .map(|exe| exe.with_file_name("plugins"))
         .unwrap_or_else(|_| PathBuf::from("plugins"))
-}
-
-/// Now, for an invocation.
-pub fn now() -> i64 {
-    unix_now()
 }
 
 #[cfg(test)]

@@ -326,29 +326,25 @@ impl Router {
         let type_name = match (envelope.type_name.take(), &self.expected_type) {
             (Some(found), Some(expected)) if &found != expected => {
                 envelope.type_name = Some(found.clone());
-                let failure = FailedDocument {
-                    type_name: expected.clone(),
-                    id: Some(envelope.id.clone()),
-                    timestamp: Some(envelope.timestamp),
-                    stage: Stage::Envelope,
-                    error: format!("type is {found}, but the window of {expected} was asked for"),
-                    document: source::envelope_json(expected, &envelope),
-                };
-                return self.fail(failure);
+                let error = format!("type is {found}, but the window of {expected} was asked for");
+                return self.fail(document_failure(
+                    expected,
+                    &envelope,
+                    Stage::Envelope,
+                    error,
+                ));
             }
             (Some(found), _) => found,
             // A fetched window's documents are of the type asked for, said or not.
             (None, Some(expected)) => expected.clone(),
             (None, None) => {
-                let failure = FailedDocument {
-                    type_name: UNKNOWN_TYPE.into(),
-                    id: Some(envelope.id.clone()),
-                    timestamp: Some(envelope.timestamp),
-                    stage: Stage::Envelope,
-                    error: "missing type: a file source routes documents by their type".into(),
-                    document: source::envelope_json(UNKNOWN_TYPE, &envelope),
-                };
-                return self.fail(failure);
+                let error = "missing type: a file source routes documents by their type";
+                return self.fail(document_failure(
+                    UNKNOWN_TYPE,
+                    &envelope,
+                    Stage::Envelope,
+                    error.into(),
+                ));
             }
         };
         envelope.type_name = Some(type_name.clone());
@@ -409,6 +405,24 @@ impl Drop for Router {
     }
 }
 
+/// The dead-letter record of a checked envelope that failed at `stage`, kept whole.
+fn document_failure(
+    type_name: &str,
+    envelope: &Envelope,
+    stage: Stage,
+    error: String,
+) -> FailedDocument {
+    FailedDocument {
+        type_name: type_name.to_owned(),
+        id: Some(envelope.id.clone()),
+        timestamp: Some(envelope.timestamp),
+        stage,
+        error,
+        document: source::envelope_json(type_name, envelope),
+    }
+}
+
+/// The dead-letter record of an element that is no usable envelope, with its raw text.
 fn envelope_failure(error: EnvelopeError) -> FailedDocument {
     FailedDocument {
         type_name: error.type_name.unwrap_or_else(|| UNKNOWN_TYPE.into()),
@@ -455,14 +469,9 @@ fn transform_lane(
                     tracing::trace!(type_name, id = %document.id, "refused: {reason}");
                     refused += 1;
                 }
-                DocumentResult::Failed { stage, error } => failures.push(FailedDocument {
-                    type_name: type_name.to_owned(),
-                    id: Some(document.id.clone()),
-                    timestamp: Some(document.timestamp),
-                    stage,
-                    error,
-                    document: source::envelope_json(type_name, &document),
-                }),
+                DocumentResult::Failed { stage, error } => {
+                    failures.push(document_failure(type_name, &document, stage, error));
+                }
             }
         }
         let message = WriterMessage::Transformed {

@@ -17,12 +17,6 @@ pub struct TypeSummary {
     pub notes: Vec<String>,
 }
 
-impl TypeSummary {
-    pub fn documents(&self) -> u64 {
-        self.inserted + self.duplicates + self.refused + self.failed
-    }
-}
-
 /// The counts of a run. Totals are the sums over `types`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RunSummary {

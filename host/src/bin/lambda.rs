@@ -2,7 +2,8 @@
 //! and the environment become a run config (afresh at every invocation), one library call runs
 //! it.
 
-use batch_job_aurora::invocation::{InvocationEvent, InvocationResponse, invocation_config, now};
+use batch_job_aurora::config::unix_now;
+use batch_job_aurora::invocation::{InvocationEvent, InvocationResponse, invocation_config};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 async fn handle(event: LambdaEvent<serde_json::Value>) -> Result<InvocationResponse, Error> {
@@ -11,7 +12,7 @@ async fn handle(event: LambdaEvent<serde_json::Value>) -> Result<InvocationRespo
         serde_json::Value::Null => InvocationEvent::default(),
         payload => serde_json::from_value(payload)?,
     };
-    let config = invocation_config(&event, |name| std::env::var(name).ok(), now()).await?;
+    let config = invocation_config(&event, |name| std::env::var(name).ok(), unix_now()).await?;
     let summary = batch_job_aurora::run(config).await?;
     tracing::info!(summary = %serde_json::to_string(&summary)?, "run finished");
     if !summary.completed() {

@@ -2,8 +2,23 @@
 //! engine, because sqlx's generic bounds over `Database` cost more to read than this does.
 
 /// Expands into the bookkeeping methods of an engine struct with a `pool: Pool<$db>` field.
+/// `$columns_sql` lists a table's columns as (name, type) rows, the table name bound once.
 macro_rules! bookkeeping {
-    ($db:ty) => {
+    ($db:ty, $columns_sql:expr) => {
+        /// The columns of `table`, with their types as the database names them; none when the
+        /// table does not exist.
+        pub async fn existing_columns(
+            &self,
+            table: &str,
+        ) -> Result<Vec<(String, String)>, sqlx::Error> {
+            use sqlx::Row as _;
+            let rows = sqlx::query($columns_sql)
+                .bind(table)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+        }
+
         /// Inserts rows in one transaction (the engine's `insert_on`); the number inserted,
         /// duplicates being skipped. After a transient error the connection is closed rather
         /// than reused: after a failover it may be talking to an instance that is now read-only.

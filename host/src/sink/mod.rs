@@ -246,7 +246,7 @@ impl Sink {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Sink::Postgres(postgres::PostgresSink::open(url).await?)
         } else {
-            return Err(SinkError::UnsupportedUrl(redact_url(url)));
+            return Err(SinkError::UnsupportedUrl(crate::http::redact(url)));
         };
         for (table, ddl) in engine!(&sink, engine => engine.bookkeeping_ddl()) {
             sink.retrying(table, "create", || async {
@@ -480,22 +480,6 @@ impl InsertOutcome {
     }
 }
 
-/// A URL fit for messages: any password is replaced.
-pub fn redact_url(url: &str) -> String {
-    // A query string may carry a password (`?password=`): it never reaches a message.
-    let url = url.split('?').next().unwrap_or_default();
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
 /// A dead-letter record that fits the table on every engine: no NUL characters (PostgreSQL
 /// text cannot hold them), a type name of at most 64 characters, a document id of at most 255
 /// (else none: the whole document is kept anyway), an error of at most 8,000.
@@ -544,6 +528,7 @@ mod tests {
 
     #[test]
     fn passwords_never_reach_messages() {
+        use crate::http::redact as redact_url;
         assert_eq!(
             redact_url("mysql://u:secret@h:3306/db"),
             "mysql://u:***@h:3306/db"

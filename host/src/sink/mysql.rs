@@ -11,7 +11,7 @@ use std::time::Duration;
 use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlPoolOptions};
 use sqlx::{Connection, Executor, MySql, QueryBuilder, Row as _};
 
-use super::{Dialect, SinkError, SourcedRow, TableSpec, WriteError, redact_url};
+use super::{Dialect, SinkError, SourcedRow, TableSpec, WriteError};
 use crate::model::ColumnType;
 
 /// MySQL refuses statements with more than 65,535 placeholders.
@@ -43,7 +43,7 @@ impl MysqlSink {
             .connect(url)
             .await
             .map_err(|source| SinkError::Connect {
-                url: redact_url(url),
+                url: crate::http::redact(url),
                 source,
             })?;
         Ok(MysqlSink { pool })
@@ -72,20 +72,6 @@ impl MysqlSink {
                     PRIMARY KEY (run_id, type_name), KEY (type_name, status))",
             ),
         ]
-    }
-
-    pub async fn existing_columns(
-        &self,
-        table: &str,
-    ) -> Result<Vec<(String, String)>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT CAST(COLUMN_NAME AS CHAR), CAST(COLUMN_TYPE AS CHAR) FROM information_schema.COLUMNS \
-             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
-        )
-        .bind(table)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }
 
     /// CONTRACT §3, exactly: `id VARCHAR(24)` primary key, `timestamp BIGINT`.
@@ -129,7 +115,11 @@ impl MysqlSink {
         (MAX_PARAMETERS / (table.columns.len() + 2)).min(MAX_ROWS_PER_STATEMENT)
     }
 
-    bookkeeping!(MySql);
+    bookkeeping!(
+        MySql,
+        "SELECT CAST(COLUMN_NAME AS CHAR), CAST(COLUMN_TYPE AS CHAR) FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION"
+    );
 }
 
 async fn insert_on(

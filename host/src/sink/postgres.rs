@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Connection, Postgres, Row as _};
+use sqlx::{AssertSqlSafe, Connection, Postgres};
 
-use super::{Dialect, SinkError, SourcedRow, TableSpec, WriteError, redact_url};
+use super::{Dialect, SinkError, SourcedRow, TableSpec, WriteError};
 use crate::model::{Cell, ColumnType};
 
 /// COPY has no parameter limit; this bounds one transaction's size.
@@ -27,7 +27,7 @@ impl PostgresSink {
             .connect(url)
             .await
             .map_err(|source| SinkError::Connect {
-                url: redact_url(url),
+                url: crate::http::redact(url),
                 source,
             })?;
         Ok(PostgresSink { pool })
@@ -56,20 +56,6 @@ impl PostgresSink {
         ]
     }
 
-    pub async fn existing_columns(
-        &self,
-        table: &str,
-    ) -> Result<Vec<(String, String)>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT column_name::text, data_type::text FROM information_schema.columns \
-             WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
-        )
-        .bind(table)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
-    }
-
     pub fn dialect(&self) -> Dialect {
         Dialect {
             quote: '"',
@@ -93,7 +79,11 @@ impl PostgresSink {
         MAX_ROWS_PER_STATEMENT
     }
 
-    bookkeeping!(Postgres);
+    bookkeeping!(
+        Postgres,
+        "SELECT column_name::text, data_type::text FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position"
+    );
 }
 
 async fn insert_on(

@@ -4,7 +4,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::{QueryBuilder, Row as _, Sqlite};
+use sqlx::{QueryBuilder, Sqlite};
 
 use super::{Dialect, SinkError, SourcedRow, TableSpec, WriteError};
 use crate::model::ColumnType;
@@ -62,17 +62,6 @@ impl SqliteSink {
         ]
     }
 
-    pub async fn existing_columns(
-        &self,
-        table: &str,
-    ) -> Result<Vec<(String, String)>, sqlx::Error> {
-        let rows = sqlx::query("SELECT name, type FROM pragma_table_info(?)")
-            .bind(table)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
-    }
-
     pub fn dialect(&self) -> Dialect {
         Dialect {
             quote: '"',
@@ -114,7 +103,7 @@ impl SqliteSink {
         (MAX_PARAMETERS / (table.columns.len() + 2)).min(MAX_ROWS_PER_STATEMENT)
     }
 
-    bookkeeping!(Sqlite);
+    bookkeeping!(Sqlite, "SELECT name, type FROM pragma_table_info(?)");
 }
 
 async fn insert_on(
