@@ -20,7 +20,7 @@ pub fn binary() -> &'static PathBuf {
                 "build",
                 "--quiet",
                 "-p",
-                "batch-job-aurora",
+                "batch-job-aurora-cli",
                 "--bin",
                 "batch-job-aurora",
             ])

@@ -12,9 +12,9 @@ use serde_json::{Map, Value, json};
 use crate::support::{check_golden, wasm, workspace_root};
 
 fn fixtures() -> Vec<PathBuf> {
-    let root = workspace_root().join("../shared/fixtures/github-webhooks");
+    let root = workspace_root().join("tests/data/fixtures/github-webhooks");
     let mut files = Vec::new();
-    for event in std::fs::read_dir(&root).expect("../shared/fixtures/github-webhooks is missing") {
+    for event in std::fs::read_dir(&root).expect("tests/data/fixtures/github-webhooks is missing") {
         let event = event.unwrap().path();
         if event.is_dir() {
             for file in std::fs::read_dir(&event).unwrap() {
@@ -97,7 +97,7 @@ fn every_github_webhook_payload_gives_the_contract_row_or_a_refusal() {
     let files = fixtures();
     assert!(
         files.len() >= 273,
-        "expected the 273 shared payloads, found {}",
+        "expected the 273 bundled payloads, found {}",
         files.len()
     );
     let documents: Vec<Arc<Envelope>> = files

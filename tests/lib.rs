@@ -12,7 +12,7 @@ pub fn wasm(name: &str) -> PathBuf {
     wasm_dir().join(format!("{name}.wasm"))
 }
 
-/// The workspace root, for the bundled examples and the shared fixtures.
+/// The workspace root, for the bundled examples and fixtures.
 pub fn workspace_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

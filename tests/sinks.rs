@@ -34,7 +34,7 @@ fn old_github_ddl(engine: Engine) -> &'static str {
 /// GitHub push documents from a real payload, with the given ids.
 fn pushes(ids: &[&str]) -> Vec<Value> {
     let payload = workspace_root()
-        .join("../shared/fixtures/github-webhooks/push/with-new-branch.payload.json");
+        .join("tests/data/fixtures/github-webhooks/push/with-new-branch.payload.json");
     let data: Value = serde_json::from_str(&std::fs::read_to_string(payload).unwrap()).unwrap();
     ids.iter()
         .enumerate()

@@ -80,7 +80,7 @@ fn run(command: &mut Command) -> Result<()> {
 /// Builds the release host and the plugins, and lays them out in `dist/`.
 fn dist(root: &Path) -> Result<PathBuf> {
     ensure_wasm_target()?;
-    run(cargo().args(["build", "--release", "-p", "batch-job-aurora"]))?;
+    run(cargo().args(["build", "--release", "-p", "batch-job-aurora-cli"]))?;
     let mut plugins = cargo();
     plugins.args(["build", "--target", "wasm32-wasip2", "--profile", "plugin"]);
     for (package, _) in PLUGINS {
@@ -273,7 +273,7 @@ fn peak_rss_kib(pid: u32, mut exited: impl FnMut() -> std::io::Result<bool>) -> 
 fn generate(root: &Path, path: &Path, count: usize) -> Result<u64> {
     use std::io::Write;
     let push_path =
-        root.join("../shared/fixtures/github-webhooks/push/with-new-branch.payload.json");
+        root.join("tests/data/fixtures/github-webhooks/push/with-new-branch.payload.json");
     let push = std::fs::read_to_string(&push_path)
         .with_context(|| format!("the bench needs {}", push_path.display()))?;
     let push: serde_json::Value = serde_json::from_str(&push)?;
