@@ -194,6 +194,10 @@ pub struct RunConfig {
     pub progress: Arc<Progress>,
     /// How the fetch API is used.
     pub fetch: FetchOptions,
+    /// When the run must have answered (a Lambda's invocation deadline less a margin): no new
+    /// work starts after it, what was stored stays stored, and unfinished types fail with the
+    /// reason. `None`: no deadline.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// How the fetch API is used.
@@ -232,6 +236,7 @@ impl RunConfig {
             rows_per_write: 2_000,
             progress: Arc::default(),
             fetch: FetchOptions::default(),
+            deadline: None,
         }
     }
 }
