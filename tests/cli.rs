@@ -137,7 +137,7 @@ fn what_cannot_run_exits_non_zero_with_one_line() {
                 &database,
             ],
             1,
-            "no plugin for type NopeType",
+            "no plugin for type \"NopeType\"",
         ),
         (
             &[

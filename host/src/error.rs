@@ -8,7 +8,11 @@ use crate::source::SourceError;
 pub enum RunError {
     #[error("cannot load plugins")]
     Plugins(#[from] LoadError),
-    #[error("no plugin for type {type_name} (installed: {installed})")]
+    #[error(
+        "no plugins in {folder}: nothing could be stored (build them with `cargo xtask dist`, or pass --plugins DIR)"
+    )]
+    NoPlugins { folder: std::path::PathBuf },
+    #[error("no plugin for type {type_name:?} (installed: {installed})")]
     NoPluginForType {
         type_name: String,
         installed: String,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::capability::{Backends, CapabilitySpecs};
-use crate::config::{CatchUp, ConfigError, RunConfig, Window, database_url_from_env};
+use crate::config::{CatchUp, ConfigError, RunConfig, Window, WindowPlan, database_url_from_env};
 use crate::source::{SourceError, SourceSpec};
 use crate::summary::RunSummary;
 
@@ -71,18 +71,18 @@ pub async fn invocation_config(
     let catch_up = event
         .catch_up
         .unwrap_or_else(|| var("BATCH_JOB_AURORA_CATCH_UP").is_some_and(|value| value == "true"));
-    if event.timestamp_from.is_some() || event.timestamp_to.is_some() {
+    config.windows = if event.timestamp_from.is_some() || event.timestamp_to.is_some() {
         let default = Window::last_70_minutes(now);
-        config.window = Some(Window {
+        WindowPlan::Fixed(Window {
             from: event.timestamp_from.unwrap_or(default.from),
             to: event.timestamp_to.unwrap_or(default.to),
-        });
+        })
     } else if catch_up {
-        config.catch_up = Some(CatchUp::at(now));
+        WindowPlan::CatchUp(CatchUp::at(now))
     } else {
         // The contract's default, a scheduled window: the run takes the last 70 minutes.
-        config.now = Some(now);
-    }
+        WindowPlan::Scheduled { now }
+    };
     config.backends = Backends::configure(&CapabilitySpecs {
         slack_channels: None,
         slack_token: var("DATAPLATTFORM_AURORA_SLACK_TOKEN"),
@@ -127,8 +127,8 @@ mod tests {
         let later = invocation_config(&event, env, 13_600).await.unwrap();
         // No window of its own: the run takes the last 70 minutes before the invocation's now,
         // and logs it as scheduled.
-        assert_eq!((first.window, first.now), (None, Some(10_000)));
-        assert_eq!((later.window, later.now), (None, Some(13_600)));
+        assert_eq!(first.windows, WindowPlan::Scheduled { now: 10_000 });
+        assert_eq!(later.windows, WindowPlan::Scheduled { now: 13_600 });
         assert_eq!(first.database_url, "mysql://job:@db:3306/raw");
     }
 
@@ -141,8 +141,8 @@ mod tests {
         let config = invocation_config(&event, env, 5).await.unwrap();
         assert_eq!(config.types, Some(vec!["GithubType".to_owned()]));
         assert_eq!(
-            config.window,
-            Some(Window {
+            config.windows,
+            WindowPlan::Fixed(Window {
                 from: 0,
                 to: 100_000_000_000
             })
@@ -152,10 +152,7 @@ mod tests {
             ..Default::default()
         };
         let config = invocation_config(&catch_up, env, 5).await.unwrap();
-        assert_eq!(
-            (config.window, config.catch_up.map(|c| c.now)),
-            (None, Some(5))
-        );
+        assert_eq!(config.windows, WindowPlan::CatchUp(CatchUp::at(5)));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod invocation;
 pub mod model;
 pub mod pipeline;
 pub mod plugin;
+pub mod secrets;
 pub mod sink;
 pub mod source;
 pub mod summary;

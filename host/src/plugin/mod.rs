@@ -325,7 +325,7 @@ pub struct TransformWorker {
 impl TransformWorker {
     /// One result per document, in order. Never fails as a whole: traps and bad rows fail only
     /// the documents they hit.
-    pub fn transform(&mut self, documents: &[Arc<Envelope>]) -> Vec<DocumentResult> {
+    pub fn transform(&mut self, documents: &[Envelope]) -> Vec<DocumentResult> {
         if documents.is_empty() {
             return Vec::new();
         }
@@ -334,7 +334,7 @@ impl TransformWorker {
             .map(|envelope| bindings::Document {
                 id: envelope.id.clone(),
                 timestamp: envelope.timestamp,
-                data: envelope.data.clone(),
+                data: envelope.data().to_owned(),
             })
             .collect();
         match self.call(&batch) {
@@ -368,7 +368,7 @@ impl TransformWorker {
         }
     }
 
-    fn one_by_one(&mut self, documents: &[Arc<Envelope>]) -> Vec<DocumentResult> {
+    fn one_by_one(&mut self, documents: &[Envelope]) -> Vec<DocumentResult> {
         documents
             .iter()
             .flat_map(|document| self.transform(std::slice::from_ref(document)))

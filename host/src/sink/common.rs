@@ -25,7 +25,7 @@ macro_rules! bookkeeping {
         pub async fn insert_chunk(
             &self,
             table: &super::TableSpec,
-            rows: &[super::SourcedRow],
+            rows: &[crate::model::Row],
         ) -> Result<u64, super::WriteError> {
             let mut connection = self.pool.acquire().await?;
             let result = insert_on(&mut connection, table, rows).await;
@@ -103,6 +103,7 @@ macro_rules! bookkeeping {
             type_name: &str,
             counts: &crate::summary::TypeSummary,
             status: super::RunStatus,
+            window_end: Option<i64>,
         ) -> Result<(), sqlx::Error> {
             let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
             let mut update = sqlx::QueryBuilder::<$db>::new("UPDATE batch_job_runs SET status = ");
@@ -119,7 +120,11 @@ macro_rules! bookkeeping {
                 .push(", error = ")
                 .push_bind(counts.error.clone())
                 .push(", finished_at = ")
-                .push_bind(crate::config::unix_now())
+                .push_bind(crate::config::unix_now());
+            if let Some(window_end) = window_end {
+                update.push(", window_to = ").push_bind(window_end);
+            }
+            update
                 .push(" WHERE run_id = ")
                 .push_bind(run_id.to_owned())
                 .push(" AND type_name = ")

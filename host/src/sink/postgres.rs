@@ -8,8 +8,8 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Postgres};
 
-use super::{Dialect, SinkError, SourcedRow, TableSpec, WriteError};
-use crate::model::{Cell, ColumnType};
+use super::{Dialect, SinkError, TableSpec, WriteError};
+use crate::model::{Cell, ColumnType, Row};
 
 /// COPY has no parameter limit; this bounds one transaction's size.
 const MAX_ROWS_PER_STATEMENT: usize = 5_000;
@@ -75,6 +75,11 @@ impl PostgresSink {
         }
     }
 
+    /// No packet limit; this bounds what one statement holds in memory.
+    pub fn max_statement_bytes(&self) -> usize {
+        64 << 20
+    }
+
     pub fn rows_per_statement(&self, _table: &TableSpec) -> usize {
         MAX_ROWS_PER_STATEMENT
     }
@@ -89,7 +94,7 @@ impl PostgresSink {
 async fn insert_on(
     connection: &mut PgConnection,
     table: &TableSpec,
-    rows: &[SourcedRow],
+    rows: &[Row],
 ) -> Result<u64, WriteError> {
     let data = copy_text(rows)?;
     let columns = table.column_list('"');
@@ -121,10 +126,9 @@ async fn insert_on(
 }
 
 /// Rows in COPY's text format: tab-separated, `\N` for NULL, with backslash escapes.
-fn copy_text(rows: &[SourcedRow]) -> Result<String, WriteError> {
+fn copy_text(rows: &[Row]) -> Result<String, WriteError> {
     let mut text = String::with_capacity(rows.len() * 128);
-    for sourced in rows {
-        let row = &sourced.row;
+    for row in rows {
         escape(&mut text, &row.id)?;
         let _ = write!(text, "\t{}", row.timestamp);
         for cell in &row.cells {
