@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlparse
 
 API_KEY = "test-api-key"
 SLACK_TOKEN = "xoxb-test-token"
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "slack"
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "slack"
 
 LOCK = threading.Lock()
 DOCUMENTS = {}  # type -> list of envelopes (dicts)
