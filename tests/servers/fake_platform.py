@@ -9,6 +9,10 @@ demand so that the tests can prove the client's retries, timeouts and error hand
 Control endpoints (used by the tests):
     PUT  /control/documents/<Type>      body: a JSON array of envelopes to serve for <Type>
     PUT  /control/generate/<Type>       body: {"count": N, "data": {...}, "first_timestamp": T}
+    PUT  /control/documents-file/<Type> body: {"path": "/abs/file.json"}: serves that file (a
+                                        JSON array) as it is, whatever the window, with sendfile,
+                                        so that the benchmark's large windows never go through
+                                        a request body or Python's JSON
     PUT  /control/faults                body: {"api_503": n, "api_429": n, "store_503": n,
                                                "expire": n, "slow_first_byte": s, "cut_off": true,
                                                "slack_429": n, "slack_slow": s,
@@ -17,6 +21,7 @@ Control endpoints (used by the tests):
 """
 
 import json
+import os
 import re
 import sys
 import threading
@@ -32,6 +37,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "slack"
 LOCK = threading.Lock()
 DOCUMENTS = {}  # type -> list of envelopes (dicts)
 GENERATED = {}  # type -> {"count", "data", "first_timestamp"}
+FILES = {}  # type -> path of a JSON array served as it is
 FAULTS = {}
 REQUESTS = []
 TOKENS = {}  # token -> (type, from, to)
@@ -87,11 +93,13 @@ class Handler(BaseHTTPRequestHandler):
                 DOCUMENTS[url.path.rsplit("/", 1)[1]] = body
             elif url.path.startswith("/control/generate/"):
                 GENERATED[url.path.rsplit("/", 1)[1]] = body
+            elif url.path.startswith("/control/documents-file/"):
+                FILES[url.path.rsplit("/", 1)[1]] = body["path"]
             elif url.path == "/control/faults":
                 FAULTS.clear()
                 FAULTS.update(body)
             elif url.path == "/control/reset":
-                DOCUMENTS.clear(); GENERATED.clear(); FAULTS.clear(); REQUESTS.clear()
+                DOCUMENTS.clear(); GENERATED.clear(); FILES.clear(); FAULTS.clear(); REQUESTS.clear()
         self.send_json(200, {"ok": True})
 
     def do_GET(self):
@@ -148,6 +156,10 @@ class Handler(BaseHTTPRequestHandler):
         if type_name in GENERATED:
             return self.generated(type_name, first, last, cut_off)
         with LOCK:
+            served_file = FILES.get(type_name)
+        if served_file is not None:
+            return self.file(served_file)
+        with LOCK:
             documents = [d for d in DOCUMENTS.get(type_name, []) if first <= d.get("timestamp", first) <= last]
         body = json.dumps(documents).encode()
         self.send_response(200)
@@ -190,6 +202,17 @@ class Handler(BaseHTTPRequestHandler):
                     self.close_connection = True
                     return
         self.wfile.write(b"]")
+
+    def file(self, path):
+        """Sends a file from disk with sendfile: the benchmark's serving costs almost nothing."""
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            self.wfile.flush()
+            self.connection.sendfile(file)
 
     def slack(self, query):
         if self.headers.get("Authorization") != f"Bearer {SLACK_TOKEN}":
