@@ -127,9 +127,10 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(error) => {
-            // One line, with every configured secret scrubbed from it.
-            let message = format!("{error:#}").replace('\n', " ");
-            eprintln!("error: {}", batch_job_aurora::secrets::scrub(&message));
+            // One line: the chain with each cause said once, every configured secret
+            // scrubbed, and no line breaks from a cause's own text.
+            let message = batch_job_aurora::error::chain(error.as_ref()).replace('\n', " ");
+            eprintln!("error: {message}");
             ExitCode::from(1)
         }
     }

@@ -218,6 +218,9 @@ pub struct RunConfig {
     /// work starts after it, what was stored stays stored, and unfinished types fail with the
     /// reason. `None`: no deadline.
     pub deadline: Option<std::time::Instant>,
+    /// How often a catch-up window whose body cannot be read is tried before it is given up
+    /// (closed, with its unread bytes kept) so that catch-up moves on.
+    pub max_window_attempts: u64,
 }
 
 /// How the fetch API is used.
@@ -259,6 +262,7 @@ impl RunConfig {
             progress: Arc::default(),
             fetch: FetchOptions::default(),
             deadline: None,
+            max_window_attempts: 3,
         }
     }
 }

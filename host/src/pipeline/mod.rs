@@ -47,7 +47,14 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
     };
 
     let plan = prepare::window_plan(&config, &source);
-    let lanes = prepare::lanes(&sink, selected, plan, &mut summary).await?;
+    let lanes = prepare::lanes(
+        &sink,
+        selected,
+        plan,
+        config.max_window_attempts,
+        &mut summary,
+    )
+    .await?;
 
     let hub = Arc::new(CapabilityHub::new(config.backends.clone()));
     let (writer_tx, writer_rx) = mpsc::channel(8);
@@ -82,6 +89,14 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         .await
         .map_err(|error| RunError::Task(error.to_string()))??;
 
+    let abandoned = give_up_unreadable(
+        &sink,
+        &lanes,
+        &read,
+        config.max_window_attempts,
+        &mut summary,
+    )
+    .await?;
     summary.error = read.source_error;
     summary.skipped = read.skipped;
     for (type_name, error) in read.type_errors {
@@ -107,6 +122,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         let counts = &summary.types[type_name];
         let done_until = read.stopped_at.get(type_name).copied().flatten();
         let (status, window_end) = match (summary.error.is_none(), &counts.error, done_until) {
+            _ if abandoned.contains(type_name) => (RunStatus::Abandoned, None),
             (true, None, _) => (RunStatus::Succeeded, None),
             (true, Some(_), Some(until)) => (RunStatus::Succeeded, Some(until)),
             _ => (RunStatus::Failed, None),
@@ -130,6 +146,44 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
     Ok(summary)
 }
 
+/// Gives up the windows that failed their last attempt with a body that cannot be read: the
+/// bytes that could not be read as documents are kept as one dead letter, and the type says
+/// so loudly. Returns the types given up.
+async fn give_up_unreadable(
+    sink: &Sink,
+    lanes: &[Lane],
+    read: &router::ReadReport,
+    attempts: u64,
+    summary: &mut RunSummary,
+) -> Result<std::collections::BTreeSet<String>, RunError> {
+    let mut abandoned = std::collections::BTreeSet::new();
+    for lane in lanes.iter().filter(|lane| lane.last_attempt) {
+        let type_name = lane.table.name();
+        let Some(tail) = read.unreadable.get(type_name) else {
+            continue;
+        };
+        if let Some(tail) = tail {
+            let failure = crate::model::FailedDocument {
+                type_name: type_name.to_owned(),
+                id: None,
+                timestamp: None,
+                stage: crate::model::Stage::Source,
+                error: read.type_errors.get(type_name).cloned().unwrap_or_default(),
+                document: String::from_utf8_lossy(tail).into_owned(),
+            };
+            sink.record_failures(&summary.run_id, &[failure]).await?;
+            summary.type_mut(type_name).failed += 1;
+        }
+        let window = lane.window.map(|w| format!("[{}, {}]", w.from, w.to));
+        summary.type_mut(type_name).notes.push(format!(
+            "ALERT: window {} given up after {attempts} failed attempts with a body that cannot be read; its unread bytes are kept in batch_job_failed_documents (stage source) and catch-up moves on",
+            window.unwrap_or_default(),
+        ));
+        abandoned.insert(type_name.to_owned());
+    }
+    Ok(abandoned)
+}
+
 /// A run id that sorts by start time: Unix milliseconds and the process id.
 fn new_run_id() -> String {
     let now = SystemTime::now()
@@ -138,18 +192,4 @@ fn new_run_id() -> String {
     format!("{}-{}", now.as_millis(), std::process::id())
 }
 
-/// Formats an error with its whole chain, as `{:#}` does for anyhow, with every secret
-/// scrubbed. A cause that an error already quotes in its own message is said once.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    crate::secrets::scrub(&text).into_owned()
-}
+pub(crate) use crate::error::chain as error_chain;

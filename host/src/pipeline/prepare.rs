@@ -20,6 +20,9 @@ pub struct Lane {
     pub plugin: Arc<LoadedPlugin>,
     /// Documents outside it are skipped; `None` takes every document.
     pub window: Option<Window>,
+    /// This scheduled window failed so often before that, should its body be unreadable
+    /// again, it is given up (its unread bytes kept) so that catch-up moves on.
+    pub last_attempt: bool,
 }
 
 /// A source, checked and ready to read.
@@ -85,6 +88,7 @@ pub async fn lanes(
     sink: &Sink,
     plugins: Vec<Arc<LoadedPlugin>>,
     plan: WindowPlan,
+    max_window_attempts: u64,
     summary: &mut RunSummary,
 ) -> Result<Vec<Lane>, RunError> {
     let mut lanes = Vec::new();
@@ -117,6 +121,12 @@ pub async fn lanes(
                 Some(catch_up.window(last_end, first_start))
             }
         };
+        let last_attempt = match (plan, window) {
+            (WindowPlan::CatchUp(_), Some(window)) => {
+                sink.failed_attempts(&type_name, window.from).await? + 1 >= max_window_attempts
+            }
+            _ => false,
+        };
         sink.run_started(&summary.run_id, &type_name, window, plan.is_scheduled())
             .await?;
         summary.type_mut(&type_name);
@@ -125,6 +135,7 @@ pub async fn lanes(
             table,
             plugin,
             window,
+            last_attempt,
         });
     }
     Ok(lanes)

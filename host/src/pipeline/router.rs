@@ -16,7 +16,7 @@ use crate::config::{Progress, RunConfig};
 use crate::document::EnvelopeError;
 use crate::error::RunError;
 use crate::model::{FailedDocument, Stage};
-use crate::source::{self, SourceItem};
+use crate::source::{self, SourceError, SourceItem};
 use crate::summary::UNKNOWN_TYPE;
 
 /// Envelope failures are handed to the writer in groups of this many.
@@ -37,6 +37,9 @@ pub struct ReadReport {
     /// (its documents came in time order, so every earlier one was handed on), or `None` when
     /// that cannot be said.
     pub stopped_at: BTreeMap<String, Option<i64>>,
+    /// Types whose body lost its structure, with the bytes that could not be read as
+    /// documents (kept when the window is given up).
+    pub unreadable: BTreeMap<String, Option<bytes::Bytes>>,
 }
 
 /// Reads the whole source, then closes every lane's input.
@@ -100,6 +103,11 @@ pub async fn read_source(
                     let mut report = lock(&report);
                     if report.stopped_at.contains_key(&type_name) {
                         continue; // Stopped at the deadline, which is said already.
+                    }
+                    if let SourceError::Scan { .. } = &error {
+                        report
+                            .unreadable
+                            .insert(type_name.clone(), error.unread_tail().cloned());
                     }
                     let message = error_chain(&RunError::Source(error));
                     tracing::error!(type_name, "{message}");

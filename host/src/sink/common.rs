@@ -135,13 +135,30 @@ macro_rules! bookkeeping {
         pub async fn last_success(&self, type_name: &str) -> Result<Option<i64>, sqlx::Error> {
             let mut select = sqlx::QueryBuilder::<$db>::new(
                 "SELECT MAX(window_to) FROM batch_job_runs \
-                 WHERE scheduled = TRUE AND status = 'succeeded' AND type_name = ",
+                 WHERE scheduled = TRUE AND status IN ('succeeded', 'abandoned') AND type_name = ",
             );
             select.push_bind(type_name.to_owned());
             select
                 .build_query_scalar::<Option<i64>>()
                 .fetch_one(&self.pool)
                 .await
+        }
+
+        pub async fn failed_attempts(
+            &self,
+            type_name: &str,
+            window_from: i64,
+        ) -> Result<u64, sqlx::Error> {
+            let mut select = sqlx::QueryBuilder::<$db>::new(
+                "SELECT COUNT(*) FROM batch_job_runs \
+                 WHERE scheduled = TRUE AND status = 'failed' AND type_name = ",
+            );
+            select
+                .push_bind(type_name.to_owned())
+                .push(" AND window_from = ")
+                .push_bind(window_from);
+            let count: i64 = select.build_query_scalar().fetch_one(&self.pool).await?;
+            Ok(u64::try_from(count).unwrap_or(0))
         }
 
         pub async fn first_attempt(&self, type_name: &str) -> Result<Option<i64>, sqlx::Error> {

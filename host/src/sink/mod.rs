@@ -206,6 +206,8 @@ pub enum RunStatus {
     Running,
     Succeeded,
     Failed,
+    /// Failed too often: closed, with its unread bytes kept, so that catch-up moves on.
+    Abandoned,
 }
 
 impl RunStatus {
@@ -214,6 +216,7 @@ impl RunStatus {
             RunStatus::Running => "running",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
+            RunStatus::Abandoned => "abandoned",
         }
     }
 }
@@ -510,6 +513,18 @@ impl Sink {
         .await
     }
 
+    /// How many scheduled runs of a type failed on the window that starts at `window_from`.
+    pub async fn failed_attempts(
+        &self,
+        type_name: &str,
+        window_from: i64,
+    ) -> Result<u64, SinkError> {
+        self.retrying(RUN_LOG_TABLE, "read", || async {
+            engine!(self, engine => engine.failed_attempts(type_name, window_from).await)
+        })
+        .await
+    }
+
     /// Where the first logged window of a type started, if it was ever run.
     pub async fn first_attempt(&self, type_name: &str) -> Result<Option<i64>, SinkError> {
         self.retrying(RUN_LOG_TABLE, "read", || async {
@@ -535,6 +550,20 @@ impl InsertOutcome {
             error: format!("database refused the row: {error}"),
         });
     }
+}
+
+/// Opens and closes one connection to `url`, failing with the real cause when it cannot.
+async fn probe<C: sqlx::Connection>(url: &str) -> Result<(), SinkError> {
+    let connect_error = |source| SinkError::Connect {
+        url: crate::http::redact(url),
+        source,
+    };
+    let connection = tokio::time::timeout(std::time::Duration::from_secs(15), C::connect(url))
+        .await
+        .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?
+        .map_err(connect_error)?;
+    let _ = connection.close().await;
+    Ok(())
 }
 
 /// Consecutive chunks of `items` (with the index of each chunk's first item) of at most

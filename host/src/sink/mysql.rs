@@ -30,6 +30,9 @@ pub struct MysqlSink {
 
 impl MysqlSink {
     pub async fn open(url: &str) -> Result<Self, SinkError> {
+        // One connection first, so that a refused port or a wrong password fails now with its
+        // real cause, instead of a pool retrying it until "pool timed out".
+        super::probe::<MySqlConnection>(url).await?;
         let pool = MySqlPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))

@@ -21,6 +21,9 @@ pub struct PostgresSink {
 
 impl PostgresSink {
     pub async fn open(url: &str) -> Result<Self, SinkError> {
+        // One connection first, so that a refused port or a wrong password fails now with its
+        // real cause, instead of a pool retrying it until "pool timed out".
+        super::probe::<PgConnection>(url).await?;
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
