@@ -41,6 +41,9 @@ pub struct BenchArgs {
     /// plugins/), e.g. an older commit's. The plugin cost is still the current build's.
     #[arg(long, value_name = "DIR")]
     job: Option<PathBuf>,
+    /// Only write the documents (into target/bench/documents) and stop.
+    #[arg(long)]
+    generate_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -122,6 +125,18 @@ struct EngineFigures {
 
 pub fn run(root: &Path, target: &Path, args: BenchArgs) -> Result<()> {
     ensure!(args.docs > 0, "--docs must be at least 1");
+    let work = target.join("bench");
+    if args.generate_only {
+        let generated = generate::generate(
+            root,
+            &work.join("documents"),
+            args.docs,
+            args.seed,
+            args.mix,
+        )?;
+        println!("{}", serde_json::to_string_pretty(&generated)?);
+        return Ok(());
+    }
     let dist = crate::dist(root, target, &["bench-plugin-cost"])?;
     let job_dir = match &args.job {
         Some(dir) => {
@@ -131,7 +146,6 @@ pub fn run(root: &Path, target: &Path, args: BenchArgs) -> Result<()> {
     };
     let job = job_dir.join("batch-job-aurora");
     ensure!(job.is_file(), "no job at {}", job.display());
-    let work = target.join("bench");
     std::fs::create_dir_all(&work)?;
     let load_at_start = load_average();
 
@@ -407,7 +421,7 @@ fn check_counts(summary: &Value, generated: &Generated, rerun: bool) -> Result<(
         bail!("the run reports an error: {error}");
     }
     for file in &generated.files {
-        let counts = &summary["types"][file.type_name];
+        let counts = &summary["types"][file.type_name.as_str()];
         let count = |name: &str| counts[name].as_u64().unwrap_or(0);
         let (inserted, duplicates) = if rerun {
             (0, file.rows)

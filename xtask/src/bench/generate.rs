@@ -23,7 +23,7 @@ pub const WINDOW_TO: i64 = WINDOW_FROM + 3_599;
 const SAMPLE_DOCUMENTS: usize = 10_000;
 
 /// The share of each type, in parts.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Mix {
     pub github: u32,
     pub slack: u32,
@@ -51,9 +51,9 @@ impl std::str::FromStr for Mix {
 }
 
 /// One type's file and what the job must make of it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TypeFile {
-    pub type_name: &'static str,
+    pub type_name: String,
     pub path: PathBuf,
     pub documents: u64,
     pub bytes: u64,
@@ -61,7 +61,7 @@ pub struct TypeFile {
     pub rows: u64,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Generated {
     pub files: Vec<TypeFile>,
     /// The first GitHub pushes again, as a smaller array for the plugin-cost binary.
@@ -126,8 +126,55 @@ impl Rng {
     }
 }
 
-/// Writes the documents of every type into `dir`: `documents` in all, shared out by `mix`.
+/// The documents of every type in `dir`: `documents` in all, shared out by `mix`. Files an
+/// earlier call wrote with the same arguments and the same generator are used again.
 pub fn generate(root: &Path, dir: &Path, documents: u64, seed: u64, mix: Mix) -> Result<Generated> {
+    let key = serde_json::json!({
+        "documents": documents,
+        "seed": seed,
+        "mix": mix,
+        "generator": fnv1a(include_str!("generate.rs").as_bytes()),
+    });
+    let manifest = dir.join("manifest.json");
+    if let Some(generated) = reusable(&manifest, &key) {
+        println!("  (the documents of an earlier run with the same arguments)");
+        return Ok(generated);
+    }
+    let _ = std::fs::remove_file(&manifest);
+    let generated = write_documents(root, dir, documents, seed, mix)?;
+    let text = serde_json::json!({"key": key, "generated": generated}).to_string();
+    std::fs::write(&manifest, text)?;
+    Ok(generated)
+}
+
+/// What the manifest describes, if it was made with `key` and its files are still whole.
+fn reusable(manifest: &Path, key: &Value) -> Option<Generated> {
+    let text = std::fs::read_to_string(manifest).ok()?;
+    let value: Value = serde_json::from_str(&text).ok()?;
+    if value["key"] != *key {
+        return None;
+    }
+    let generated: Generated = serde_json::from_value(value["generated"].clone()).ok()?;
+    let whole = generated.files.iter().all(|file| {
+        std::fs::metadata(&file.path).is_ok_and(|metadata| metadata.len() == file.bytes)
+    });
+    (whole && generated.sample.is_file()).then_some(generated)
+}
+
+fn fnv1a(bytes: &[u8]) -> String {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}
+
+fn write_documents(
+    root: &Path,
+    dir: &Path,
+    documents: u64,
+    seed: u64,
+    mix: Mix,
+) -> Result<Generated> {
     std::fs::create_dir_all(dir)?;
     let parts = u64::from(mix.github + mix.slack + mix.rating);
     let github = documents * u64::from(mix.github) / parts;
@@ -154,7 +201,7 @@ pub fn generate(root: &Path, dir: &Path, documents: u64, seed: u64, mix: Mix) ->
         rows += u64::from(has_head);
     }
     files.push(TypeFile {
-        type_name: "GithubType",
+        type_name: "GithubType".into(),
         path,
         documents: github,
         bytes: out.finish()?,
@@ -164,15 +211,16 @@ pub fn generate(root: &Path, dir: &Path, documents: u64, seed: u64, mix: Mix) ->
     sample_out.finish()?;
 
     let mut rng = Rng::new(seed ^ 0x736c_6163_6b);
+    let slack_order = Hint::parse(SLACK_ORDER)?;
     let path = dir.join("SlackType.json");
     let mut out = ArrayWriter::create(&path)?;
     for index in 0..slack {
         let timestamp = spread(index, slack);
-        let data = slack_event(&mut rng, index, timestamp);
+        let data = slack_event(&mut rng, &slack_order, index, timestamp);
         out.push(&envelope(&mut rng, index, timestamp, "SlackType", &data))?;
     }
     files.push(TypeFile {
-        type_name: "SlackType",
+        type_name: "SlackType".into(),
         path,
         documents: slack,
         bytes: out.finish()?,
@@ -196,7 +244,7 @@ pub fn generate(root: &Path, dir: &Path, documents: u64, seed: u64, mix: Mix) ->
         rows += u64::from(valid);
     }
     files.push(TypeFile {
-        type_name: "EventRatingType",
+        type_name: "EventRatingType".into(),
         path,
         documents: rating,
         bytes: out.finish()?,
@@ -290,6 +338,8 @@ const SENDER: &str = "XXSENDERXX";
 struct Pushes {
     /// A user's repository with an installation, and an organisation's.
     templates: [Value; 2],
+    /// Their key orders.
+    orders: [Hint; 2],
     owners: Vec<String>,
     repositories: Vec<String>,
 }
@@ -297,22 +347,22 @@ struct Pushes {
 impl Pushes {
     fn load(root: &Path) -> Result<Self> {
         let folder = root.join("tests/data/fixtures/github-webhooks/push");
-        let load = |name: &str, owner: &str, repository: &str| -> Result<Value> {
+        // The templates' owner (and organisation) become the delivery's owner, the person who
+        // pushed its sender.
+        let load = |name: &str, owners: &[&str]| -> Result<(Value, Hint)> {
             let path = folder.join(name);
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("the bench needs {}", path.display()))?;
+            let order = Hint::parse(&text)?;
             let mut value: Value = serde_json::from_str(&text)?;
             for person in ["sender", "pusher"] {
-                let text = value[person]
-                    .to_string()
-                    .replace(owner, SENDER)
-                    .replace("Codertocat", SENDER);
+                let text = value[person].to_string().replace("Codertocat", SENDER);
                 value[person] = serde_json::from_str(&text)?;
             }
-            let text = value
-                .to_string()
-                .replace(repository, REPOSITORY)
-                .replace(owner, OWNER);
+            let mut text = value.to_string().replace("Hello-World", REPOSITORY);
+            for owner in owners {
+                text = text.replace(owner, OWNER);
+            }
             let mut value: Value = serde_json::from_str(&text)?;
             ensure!(
                 value["repository"]["full_name"] == format!("{OWNER}/{REPOSITORY}").as_str(),
@@ -321,16 +371,18 @@ impl Pushes {
             );
             value["commits"] = json!([]);
             value["head_commit"] = Value::Null;
-            Ok(value)
+            Ok((value, order))
         };
-        let templates = [
-            load("with-new-branch.payload.json", "Codertocat", "Hello-World")?,
-            load(
-                "with-organization.payload.json",
-                "Octocoders",
-                "Hello-World",
-            )?,
-        ];
+        let (user, user_order) = load("with-new-branch.payload.json", &["Codertocat"])?;
+        let (organisation, mut organisation_order) = load(
+            "with-organization.payload.json",
+            &["Codertocat", "Octocoders"],
+        )?;
+        // The organisation's template has no commit to take the order of a commit from.
+        for key in ["commits", "head_commit"] {
+            let hint = user_order.get(key).cloned().unwrap_or_default();
+            organisation_order.set(key, hint);
+        }
         // Fixed pools, so that owners, repositories and senders repeat as in a real week.
         let mut rng = Rng::new(0x6f77_6e65_7273);
         let owners = (0..400)
@@ -340,7 +392,8 @@ impl Pushes {
             .map(|_| format!("{}-{}", rng.pick(WORDS), rng.pick(WORDS)))
             .collect();
         Ok(Pushes {
-            templates,
+            templates: [user, organisation],
+            orders: [user_order, organisation_order],
             owners,
             repositories,
         })
@@ -372,7 +425,18 @@ impl Pushes {
         let before = if created { "0".repeat(40) } else { rng.hex(40) };
         let mut commits = Vec::new();
         if !deleted {
-            for _ in 0..rng.between(1, 8) {
+            // Most pushes carry one or two commits; a few up to eight.
+            let count = match rng.below(100) {
+                0..=34 => 1,
+                35..=54 => 2,
+                55..=67 => 3,
+                68..=76 => 4,
+                77..=84 => 5,
+                85..=90 => 6,
+                91..=95 => 7,
+                _ => 8,
+            };
+            for _ in 0..count {
                 commits.push(commit(rng, timestamp, &sender));
             }
         }
@@ -413,7 +477,7 @@ impl Pushes {
         repo["stargazers_count"] = json!(stars);
         repo["watchers_count"] = json!(stars);
         repo["watchers"] = json!(stars);
-        repo["language"] = match *rng.pick(LANGUAGES) {
+        repo["language"] = match rng.pick(LANGUAGES) {
             "" => Value::Null,
             language => json!(language),
         };
@@ -425,8 +489,8 @@ impl Pushes {
         repo["open_issues"] = json!(issues);
         repo["default_branch"] = json!("main");
         repo["master_branch"] = json!("main");
-        let text = data
-            .to_string()
+        let text = self.orders[usize::from(organisation)]
+            .text(&data)
             .replace(OWNER, owner)
             .replace(REPOSITORY, repository)
             .replace(SENDER, &sender);
@@ -483,7 +547,7 @@ fn commit(rng: &mut Rng, timestamp: i64, author: &str) -> Value {
         "committer": committer,
         "added": files(rng, 2),
         "removed": files(rng, 1),
-        "modified": files(rng, 4),
+        "modified": files(rng, 3),
     })
 }
 
@@ -518,7 +582,7 @@ pub fn now_iso8601() -> String {
 
 /// A Slack Events API callback like those in `examples/documents/slack.ndjson`, in the
 /// channels `examples/lookups/slack-channels.json` knows (one of them as not found).
-fn slack_event(rng: &mut Rng, index: u64, timestamp: i64) -> String {
+fn slack_event(rng: &mut Rng, order: &Hint, index: u64, timestamp: i64) -> String {
     let channel = if rng.percent(85) {
         "C012AB3CD"
     } else {
@@ -544,7 +608,7 @@ fn slack_event(rng: &mut Rng, index: u64, timestamp: i64) -> String {
                                 "name": format!("{}-{}", rng.pick(WORDS), rng.pick(WORDS)),
                                 "created": timestamp, "creator": user}}),
     };
-    json!({
+    order.text(&json!({
         "token": "redacted",
         "team_id": "T061EG9R6",
         "api_app_id": "A0MDYCDME",
@@ -552,8 +616,7 @@ fn slack_event(rng: &mut Rng, index: u64, timestamp: i64) -> String {
         "type": "event_callback",
         "event_id": format!("Ev0{index:08X}"),
         "event_time": timestamp,
-    })
-    .to_string()
+    }))
 }
 
 /// A rating like `examples/documents/event_rating.json`, and whether its code names an event
@@ -569,6 +632,134 @@ fn event_rating(rng: &mut Rng) -> (String, bool) {
     };
     (value.to_string(), valid)
 }
+
+/// The key order of a JSON text, object by object (an array's from its first element), so that
+/// generated documents keep GitHub's and Slack's order instead of serde_json's sorted maps.
+#[derive(Debug, Clone, Default)]
+struct Hint {
+    keys: Vec<(String, Hint)>,
+}
+
+impl Hint {
+    fn parse(text: &str) -> Result<Hint> {
+        Ok(serde_json::from_str(text)?)
+    }
+
+    fn get(&self, key: &str) -> Option<&Hint> {
+        self.keys
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, hint)| hint)
+    }
+
+    fn set(&mut self, key: &str, hint: Hint) {
+        match self.keys.iter_mut().find(|(k, _)| k == key) {
+            Some((_, slot)) => *slot = hint,
+            None => self.keys.push((key.to_owned(), hint)),
+        }
+    }
+
+    /// Writes `value` with this order; keys the hint lacks follow, sorted.
+    fn write(&self, value: &Value, out: &mut String) {
+        static NONE: Hint = Hint { keys: Vec::new() };
+        match value {
+            Value::Object(map) => {
+                out.push('{');
+                let mut first = true;
+                let mut member = |key: &str, value: &Value, hint: &Hint, out: &mut String| {
+                    if !first {
+                        out.push(',');
+                    }
+                    first = false;
+                    out.push_str(&Value::from(key).to_string());
+                    out.push(':');
+                    hint.write(value, out);
+                };
+                for (key, hint) in &self.keys {
+                    if let Some(value) = map.get(key) {
+                        member(key, value, hint, out);
+                    }
+                }
+                for (key, value) in map {
+                    if self.get(key).is_none() {
+                        member(key, value, &NONE, out);
+                    }
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                let hint = self.get("[]").unwrap_or(&NONE);
+                for (index, item) in items.iter().enumerate() {
+                    if index > 0 {
+                        out.push(',');
+                    }
+                    hint.write(item, out);
+                }
+                out.push(']');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+
+    fn text(&self, value: &Value) -> String {
+        let mut out = String::with_capacity(16 << 10);
+        self.write(value, &mut out);
+        out
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Hint {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Hint;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Hint, A::Error> {
+                let mut keys = Vec::new();
+                while let Some((key, hint)) = map.next_entry::<String, Hint>()? {
+                    keys.push((key, hint));
+                }
+                Ok(Hint { keys })
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Hint, A::Error> {
+                let mut element = None;
+                while let Some(hint) = seq.next_element::<Hint>()? {
+                    element.get_or_insert(hint);
+                }
+                Ok(Hint {
+                    keys: element
+                        .map(|hint| vec![("[]".to_owned(), hint)])
+                        .unwrap_or_default(),
+                })
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Hint, E> {
+                Ok(Hint::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Hint, E> {
+                Ok(Hint::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Hint, E> {
+                Ok(Hint::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Hint, E> {
+                Ok(Hint::default())
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Hint, E> {
+                Ok(Hint::default())
+            }
+            fn visit_unit<E>(self) -> Result<Hint, E> {
+                Ok(Hint::default())
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// The key order of a Slack event callback, as in `examples/documents/slack.ndjson`.
+const SLACK_ORDER: &str = r#"{"token":0,"team_id":0,"api_app_id":0,"event":{"type":0,"channel":{"id":0,"name":0,"created":0,"creator":0},"user":0,"text":0,"item":{"type":0,"channel":0,"ts":0},"reaction":0,"ts":0,"event_ts":0,"channel_type":0},"type":0,"event_id":0,"event_time":0}"#;
 
 const WORDS: &[&str] = &[
     "aurora", "batch", "cache", "delta", "ember", "falcon", "garnet", "harbor", "island", "jigsaw",
