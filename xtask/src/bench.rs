@@ -95,6 +95,10 @@ struct JobRun {
     mb_per_s: f64,
     /// The job's own CPU (user + system), from wait4: nothing of the bench counts.
     cpu_us_per_document: f64,
+    /// The same per row handled, and with the database server's CPU added: what the rows cost
+    /// the machine, to set beside the database's own tools.
+    cpu_us_per_row: f64,
+    job_and_database_cpu_us_per_row: f64,
     user_us_per_document: f64,
     system_us_per_document: f64,
     /// Average cores busy in the job.
@@ -114,6 +118,9 @@ struct ToolFigures {
     run: ToolRun,
     /// Our first run's rows/s divided by the tool's.
     ours_over_theirs: f64,
+    /// CPU per row, the database server's included: the tool's (client + server) divided by
+    /// ours (job + server). Above 1 when the tool spends more.
+    theirs_cpu_over_ours: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -282,6 +289,8 @@ fn bench_engine(
         for run in server.tools(work, &exports)? {
             let figures = ToolFigures {
                 ours_over_theirs: first.rows_per_s / run.rows_per_s,
+                theirs_cpu_over_ours: (run.client_cpu_us_per_row + run.server_cpu_us_per_row)
+                    / first.job_and_database_cpu_us_per_row,
                 run,
             };
             println!(
@@ -394,6 +403,7 @@ fn run_job(
     let bytes = generated.bytes();
     let seconds = measured.wall.as_secs_f64();
     let per_document = |d: Duration| d.as_secs_f64() * 1e6 / documents as f64;
+    let per_row = |d: Duration| d.as_secs_f64() * 1e6 / rows.max(1) as f64;
     Ok(JobRun {
         pass,
         documents,
@@ -404,6 +414,8 @@ fn run_job(
         documents_per_s: documents as f64 / seconds,
         mb_per_s: bytes as f64 / 1e6 / seconds,
         cpu_us_per_document: per_document(measured.cpu()),
+        cpu_us_per_row: per_row(measured.cpu()),
+        job_and_database_cpu_us_per_row: per_row(measured.cpu() + database_cpu.unwrap_or_default()),
         user_us_per_document: per_document(measured.user),
         system_us_per_document: per_document(measured.system),
         cpu_utilisation: measured.cpu().as_secs_f64() / seconds,
@@ -469,7 +481,7 @@ fn plugin_cost(target: &Path, dist: &Path, generated: &Generated) -> Result<Valu
     );
     let figures: Value = serde_json::from_slice(&measured.stdout)?;
     println!(
-        "  wasm {:.2} µs/doc, native {:.2} µs/doc: wasm at {:.2}× native speed",
+        "  CPU per document: wasm {:.2} µs, native {:.2} µs: wasm at {:.2}× native speed",
         figures["wasm_us_per_document"].as_f64().unwrap_or(f64::NAN),
         figures["native_us_per_document"]
             .as_f64()
@@ -491,7 +503,7 @@ fn print_table(results: &Value, engines: &[EngineFigures], generated: &Generated
         machine["load_average_at_start"].as_str().unwrap_or("?"),
     );
     println!(
-        "\n{:<9} {:<23} {:>7} {:>8} {:>9} {:>7} {:>10} {:>9} {:>10} {:>10}",
+        "\n{:<9} {:<23} {:>7} {:>8} {:>9} {:>7} {:>10} {:>9} {:>10} {:>10} {:>13}",
         "engine",
         "pass",
         "wall s",
@@ -501,12 +513,13 @@ fn print_table(results: &Value, engines: &[EngineFigures], generated: &Generated
         "CPU µs/doc",
         "peak MiB",
         "DB µs/doc",
-        "API µs/doc"
+        "API µs/doc",
+        "job+DB µs/row"
     );
     for engine in engines {
         for run in &engine.runs {
             println!(
-                "{:<9} {:<23} {:>7.2} {:>8} {:>9.0} {:>7.1} {:>10.1} {:>9.1} {:>10} {:>10.1}",
+                "{:<9} {:<23} {:>7.2} {:>8} {:>9.0} {:>7.1} {:>10.1} {:>9.1} {:>10} {:>10.1} {:>13.1}",
                 engine.engine.name(),
                 run.pass,
                 run.wall_s,
@@ -518,6 +531,7 @@ fn print_table(results: &Value, engines: &[EngineFigures], generated: &Generated
                 run.database_cpu_us_per_document
                     .map_or("-".into(), |cpu| format!("{cpu:.1}")),
                 run.fetch_api_cpu_us_per_document,
+                run.job_and_database_cpu_us_per_row,
             );
         }
     }
@@ -536,7 +550,7 @@ fn print_table(results: &Value, engines: &[EngineFigures], generated: &Generated
         for engine in engines {
             for tool in &engine.tools {
                 println!(
-                    "{:<9} {:<36} {:>8} {:>7.2} {:>9.0} {:>11.2} {:>9.2} {:>13.2}",
+                    "{:<9} {:<36} {:>8} {:>7.2} {:>9.0} {:>11.2} {:>9.2} {:>13.2} {:>13.2}",
                     engine.engine.name(),
                     tool.run.tool,
                     tool.run.rows,
@@ -544,7 +558,8 @@ fn print_table(results: &Value, engines: &[EngineFigures], generated: &Generated
                     tool.run.rows_per_s,
                     tool.run.client_cpu_us_per_row,
                     tool.run.server_cpu_us_per_row,
-                    tool.ours_over_theirs
+                    tool.ours_over_theirs,
+                    tool.theirs_cpu_over_ours
                 );
             }
         }
@@ -552,7 +567,7 @@ fn print_table(results: &Value, engines: &[EngineFigures], generated: &Generated
     let cost = &results["plugin_cost"];
     if !cost.is_null() {
         println!(
-            "\nGitHub plugin transform, {} pushes in calls of {}: wasm {:.2} µs/doc, native {:.2} µs/doc, wasm at {:.2}× native speed",
+            "\nGitHub plugin transform, {} pushes in calls of {}, CPU per document: wasm {:.2} µs, native {:.2} µs, wasm at {:.2}× native speed",
             cost["documents"],
             cost["documents_per_call"],
             cost["wasm_us_per_document"].as_f64().unwrap_or(f64::NAN),
