@@ -16,7 +16,7 @@ async fn the_examples_land_as_the_contract_says_and_a_rerun_only_counts_duplicat
     let database = database.path().join("examples.db");
     let source = workspace_root().join("examples/documents");
     let mut first = config(&source, &database, plugins.path());
-    first.backends = example_backends();
+    first.backends = Some(example_backends());
     let summary = run(first.clone()).await;
     assert!(summary.completed(), "{summary:?}");
     assert_eq!(summary.failed, 0, "{summary:?}");

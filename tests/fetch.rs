@@ -186,7 +186,7 @@ async fn a_slow_first_byte_is_waited_for_and_a_dead_one_times_out() {
         .put("/control/faults", &json!({"slow_first_byte": 1.5}))
         .await;
     let (_plugins, _database, _path, mut config) = run_setup(&platform, &["event_rating"]);
-    config.backends = crate::support::example_backends();
+    config.backends = Some(crate::support::example_backends());
     config.fetch.timeouts.read = Duration::from_secs(5);
     let summary = run(config.clone()).await;
     assert!(summary.completed(), "{summary:?}");
@@ -241,15 +241,11 @@ async fn slack_names_come_from_conversations_info_once_per_channel_with_429s_wai
         .put("/control/faults", &json!({"slack_429": 1}))
         .await;
     let (_plugins, _database, path, mut config) = run_setup(&platform, &["slack"]);
-    config.backends = batch_job_aurora::capability::Backends::configure(
-        &batch_job_aurora::capability::CapabilitySpecs {
-            slack_token: Some(crate::support::SLACK_TOKEN.into()),
-            slack_api_url: Some(platform.slack_url()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    config.capabilities = batch_job_aurora::capability::CapabilitySpecs {
+        slack_token: Some(crate::support::SLACK_TOKEN.into()),
+        slack_api_url: Some(platform.slack_url()),
+        ..Default::default()
+    };
     let summary = run(config).await;
     assert!(summary.completed(), "{summary:?}");
     assert_eq!(count(&summary, "SlackType"), (5, 0, 0, 0));
@@ -363,10 +359,10 @@ async fn a_slack_timeout_is_an_error_value_that_fails_the_document_not_a_trap() 
         backon::ExponentialBuilder::default().with_max_times(1),
         Duration::from_millis(300),
     );
-    config.backends = Backends {
+    config.backends = Some(Backends {
         slack: Some(std::sync::Arc::new(slack)),
         ..Default::default()
-    };
+    });
     let summary = run(config).await;
     assert!(summary.completed(), "{summary:?}");
     let slack = &summary.types["SlackType"];

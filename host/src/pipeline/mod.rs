@@ -22,7 +22,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
-use crate::capability::CapabilityHub;
+use crate::capability::{Backends, CapabilityHub};
 use crate::config::RunConfig;
 use crate::error::RunError;
 use crate::plugin::PluginEngine;
@@ -56,7 +56,11 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
     )
     .await?;
 
-    let hub = Arc::new(CapabilityHub::new(config.backends.clone()));
+    let backends = match &config.backends {
+        Some(backends) => backends.clone(),
+        None => Backends::configure(&config.capabilities).await?,
+    };
+    let hub = Arc::new(CapabilityHub::new(backends));
     let (writer_tx, writer_rx) = mpsc::channel(8);
     let mut inputs = Vec::new();
     let mut lane_tasks = Vec::new();
