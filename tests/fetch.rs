@@ -182,17 +182,34 @@ async fn a_body_cut_off_mid_array_fails_that_type_and_keeps_what_came_before() {
 async fn a_slow_first_byte_is_waited_for_and_a_dead_one_times_out() {
     let platform = FakePlatform::start();
     serve_examples(&platform).await;
+    // The store holds its first byte until the test lets it go: first until the download is
+    // known to be waiting (a slow store, waited for), then for ever (a dead one).
     platform
-        .put("/control/faults", &json!({"slow_first_byte": 1.5}))
+        .put("/control/faults", &json!({"hold_first_byte": true}))
         .await;
     let (_plugins, _database, _path, mut config) = run_setup(&platform, &["event_rating"]);
     config.backends = Some(crate::support::example_backends());
-    config.fetch.timeouts.read = Duration::from_secs(5);
-    let summary = run(config.clone()).await;
+    config.fetch.timeouts.read = Duration::from_secs(600);
+    let job = tokio::spawn(batch_job_aurora::run(config.clone()));
+    while !platform.requests().await.iter().any(|r| {
+        r["path"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("/store/")
+    }) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    platform.put("/control/release", &json!({})).await;
+    let summary = job.await.unwrap().unwrap();
     assert!(summary.completed(), "{summary:?}");
     assert_eq!(count(&summary, "EventRatingType").0, 3);
 
-    config.fetch.timeouts.read = Duration::from_millis(500);
+    platform.put("/control/reset", &json!({})).await;
+    serve_examples(&platform).await;
+    platform
+        .put("/control/faults", &json!({"hold_first_byte": true}))
+        .await;
+    config.fetch.timeouts.read = Duration::from_millis(300);
     let summary = run(config).await;
     let error = summary.types["EventRatingType"].error.clone().unwrap();
     assert!(error.contains("timed out"), "{error}");

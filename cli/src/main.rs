@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use batch_job_aurora::capability::CapabilitySpecs;
 use batch_job_aurora::config::{
-    CatchUp, Environment, Progress, Window, WindowPlan, from_env, unix_now,
+    CatchUp, Environment, Pause, Progress, Window, WindowPlan, from_env, unix_now,
 };
 use batch_job_aurora::plugin::{PluginEngine, SandboxLimits};
 use batch_job_aurora::source::SourceSpec;
@@ -120,6 +120,13 @@ struct RunArgs {
     /// Print one JSON object with the counts on stdout at the end.
     #[arg(long)]
     json: bool,
+    /// Rows per database write (one transaction).
+    #[arg(long, value_name = "ROWS", default_value_t = 2000, hide = true)]
+    rows_per_write: usize,
+    /// Tests only: after this many writes, say "paused" on stderr and wait forever (so that a
+    /// test can kill the process at a known point).
+    #[arg(long, value_name = "WRITES", hide = true)]
+    pause_after_writes: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -154,6 +161,13 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
     let json = args.json;
     let config = run_config(args, from_env(|name| std::env::var(name).ok())?)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    if let Some(pause) = &config.pause {
+        let reached = Arc::clone(&pause.reached);
+        runtime.spawn(async move {
+            reached.notified().await;
+            eprintln!("paused");
+        });
+    }
     let progress = show_progress(Arc::clone(&config.progress));
     let summary = runtime.block_on(batch_job_aurora::run(config));
     if let Some(bar) = progress {
@@ -207,6 +221,8 @@ fn run_config(args: RunArgs, environment: Environment) -> Result<RunConfig> {
         config.deadline = Some(std::time::Instant::now() + Duration::from_secs(deadline));
     }
     config.fetch.max_wait = Duration::from_secs(args.max_wait);
+    config.pause = args.pause_after_writes.map(Pause::after_writes);
+    config.rows_per_write = args.rows_per_write.max(1);
     config.limits = SandboxLimits {
         memory_bytes: args.plugin_memory_mib << 20,
         call_budget: Duration::from_millis(args.plugin_budget_ms),

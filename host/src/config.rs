@@ -281,6 +281,28 @@ pub struct RunConfig {
     /// How often a catch-up window whose body cannot be read is tried before it is given up
     /// (closed, with its unread bytes kept) so that catch-up moves on.
     pub max_window_attempts: u64,
+    /// A point where the run waits, for tests that need a crash or a lost connection at a
+    /// known moment rather than a lucky one.
+    pub pause: Option<Pause>,
+}
+
+/// After `after_writes` writes of rows have committed, the writer signals `reached` and waits
+/// for `resume` before it writes anything else.
+#[derive(Debug, Clone)]
+pub struct Pause {
+    pub after_writes: usize,
+    pub reached: Arc<tokio::sync::Notify>,
+    pub resume: Arc<tokio::sync::Notify>,
+}
+
+impl Pause {
+    pub fn after_writes(after_writes: usize) -> Self {
+        Pause {
+            after_writes,
+            reached: Arc::default(),
+            resume: Arc::default(),
+        }
+    }
 }
 
 /// How the fetch API is used.
@@ -324,6 +346,7 @@ impl RunConfig {
             fetch: FetchOptions::default(),
             deadline: None,
             max_window_attempts: 3,
+            pause: None,
         }
     }
 }

@@ -78,6 +78,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         config.rows_per_write,
         summary.run_id.clone(),
         Arc::clone(&config.progress),
+        config.pause.clone(),
     ));
 
     let read = router::read_source(source, inputs, writer_tx, &config).await?;

@@ -10,7 +10,7 @@ use futures_util::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 
 use super::lane::{Batch, document_failure};
-use crate::config::Progress;
+use crate::config::{Pause, Progress};
 use crate::model::{FailedDocument, Row, Stage};
 use crate::sink::{InsertOutcome, Sink, SinkError, TableSpec};
 use crate::summary::TypeSummary;
@@ -92,7 +92,9 @@ pub async fn write_all(
     rows_per_write: usize,
     run_id: String,
     progress: Arc<Progress>,
+    pause: Option<Pause>,
 ) -> Result<BTreeMap<String, TypeSummary>, SinkError> {
+    let mut writes_done = 0;
     let mut counts: BTreeMap<String, TypeSummary> = BTreeMap::new();
     let mut pending: Vec<Pending> = tables.iter().map(|_| Pending::default()).collect();
     let mut failures = Failures::default();
@@ -153,6 +155,11 @@ pub async fn write_all(
                 Progress::add(&progress.duplicates, outcome.duplicates);
                 failures.extend(rows.refused(name, &outcome));
                 // `rows` drops here, and with it its documents' bytes.
+                writes_done += 1;
+                if let Some(pause) = pause.as_ref().filter(|p| p.after_writes == writes_done) {
+                    pause.reached.notify_one();
+                    pause.resume.notified().await;
+                }
             }
         }
         if failures.is_due() {
