@@ -354,7 +354,7 @@ async fn all_three_types_over_http_enriched_from_slack_and_dynamodb_land_as_the_
             Value::Array(rows.into_iter().map(Value::Object).collect()),
         );
     }
-    crate::support::check_golden("examples.golden.json", &Value::Object(tables));
+    crate::support::check_goldens(&crate::support::example_goldens(&tables));
 }
 
 #[tokio::test(flavor = "multi_thread")]
