@@ -13,6 +13,10 @@ use crate::support::{plugin_folder, workspace_root};
 pub fn binary() -> &'static PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
+        // A binary built already (a loop of many runs of the same tests).
+        if let Some(path) = std::env::var_os("BATCH_JOB_AURORA_TEST_BINARY") {
+            return PathBuf::from(path);
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .current_dir(workspace_root())

@@ -120,6 +120,9 @@ struct RunArgs {
     /// Print one JSON object with the counts on stdout at the end.
     #[arg(long)]
     json: bool,
+    /// Instances of each type's plugin working at once (each on whole batches).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    plugin_instances: usize,
     /// Rows per database write (one transaction).
     #[arg(long, value_name = "ROWS", default_value_t = 2000, hide = true)]
     rows_per_write: usize,
@@ -223,6 +226,7 @@ fn run_config(args: RunArgs, environment: Environment) -> Result<RunConfig> {
     config.fetch.max_wait = Duration::from_secs(args.max_wait);
     config.pause = args.pause_after_writes.map(Pause::after_writes);
     config.rows_per_write = args.rows_per_write.max(1);
+    config.plugin_instances = args.plugin_instances.max(1);
     config.limits = SandboxLimits {
         memory_bytes: args.plugin_memory_mib << 20,
         call_budget: Duration::from_millis(args.plugin_budget_ms),

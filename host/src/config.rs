@@ -265,6 +265,8 @@ pub struct RunConfig {
     pub limits: SandboxLimits,
     /// Documents per plugin call. About 100 amortises the call; more buys nothing measurable.
     pub documents_per_call: usize,
+    /// Instances of each type's plugin working at once, each on whole batches.
+    pub plugin_instances: usize,
     /// Rows per database write (one transaction).
     pub rows_per_write: usize,
     /// The bytes of documents one type may have in flight, from the source's read to the
@@ -340,6 +342,7 @@ impl RunConfig {
             backends: None,
             limits: SandboxLimits::default(),
             documents_per_call: 100,
+            plugin_instances: 1,
             rows_per_write: 2_000,
             lane_bytes: 64 << 20,
             progress: Arc::default(),

@@ -52,6 +52,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         selected,
         plan,
         config.max_window_attempts,
+        config.lane_bytes,
         &mut summary,
     )
     .await?;
@@ -65,15 +66,22 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
     let mut inputs = Vec::new();
     let mut lane_tasks = Vec::new();
     for lane in &lanes {
-        let grants = hub.grants(lane.table.name(), &lane.plugin.info.capabilities);
-        let worker = engine.worker(Arc::clone(&lane.plugin), grants);
-        let (input, task) = lane::start(lane, worker, writer_tx.clone(), &config);
+        let workers = (0..config.plugin_instances.max(1))
+            .map(|_| {
+                let grants = hub.grants(lane.table.name(), &lane.plugin.info.capabilities);
+                engine.worker(Arc::clone(&lane.plugin), grants)
+            })
+            .collect();
+        let (input, tasks) = lane::start(lane, workers, writer_tx.clone(), &config);
         inputs.push(input);
-        lane_tasks.push(task);
+        lane_tasks.extend(tasks);
     }
     let writer = tokio::spawn(writer::write_all(
         Arc::clone(&sink),
-        lanes.iter().map(|lane| lane.table.clone()).collect(),
+        lanes
+            .iter()
+            .map(|lane| (lane.table.clone(), Arc::clone(&lane.budget)))
+            .collect(),
         writer_rx,
         config.rows_per_write,
         summary.run_id.clone(),
@@ -83,12 +91,12 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
 
     let read = router::read_source(source, inputs, writer_tx, &config).await?;
 
-    let mut notes = BTreeMap::new();
+    let mut notes: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
     for task in lane_tasks {
         let (type_name, lane_notes) = task
             .await
             .map_err(|error| RunError::Task(error.to_string()))?;
-        notes.insert(type_name, lane_notes);
+        notes.entry(type_name).or_default().extend(lane_notes);
     }
     let counts = writer
         .await

@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 
+use super::budget::ByteBudget;
 use super::lane::{Batch, document_failure};
 use crate::config::{Pause, Progress};
 use crate::model::{FailedDocument, Row, Stage};
@@ -87,7 +88,7 @@ impl Pending {
 
 pub async fn write_all(
     sink: Arc<Sink>,
-    tables: Vec<TableSpec>,
+    lanes: Vec<(TableSpec, Arc<ByteBudget>)>,
     mut messages: mpsc::Receiver<WriterMessage>,
     rows_per_write: usize,
     run_id: String,
@@ -95,6 +96,7 @@ pub async fn write_all(
     pause: Option<Pause>,
 ) -> Result<BTreeMap<String, TypeSummary>, SinkError> {
     let mut writes_done = 0;
+    let (tables, budgets): (Vec<TableSpec>, Vec<Arc<ByteBudget>>) = lanes.into_iter().unzip();
     let mut counts: BTreeMap<String, TypeSummary> = BTreeMap::new();
     let mut pending: Vec<Pending> = tables.iter().map(|_| Pending::default()).collect();
     let mut failures = Failures::default();
@@ -136,9 +138,11 @@ pub async fn write_all(
                     }
                     WriterMessage::Flush { lane } => Some(lane),
                 };
-                let full = pending
-                    .iter()
-                    .position(|rows| rows.rows.len() >= rows_per_write);
+                // A full write goes; so does everything of a lane whose router waits for bytes.
+                let full = pending.iter().enumerate().position(|(lane, rows)| {
+                    rows.rows.len() >= rows_per_write
+                        || (budgets[lane].has_waiters() && !rows.batches.is_empty())
+                });
                 for lane in flush.into_iter().chain(full) {
                     if !pending[lane].batches.is_empty() {
                         writes.push(write(lane, std::mem::take(&mut pending[lane])));
