@@ -44,7 +44,7 @@ fn offenders(files: &[PathBuf], needle: &str, allowed: impl Fn(&Path) -> bool) -
         };
         for (number, line) in text.lines().enumerate() {
             if line.contains(needle) {
-                let path = file.strip_prefix(root.as_path()).unwrap_or(file);
+                let path = file.strip_prefix(root).unwrap_or(file);
                 found.push(format!(
                     "{}:{}: {}",
                     path.display(),
