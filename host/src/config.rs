@@ -362,6 +362,13 @@ pub struct Progress {
     pub duplicates: AtomicU64,
     pub refused: AtomicU64,
     pub failed: AtomicU64,
+    /// Nanoseconds spent in each stage, summed over its threads: reading and checking
+    /// envelopes (the source's reads included), handing them to the lanes (waits for room
+    /// included), plugin calls, and database writes.
+    pub read_nanos: AtomicU64,
+    pub handoff_nanos: AtomicU64,
+    pub plugin_nanos: AtomicU64,
+    pub write_nanos: AtomicU64,
 }
 
 impl Progress {
@@ -371,6 +378,12 @@ impl Progress {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Adds the time since `since` to a stage's counter.
+    pub fn add_elapsed(counter: &AtomicU64, since: std::time::Instant) {
+        let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        counter.fetch_add(nanos, Ordering::Relaxed);
     }
 }
 

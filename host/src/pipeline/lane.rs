@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 use super::budget::{ByteBudget, Permit};
 use super::prepare::Lane;
 use super::writer::{Transformed, WriterMessage};
-use crate::config::{RunConfig, Window};
+use crate::config::{Progress, RunConfig, Window};
 use crate::document::Envelope;
 use crate::model::{FailedDocument, Stage};
 use crate::plugin::{DocumentResult, TransformWorker};
@@ -63,8 +63,9 @@ pub fn start(
         .map(|worker| {
             let (type_name, receiver, writer) =
                 (type_name.clone(), Arc::clone(&receiver), writer.clone());
+            let progress = Arc::clone(&config.progress);
             tokio::task::spawn_blocking(move || {
-                transform_all(worker, &receiver, writer, index, type_name)
+                transform_all(worker, &receiver, writer, index, type_name, progress)
             })
         })
         .collect();
@@ -84,6 +85,7 @@ fn transform_all(
     writer: mpsc::Sender<WriterMessage>,
     lane: usize,
     type_name: String,
+    progress: Arc<Progress>,
 ) -> (String, Vec<String>) {
     // The lock is held only while waiting for the next batch, not while transforming it.
     let next = || {
@@ -96,7 +98,10 @@ fn transform_all(
         let message = match message {
             LaneMessage::Flush => WriterMessage::Flush { lane },
             LaneMessage::Batch(batch) => {
-                WriterMessage::Transformed(transform(&mut worker, batch, lane, &type_name))
+                let started = std::time::Instant::now();
+                let transformed = transform(&mut worker, batch, lane, &type_name);
+                Progress::add_elapsed(&progress.plugin_nanos, started);
+                WriterMessage::Transformed(transformed)
             }
         };
         if writer.blocking_send(message).is_err() {

@@ -126,6 +126,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         summary.type_mut(&type_name).notes.extend(lane_notes);
     }
     summary.total();
+    summary.stages = crate::summary::StageTimes::from_progress(&config.progress);
     // A window counts as done only when the source was read to its end: every document of it
     // was then stored, counted as a duplicate or refusal, or kept as failed. A read stopped at
     // the deadline is done up to the last document it handed on, when the source gave them in

@@ -104,8 +104,11 @@ pub async fn write_all(
     let write = |lane: usize, rows: Pending| {
         let sink = Arc::clone(&sink);
         let table = tables[lane].clone();
+        let progress = Arc::clone(&progress);
         async move {
+            let started = std::time::Instant::now();
             let outcome = sink.insert(&table, &rows.rows).await;
+            Progress::add_elapsed(&progress.write_nanos, started);
             (lane, rows, outcome)
         }
     };
