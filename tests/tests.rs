@@ -13,3 +13,4 @@ mod loading;
 mod resilience;
 mod sandbox;
 mod sinks;
+mod tidy;

@@ -6,8 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::capability::{Backends, CapabilitySpecs};
-use crate::config::{CatchUp, ConfigError, RunConfig, Window, WindowPlan, database_url_from_env};
+use crate::config::{CatchUp, ConfigError, RunConfig, Window, WindowPlan, from_env};
 use crate::source::{SourceError, SourceSpec};
 use crate::summary::RunSummary;
 
@@ -49,8 +48,6 @@ pub enum InvocationError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Source(#[from] SourceError),
-    #[error("cannot set up the capabilities")]
-    Capabilities(#[from] crate::capability::CapabilityError),
 }
 
 /// The run config of one invocation, from the event and the environment (`var`), at `now`.
@@ -59,18 +56,16 @@ pub async fn invocation_config(
     var: impl Fn(&str) -> Option<String>,
     now: i64,
 ) -> Result<RunConfig, InvocationError> {
-    let base_url = var("DATAPLATTFORM_AURORA_FETCH_API_URL").ok_or(InvocationError::NoSource)?;
-    let key = var("DATAPLATTFORM_AURORA_FETCH_KEY");
-    let source = SourceSpec::parse(&base_url, key.as_deref())?;
-    let database = database_url_from_env(&var)?.ok_or(InvocationError::NoDatabase)?;
-    let plugins = var("BATCH_JOB_AURORA_PLUGINS")
-        .map(PathBuf::from)
-        .unwrap_or_else(default_plugins_dir);
+    let environment = from_env(var)?;
+    let base_url = environment.fetch_api_url.ok_or(InvocationError::NoSource)?;
+    let source = SourceSpec::parse(&base_url, environment.fetch_key.as_deref())?;
+    let database = environment
+        .database_url
+        .ok_or(InvocationError::NoDatabase)?;
+    let plugins = environment.plugins_dir.unwrap_or_else(default_plugins_dir);
     let mut config = RunConfig::new(source, database, plugins);
     config.types = event.types.clone();
-    let catch_up = event
-        .catch_up
-        .unwrap_or_else(|| var("BATCH_JOB_AURORA_CATCH_UP").is_some_and(|value| value == "true"));
+    let catch_up = event.catch_up.unwrap_or(environment.catch_up);
     config.windows = if event.timestamp_from.is_some() || event.timestamp_to.is_some() {
         let default = Window::last_70_minutes(now);
         WindowPlan::Fixed(Window {
@@ -83,13 +78,7 @@ pub async fn invocation_config(
         // The contract's default, a scheduled window: the run takes the last 70 minutes.
         WindowPlan::Scheduled { now }
     };
-    config.backends = Backends::configure(&CapabilitySpecs {
-        slack_channels: None,
-        slack_token: var("DATAPLATTFORM_AURORA_SLACK_TOKEN"),
-        slack_api_url: var("DATAPLATTFORM_AURORA_SLACK_API_URL"),
-        event_codes: var("DATAPLATTFORM_EVENT_CODE_TABLE"),
-    })
-    .await?;
+    config.capabilities = environment.capabilities;
     Ok(config)
 }
 

@@ -10,6 +10,8 @@ pub struct ByteBudget {
     capacity: usize,
     used: Mutex<usize>,
     freed: Condvar,
+    /// Threads blocked in `acquire`.
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl ByteBudget {
@@ -18,6 +20,7 @@ impl ByteBudget {
             capacity,
             used: Mutex::new(0),
             freed: Condvar::new(),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -56,6 +59,11 @@ impl ByteBudget {
         }
     }
 
+    /// Whether someone waits for bytes: what holds them must then be written at once.
+    pub fn has_waiters(&self) -> bool {
+        self.waiting.load(std::sync::atomic::Ordering::SeqCst) > 0
+    }
+
     fn fits(&self, used: usize, bytes: usize) -> bool {
         used == 0 || used + bytes <= self.capacity
     }
@@ -84,10 +92,10 @@ pub struct Permit {
 
 impl Permit {
     pub fn merge(&mut self, mut other: Permit) {
-        if self.budget.is_none() {
-            self.budget = other.budget.take();
-        } else if let Some(budget) = other.budget.take() {
-            debug_assert!(Arc::ptr_eq(&budget, self.budget.as_ref().expect("checked")));
+        match (&self.budget, other.budget.take()) {
+            (None, theirs) => self.budget = theirs,
+            (Some(ours), Some(theirs)) => debug_assert!(Arc::ptr_eq(ours, &theirs)),
+            (Some(_), None) => {}
         }
         self.bytes += std::mem::take(&mut other.bytes);
     }
