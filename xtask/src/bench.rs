@@ -108,6 +108,10 @@ struct JobRun {
     database_cpu_us_per_document: Option<f64>,
     /// The fake fetch API's CPU meanwhile (serving with sendfile).
     fetch_api_cpu_us_per_document: f64,
+    /// Time per stage from the job's summary (`stages`: read, hand-off, plugin, write), in µs
+    /// per document: time spent in each stage summed over its threads, waits included, so not
+    /// CPU. `None` for a job whose summary has no stages (older builds).
+    stage_us_per_document: Option<Value>,
     /// The job's --json summary.
     summary: Value,
 }
@@ -220,10 +224,9 @@ pub fn run(root: &Path, target: &Path, args: BenchArgs) -> Result<()> {
         },
         "plugin_cost": plugin_cost,
         "engines": engines,
-        "per_stage_cost": Value::Null,
         "notes": [
-            "per_stage_cost is null: the job's --json and -v output give counts and the total time only, no per-stage cost",
             "CPU µs per document is the job's own user+system time from wait4, divided by every document read",
+            "stage_us_per_document comes from the job's summary (stages): time in each stage summed over its threads, waits included; absent for builds without it",
             "database CPU is every process of the server, so other load on the same server counts too",
         ],
     });
@@ -404,6 +407,20 @@ fn run_job(
     let seconds = measured.wall.as_secs_f64();
     let per_document = |d: Duration| d.as_secs_f64() * 1e6 / documents as f64;
     let per_row = |d: Duration| d.as_secs_f64() * 1e6 / rows.max(1) as f64;
+    let stage_us_per_document = summary
+        .get("stages")
+        .and_then(Value::as_object)
+        .map(|stages| {
+            stages
+                .iter()
+                .map(|(name, ms)| {
+                    let name = name.strip_suffix("_ms").unwrap_or(name).to_owned();
+                    let us = ms.as_f64().unwrap_or(0.0) * 1e3 / documents as f64;
+                    (name, json!((us * 100.0).round() / 100.0))
+                })
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        });
     Ok(JobRun {
         pass,
         documents,
@@ -422,6 +439,7 @@ fn run_job(
         peak_rss_mib: measured.peak_rss_kib as f64 / 1024.0,
         database_cpu_us_per_document: database_cpu.map(per_document),
         fetch_api_cpu_us_per_document: per_document(api_cpu),
+        stage_us_per_document,
         summary,
     })
 }
@@ -537,7 +555,7 @@ fn print_table(results: &Value, engines: &[EngineFigures], generated: &Generated
     }
     if engines.iter().any(|engine| !engine.tools.is_empty()) {
         println!(
-            "\n{:<9} {:<36} {:>8} {:>7} {:>9} {:>11} {:>9} {:>13}",
+            "\n{:<9} {:<36} {:>8} {:>7} {:>9} {:>11} {:>9} {:>13} {:>13}",
             "engine",
             "tool, same rows",
             "rows",
@@ -545,7 +563,8 @@ fn print_table(results: &Value, engines: &[EngineFigures], generated: &Generated
             "rows/s",
             "client µs/r",
             "DB µs/r",
-            "ours ÷ theirs"
+            "ours ÷ theirs",
+            "tool÷our CPU"
         );
         for engine in engines {
             for tool in &engine.tools {
@@ -575,9 +594,32 @@ fn print_table(results: &Value, engines: &[EngineFigures], generated: &Generated
             cost["wasm_speed_of_native"].as_f64().unwrap_or(f64::NAN),
         );
     }
+    let staged: Vec<(&EngineFigures, &JobRun)> = engines
+        .iter()
+        .flat_map(|engine| engine.runs.iter().map(move |run| (engine, run)))
+        .filter(|(_, run)| run.stage_us_per_document.is_some())
+        .collect();
+    if staged.is_empty() {
+        println!("per-stage time: not in this job's summary");
+        return;
+    }
     println!(
-        "per-stage cost: not available (the job's --json and -v output give no per-stage figures)"
+        "\n{:<9} {:<23} {:>9} {:>9} {:>9} {:>9}   (µs per document, summed over each stage's threads, waits included)",
+        "engine", "pass", "read", "hand-off", "plugin", "write"
     );
+    for (engine, run) in staged {
+        let stages = run.stage_us_per_document.as_ref().unwrap_or(&Value::Null);
+        let stage = |name: &str| stages[name].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "{:<9} {:<23} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            engine.engine.name(),
+            run.pass,
+            stage("read"),
+            stage("handoff"),
+            stage("plugin"),
+            stage("write")
+        );
+    }
 }
 
 /// The tests' fake fetch API, serving the generated files.
