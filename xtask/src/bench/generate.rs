@@ -210,7 +210,7 @@ fn write_documents(
     let sample_documents = github.min(SAMPLE_DOCUMENTS as u64);
     sample_out.finish()?;
 
-    let mut rng = Rng::new(seed ^ 0x736c_6163_6b);
+    let mut rng = Rng::new(seed ^ 0x0073_6c61_636b);
     let slack_order = Hint::parse(SLACK_ORDER)?;
     let path = dir.join("SlackType.json");
     let mut out = ArrayWriter::create(&path)?;
