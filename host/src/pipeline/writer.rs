@@ -57,6 +57,10 @@ struct Pending {
 
 impl Pending {
     fn add(&mut self, transformed: Transformed) {
+        if transformed.rows.is_empty() {
+            // Nothing of it is written: its documents and their bytes can go now.
+            return;
+        }
         let batch = self.batches.len();
         self.documents.extend(
             transformed
