@@ -18,6 +18,7 @@ use crate::capability::CapabilityHub;
 use crate::config::{Progress, RunConfig, Window, unix_now};
 use crate::document::{Envelope, EnvelopeError};
 use crate::error::RunError;
+use crate::job::Job;
 use crate::model::{FailedDocument, Stage};
 use crate::plugin::{DocumentResult, LoadedPlugin, PluginEngine, PluginSet, TransformWorker};
 use crate::sink::{RunStatus, Sink, SinkError, SourcedRow, TableSpec};
@@ -29,11 +30,25 @@ const FAILURES_PER_WRITE: usize = 500;
 
 /// Runs the job once: every selected type's documents from the source, through its plugin,
 /// into the database. Documents that fail are counted and kept; the run goes on.
+///
+/// Loads the plugins and opens the database for this one run; a process that runs many times
+/// prepares a [`Job`] once instead.
 pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
+    let job = Job::prepare(&config.plugins_dir, config.limits.clone())?;
+    let summary = job.run(config).await;
+    job.close().await;
+    summary
+}
+
+/// One run with a prepared engine, its plugins and an open database.
+pub(crate) async fn run_prepared(
+    config: RunConfig,
+    engine: &PluginEngine,
+    plugins: &PluginSet,
+    sink: Arc<Sink>,
+) -> Result<RunSummary, RunError> {
     let started = Instant::now();
-    let engine = PluginEngine::new(config.limits.clone())?;
-    let plugins = engine.load_folder(&config.plugins_dir)?;
-    let selected = select(&plugins, config.types.as_deref())?;
+    let selected = select(plugins, config.types.as_deref())?;
     // The source is checked before anything is written: an unreadable one stops the run.
     let (source, default_window) = match &config.source {
         SourceSpec::Files(path) => (Source::Files(source::files(path)?), None),
@@ -47,7 +62,6 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
             )
         }
     };
-    let sink = Arc::new(Sink::connect(&config.database_url).await?);
     let mut summary = RunSummary {
         run_id: new_run_id(),
         ..Default::default()
@@ -206,7 +220,6 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         sink.run_finished(&summary.run_id, table.name(), &logged, status)
             .await?;
     }
-    sink.close().await;
     tracing::info!(
         run_id = %summary.run_id,
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -220,7 +233,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
 }
 
 /// The plugins to run: the requested types, or every installed one.
-fn select(
+pub(crate) fn select(
     plugins: &PluginSet,
     types: Option<&[String]>,
 ) -> Result<Vec<Arc<LoadedPlugin>>, RunError> {

@@ -62,6 +62,29 @@ pub enum SinkError {
     },
 }
 
+impl SinkError {
+    /// Whether the database refused the login (wrong password, expired token): the credentials
+    /// are worth reading again.
+    pub fn is_login_failure(&self) -> bool {
+        let (SinkError::Connect { source, .. } | SinkError::Database { source, .. }) = self else {
+            return false;
+        };
+        let Some(database) = source.as_database_error() else {
+            return false;
+        };
+        // MySQL 1045 (access denied) has SQLSTATE 28000, PostgreSQL's are 28000 and 28P01.
+        database
+            .code()
+            .is_some_and(|code| code == "28000" || code == "28P01")
+    }
+
+    /// Whether the database could not be reached or used (as opposed to a table that does
+    /// not fit, or a URL that is not one).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, SinkError::Connect { .. } | SinkError::Database { .. })
+    }
+}
+
 /// Why one write did not go in.
 #[derive(Debug)]
 pub enum WriteError {
@@ -255,6 +278,18 @@ impl Sink {
             .await?;
         }
         Ok(sink)
+    }
+
+    /// Checks that the database still answers: a pooled connection is pinged (a broken one is
+    /// replaced by a new one), so a warm process learns at once that the database went away.
+    pub async fn health_check(&self) -> Result<(), SinkError> {
+        engine!(self, engine => engine.execute("SELECT 1").await).map_err(|source| {
+            SinkError::Database {
+                table: "-".into(),
+                operation: "health check",
+                source,
+            }
+        })
     }
 
     /// Runs `operation` again after transient errors, with backoff.

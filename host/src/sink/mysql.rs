@@ -8,7 +8,9 @@
 
 use std::time::Duration;
 
-use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlPoolOptions};
+use sqlx::mysql::{
+    MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlSslMode,
+};
 use sqlx::{Connection, Executor, MySql, QueryBuilder, Row as _};
 
 use super::{Dialect, SinkError, SourcedRow, TableSpec, WriteError};
@@ -28,6 +30,19 @@ pub struct MysqlSink {
 
 impl MysqlSink {
     pub async fn open(url: &str) -> Result<Self, SinkError> {
+        let connect_error = |source| SinkError::Connect {
+            url: crate::http::redact(url),
+            source,
+        };
+        let mut options: MySqlConnectOptions = url.parse().map_err(connect_error)?;
+        // IAM database authentication sends its token through the cleartext plugin; allowed
+        // only when TLS is required, so the token never crosses the network in the clear.
+        if matches!(
+            options.get_ssl_mode(),
+            MySqlSslMode::Required | MySqlSslMode::VerifyCa | MySqlSslMode::VerifyIdentity
+        ) {
+            options = options.enable_cleartext_plugin(true);
+        }
         let pool = MySqlPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
@@ -40,12 +55,9 @@ impl MysqlSink {
                         .map(drop)
                 })
             })
-            .connect(url)
+            .connect_with(options)
             .await
-            .map_err(|source| SinkError::Connect {
-                url: crate::http::redact(url),
-                source,
-            })?;
+            .map_err(connect_error)?;
         Ok(MysqlSink { pool })
     }
 
