@@ -405,7 +405,7 @@ fn error(result: &Value) -> (&str, &str) {
 async fn the_bootstrap_answers_events_through_the_runtime_api() {
     let platform = FakePlatform::start();
     crate::fetch::serve_examples(&platform).await;
-    let database = TestDatabase::new(Engine::Mysql, "lambda_runtime").await;
+    let database = TestDatabase::new(Engine::Mysql, "runtime_api").await;
     let plugins = lambda_plugins();
     let runtime = RuntimeApi::start();
     let started = std::time::Instant::now();
@@ -515,7 +515,7 @@ async fn the_bootstrap_answers_events_through_the_runtime_api() {
 async fn a_database_that_is_down_fails_the_invocation_not_the_init() {
     let platform = FakePlatform::start();
     crate::fetch::serve_examples(&platform).await;
-    let database = TestDatabase::new(Engine::Mysql, "lambda_down").await;
+    let database = TestDatabase::new(Engine::Mysql, "database_down").await;
     let plugins = lambda_plugins();
     let proxy = DatabaseProxy::start(3306);
     proxy.set_up(false);
@@ -549,7 +549,7 @@ async fn a_database_that_is_down_fails_the_invocation_not_the_init() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plugins_folder_that_cannot_be_loaded_is_an_init_error() {
     let platform = FakePlatform::start();
-    let database = TestDatabase::new(Engine::Mysql, "lambda_init").await;
+    let database = TestDatabase::new(Engine::Mysql, "init_error").await;
     let plugins = lambda_plugins();
     std::fs::write(plugins.path().join("broken.wasm"), b"not a component").unwrap();
     let runtime = RuntimeApi::start();
@@ -589,7 +589,7 @@ async fn a_plugins_folder_that_cannot_be_loaded_is_an_init_error() {
 async fn the_password_comes_from_secrets_manager_and_is_read_again_when_refused() {
     let platform = FakePlatform::start();
     crate::fetch::serve_examples(&platform).await;
-    let database = TestDatabase::new(Engine::Mysql, "lambda_secret").await;
+    let database = TestDatabase::new(Engine::Mysql, "secret_rotation").await;
     let user = format!("bja_secret_{}", std::process::id());
     let grant = |password: &str| {
         format!(

@@ -119,9 +119,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send_json(202, {"status": "OK"})
 
     def record(self, request_id, kind, value):
-        error_type = self.headers.get("Lambda-Runtime-Function-Error-Type")
-        if error_type is None and isinstance(value, dict):
-            error_type = value.get("errorType")
+        # Lambda reports the body's errorType; the header is a hint some runtimes set to
+        # "unhandled" whatever the error.
+        error_type = value.get("errorType") if isinstance(value, dict) else None
+        if error_type is None:
+            error_type = self.headers.get("Lambda-Runtime-Function-Error-Type")
         with CONDITION:
             RESULTS.append({
                 "request_id": request_id,
