@@ -86,7 +86,7 @@ async fn the_old_event_and_environment_give_the_old_response_and_tables() {
 // The real `bootstrap` under a Runtime API (tests/servers/fake_lambda_runtime.py).
 
 /// The `bootstrap` binary, built once per test run.
-fn bootstrap() -> &'static PathBuf {
+pub(crate) fn bootstrap() -> &'static PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -110,7 +110,7 @@ fn bootstrap() -> &'static PathBuf {
 
 /// The shipped plugins as the zip has them: each `.wasm` with its `.cwasm`, precompiled by
 /// `bootstrap --precompile`.
-fn lambda_plugins() -> TempDir {
+pub(crate) fn lambda_plugins() -> TempDir {
     let folder = plugin_folder(&["github", "slack", "event_rating"]);
     for name in ["github", "slack", "event_rating"] {
         let output = Command::new(bootstrap())
@@ -129,14 +129,14 @@ fn lambda_plugins() -> TempDir {
 }
 
 /// The fake Runtime API on a free port of 127.0.0.1, stopped when dropped.
-struct RuntimeApi {
+pub(crate) struct RuntimeApi {
     child: Child,
     port: u16,
     client: reqwest::Client,
 }
 
 impl RuntimeApi {
-    fn start() -> RuntimeApi {
+    pub(crate) fn start() -> RuntimeApi {
         let script = workspace_root().join("tests/servers/fake_lambda_runtime.py");
         let mut child = Command::new("python3")
             .arg(script)
@@ -155,12 +155,12 @@ impl RuntimeApi {
         }
     }
 
-    fn address(&self) -> String {
+    pub(crate) fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
     /// Queues an invocation whose deadline is `deadline_ms` away; returns its request id.
-    async fn enqueue(&self, event: Value, deadline_ms: u64) -> String {
+    pub(crate) async fn enqueue(&self, event: Value, deadline_ms: u64) -> String {
         let answer: Value = self
             .client
             .put(format!("http://{}/control/enqueue", self.address()))
@@ -175,7 +175,7 @@ impl RuntimeApi {
     }
 
     /// Waits for `count` results in all (60 s at most: a hang fails the test, not the suite).
-    async fn wait(&self, count: usize) -> Vec<Value> {
+    pub(crate) async fn wait(&self, count: usize) -> Vec<Value> {
         let results: Vec<Value> = self
             .client
             .get(format!(
@@ -193,7 +193,7 @@ impl RuntimeApi {
     }
 
     /// Queues one invocation and waits for its result.
-    async fn invoke(&self, event: Value) -> Value {
+    pub(crate) async fn invoke(&self, event: Value) -> Value {
         let before = self.wait(0).await.len();
         let request_id = self.enqueue(event, 900_000).await;
         let result = self.wait(before + 1).await.pop().unwrap();
@@ -210,7 +210,7 @@ impl Drop for RuntimeApi {
 }
 
 /// A running `bootstrap`, with its stdout (EMF) and stderr (logs) collected line by line.
-struct Bootstrap {
+pub(crate) struct Bootstrap {
     child: Child,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
@@ -218,7 +218,7 @@ struct Bootstrap {
 
 impl Bootstrap {
     /// Starts `bootstrap` with only the given environment plus Lambda's own variables.
-    fn start(runtime: &RuntimeApi, env: &[(&str, String)]) -> Bootstrap {
+    pub(crate) fn start(runtime: &RuntimeApi, env: &[(&str, String)]) -> Bootstrap {
         let mut command = Command::new(bootstrap());
         command
             .env_clear()
@@ -259,7 +259,7 @@ impl Bootstrap {
     }
 
     /// The log lines so far, each parsed as JSON (every one must be).
-    fn logs(&self) -> Vec<Value> {
+    pub(crate) fn logs(&self) -> Vec<Value> {
         self.stderr
             .lock()
             .unwrap()
@@ -271,7 +271,7 @@ impl Bootstrap {
     }
 
     /// The EMF lines so far, parsed.
-    fn metrics(&self) -> Vec<Value> {
+    pub(crate) fn metrics(&self) -> Vec<Value> {
         self.stdout
             .lock()
             .unwrap()
@@ -283,7 +283,7 @@ impl Bootstrap {
     }
 
     /// Everything it printed, for checks that a secret never shows.
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         let mut text = self.stdout.lock().unwrap().join("\n");
         text.push('\n');
         text.push_str(&self.stderr.lock().unwrap().join("\n"));
@@ -301,14 +301,14 @@ impl Drop for Bootstrap {
 /// A TCP proxy to the database that the test switches off and on: off, it cuts every open
 /// connection and closes each new one at once, so the database is "down" exactly when the
 /// test says, with no timing involved.
-struct DatabaseProxy {
+pub(crate) struct DatabaseProxy {
     port: u16,
     up: Arc<AtomicBool>,
     connections: Arc<Mutex<Vec<TcpStream>>>,
 }
 
 impl DatabaseProxy {
-    fn start(target: u16) -> DatabaseProxy {
+    pub(crate) fn start(target: u16) -> DatabaseProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
@@ -345,7 +345,7 @@ impl DatabaseProxy {
         }
     }
 
-    fn set_up(&self, up: bool) {
+    pub(crate) fn set_up(&self, up: bool) {
         self.up.store(up, Ordering::SeqCst);
         if !up {
             for connection in self.connections.lock().unwrap().drain(..) {
@@ -356,7 +356,7 @@ impl DatabaseProxy {
 }
 
 /// The Lambda's environment for a run from `platform` into `database` through `port`.
-fn lambda_env(
+pub(crate) fn lambda_env(
     platform: &FakePlatform,
     database: &TestDatabase,
     plugins: &Path,
@@ -388,12 +388,12 @@ fn every_type_ever() -> Value {
     json!({"types": ["GithubType", "SlackType", "EventRatingType"], "timestamp_from": 0, "timestamp_to": 100_000_000_000_i64})
 }
 
-fn body(result: &Value) -> &str {
+pub(crate) fn body(result: &Value) -> &str {
     assert_eq!(result["kind"], "response", "{result}");
     result["body"]["body"].as_str().unwrap()
 }
 
-fn error(result: &Value) -> (&str, &str) {
+pub(crate) fn error(result: &Value) -> (&str, &str) {
     assert_eq!(result["kind"], "error", "{result}");
     (
         result["error_type"].as_str().unwrap(),
