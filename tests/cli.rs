@@ -109,7 +109,13 @@ fn what_cannot_run_exits_non_zero_with_one_line() {
         workspace_root().join("examples/documents").display()
     );
     let examples = examples.as_str();
-    let cases: [(&[&str], i32, &str); 5] = [
+    let empty = tempfile::tempdir().unwrap();
+    let empty = empty.path().to_str().unwrap();
+    let not_a_component = tempfile::tempdir().unwrap();
+    std::fs::write(not_a_component.path().join("x.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let not_a_component = not_a_component.path().to_str().unwrap();
+    let hostile_type = "Nope\nType";
+    let cases: [(&[&str], i32, &str); 8] = [
         (&["run", "--bogus"], 2, "--bogus"),
         (
             &[
@@ -137,7 +143,51 @@ fn what_cannot_run_exits_non_zero_with_one_line() {
                 &database,
             ],
             1,
-            "no plugin for type NopeType",
+            "no plugin for type \"NopeType\"",
+        ),
+        // A hostile name is quoted, so the message stays on one line.
+        (
+            &[
+                "run",
+                "--source",
+                examples,
+                "--plugins",
+                dir,
+                "--types",
+                hostile_type,
+                "--database",
+                &database,
+            ],
+            1,
+            "no plugin for type \"Nope\\nType\"",
+        ),
+        // An empty folder stores nothing: an error, not a successful run of nothing.
+        (
+            &[
+                "run",
+                "--source",
+                examples,
+                "--plugins",
+                empty,
+                "--database",
+                &database,
+            ],
+            1,
+            "no plugins in",
+        ),
+        // A core module is not a component: one line that says so.
+        (
+            &[
+                "run",
+                "--source",
+                examples,
+                "--plugins",
+                not_a_component,
+                "--database",
+                &database,
+            ],
+            1,
+            "is not a WebAssembly component",
         ),
         (
             &[

@@ -160,7 +160,11 @@ async fn a_window_and_a_type_list_select_documents() {
     let database = tempfile::tempdir().unwrap();
     let database = database.path().join("window.db");
     let mut selective = config(&source, &database, plugins.path());
-    selective.window = Some(batch_job_aurora::config::Window { from: 102, to: 105 });
+    selective.windows =
+        batch_job_aurora::config::WindowPlan::Fixed(batch_job_aurora::config::Window {
+            from: 102,
+            to: 105,
+        });
     selective.types = Some(vec!["MisbehavingType".into()]);
     let summary = run(selective).await;
     assert_eq!(summary.inserted, 4, "inclusive at both ends: {summary:?}");

@@ -44,7 +44,7 @@ fn run_setup(
     let database = tempfile::tempdir().unwrap();
     let path = database.path().join("x.db");
     let mut config = platform.config(&path, plugins.path());
-    config.window = Some(WINDOW);
+    config.windows = batch_job_aurora::config::WindowPlan::Fixed(WINDOW);
     (plugins, database, path, config)
 }
 
@@ -224,7 +224,7 @@ async fn envelopes_are_checked_against_the_type_asked_for() {
         failed[0]["error"]
             .as_str()
             .unwrap()
-            .contains("type is SlackType"),
+            .contains("type is \"SlackType\""),
         "{failed:?}"
     );
     assert!(

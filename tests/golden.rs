@@ -100,16 +100,16 @@ fn every_github_webhook_payload_gives_the_contract_row_or_a_refusal() {
         "expected the 273 bundled payloads, found {}",
         files.len()
     );
-    let documents: Vec<Arc<Envelope>> = files
+    let documents: Vec<Envelope> = files
         .iter()
         .enumerate()
         .map(|(index, path)| {
-            Arc::new(Envelope {
-                id: format!("doc{index:05}"),
-                timestamp: 1_561_372_607 + index as i64,
-                type_name: Some("GithubType".into()),
-                data: std::fs::read_to_string(path).unwrap(),
-            })
+            Envelope::from_parts(
+                &format!("doc{index:05}"),
+                1_561_372_607 + index as i64,
+                Some("GithubType"),
+                &std::fs::read_to_string(path).unwrap(),
+            )
         })
         .collect();
     // One call for all of them: the batch path, with its per-document outcomes.
@@ -118,7 +118,7 @@ fn every_github_webhook_payload_gives_the_contract_row_or_a_refusal() {
     let mut golden = Map::new();
     let mut rows = 0;
     for ((path, document), result) in files.iter().zip(&documents).zip(results) {
-        let data: Value = serde_json::from_str(&document.data).unwrap();
+        let data: Value = serde_json::from_str(document.data()).unwrap();
         let expected = contract_row(&data);
         let outcome = match (result, expected) {
             (DocumentResult::Refused(reason), None) => json!({ "refused": reason }),

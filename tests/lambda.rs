@@ -150,7 +150,12 @@ impl RuntimeApi {
             .unwrap();
         RuntimeApi {
             child,
-            port: line.trim().parse().unwrap(),
+            port: line
+                .trim()
+                .strip_prefix("listening on ")
+                .unwrap()
+                .parse()
+                .unwrap(),
             client: reqwest::Client::new(),
         }
     }
@@ -395,8 +400,9 @@ pub(crate) fn body(result: &Value) -> &str {
 
 pub(crate) fn error(result: &Value) -> (&str, &str) {
     assert_eq!(result["kind"], "error", "{result}");
+    // Lambda reports the body's errorType (lambda_runtime's header says "unhandled").
     (
-        result["error_type"].as_str().unwrap(),
+        result["body"]["errorType"].as_str().unwrap(),
         result["body"]["errorMessage"].as_str().unwrap(),
     )
 }

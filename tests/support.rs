@@ -309,6 +309,42 @@ impl TestDatabase {
         }
     }
 
+    /// The first column of every row of a query, as text (`failure_order` names the
+    /// dead-letter table's insertion order on every engine).
+    pub async fn strings(&self, sql: &str) -> Vec<String> {
+        let order = match self.engine {
+            Engine::Sqlite => "rowid",
+            _ => "failure_id",
+        };
+        let sql = AssertSqlSafe(sql.replace("failure_order", order));
+        match self.engine {
+            Engine::Sqlite => {
+                let pool = SqlitePoolOptions::new().connect(&self.url).await.unwrap();
+                let rows = sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap();
+                pool.close().await;
+                rows
+            }
+            Engine::Mysql => {
+                let pool = sqlx::mysql::MySqlPoolOptions::new()
+                    .connect(&self.url)
+                    .await
+                    .unwrap();
+                let rows = sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap();
+                pool.close().await;
+                rows
+            }
+            Engine::Postgres => {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .connect(&self.url)
+                    .await
+                    .unwrap();
+                let rows = sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap();
+                pool.close().await;
+                rows
+            }
+        }
+    }
+
     /// The number of rows of `table` that meet `condition`.
     pub async fn count_rows(&self, table: &str, condition: &str) -> i64 {
         self.count(&format!(
@@ -388,6 +424,17 @@ impl FakePlatform {
         let response = reqwest::Client::new()
             .put(format!("http://127.0.0.1:{}{path}", self.port))
             .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+
+    /// Puts a body as it is (bent JSON).
+    pub async fn put_raw(&self, path: &str, body: &str) {
+        let response = reqwest::Client::new()
+            .put(format!("http://127.0.0.1:{}{path}", self.port))
+            .body(body.to_owned())
             .send()
             .await
             .unwrap();

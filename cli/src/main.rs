@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use batch_job_aurora::capability::{Backends, CapabilitySpecs};
-use batch_job_aurora::config::{CatchUp, Progress, Window, database_url_from_env, unix_now};
+use batch_job_aurora::config::{
+    CatchUp, Progress, Window, WindowPlan, database_url_from_env, unix_now,
+};
 use batch_job_aurora::plugin::{PluginEngine, SandboxLimits};
 use batch_job_aurora::source::SourceSpec;
 use batch_job_aurora::{RunConfig, RunSummary};
@@ -107,6 +109,13 @@ struct RunArgs {
     /// The memory cap of each plugin instance.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     plugin_memory_mib: usize,
+    /// Stop starting new work this many seconds after the start: what was stored stays
+    /// stored, unfinished types fail with the reason, and the run ends in time.
+    #[arg(long, value_name = "SECONDS")]
+    deadline: Option<u64>,
+    /// The longest single wait between retries of an HTTP call, whatever a Retry-After asks.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    max_wait: u64,
     /// Print one JSON object with the counts on stdout at the end.
     #[arg(long)]
     json: bool,
@@ -118,7 +127,10 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // One line: the chain with each cause said once, every configured secret
+            // scrubbed, and no line breaks from a cause's own text.
+            let message = batch_job_aurora::error::chain(error.as_ref()).replace('\n', " ");
+            eprintln!("error: {message}");
             ExitCode::from(1)
         }
     }
@@ -167,19 +179,24 @@ fn run_config(args: RunArgs) -> Result<RunConfig> {
     };
     let mut config = RunConfig::new(source, database, plugins_dir(args.plugins)?);
     config.types = args.types;
-    config.window = match (args.from, args.to) {
+    config.windows = match (args.from, args.to) {
         (Some(from), Some(to)) if from > to => bail!("--from {from} is after --to {to}"),
-        (Some(from), Some(to)) => Some(Window { from, to }),
-        _ => None,
-    };
-    config.now = args.now;
-    if args.catch_up {
-        config.catch_up = Some(CatchUp {
+        (Some(from), Some(to)) => WindowPlan::Fixed(Window { from, to }),
+        _ if args.catch_up => WindowPlan::CatchUp(CatchUp {
             overlap_secs: args.overlap_minutes * 60,
             max_span_secs: args.max_catch_up_hours * 3600,
             ..CatchUp::at(args.now.unwrap_or_else(unix_now))
-        });
+        }),
+        // The fetch API's default: the last 70 minutes before now.
+        _ if matches!(config.source, SourceSpec::Fetch { .. }) => WindowPlan::Scheduled {
+            now: args.now.unwrap_or_else(unix_now),
+        },
+        _ => WindowPlan::All,
+    };
+    if let Some(deadline) = args.deadline {
+        config.deadline = Some(std::time::Instant::now() + Duration::from_secs(deadline));
     }
+    config.fetch.max_wait = Duration::from_secs(args.max_wait);
     config.limits = SandboxLimits {
         memory_bytes: args.plugin_memory_mib << 20,
         call_budget: Duration::from_millis(args.plugin_budget_ms),

@@ -207,13 +207,47 @@ impl fmt::Debug for Backends {
     }
 }
 
+/// After this many lookups in a row failed, a capability's backend is taken as down for the
+/// rest of the run: later lookups fail at once instead of each waiting through its retries.
+pub const FAILURES_TO_OPEN: u32 = 3;
+
 /// The backends of one run with their answers cached, shared by every plugin of the run. Only
-/// answers are cached: a failed lookup is tried again next time.
+/// answers are cached: a failed lookup is tried again next time, until the capability's
+/// circuit opens.
 #[derive(Default)]
 pub struct CapabilityHub {
     backends: Backends,
     slack_cache: Mutex<HashMap<String, Option<String>>>,
     reference_cache: Mutex<HashMap<(String, String), Vec<String>>>,
+    /// Failures in a row, per capability.
+    failures_in_a_row: Mutex<HashMap<String, u32>>,
+}
+
+impl CapabilityHub {
+    /// Runs `lookup` unless the capability's circuit is open; counts its failures in a row.
+    fn guarded<T>(
+        &self,
+        capability: &str,
+        lookup: impl FnOnce() -> Result<T, String>,
+    ) -> Result<T, String> {
+        let failures = lock(&self.failures_in_a_row)
+            .get(capability)
+            .copied()
+            .unwrap_or(0);
+        if failures >= FAILURES_TO_OPEN {
+            return Err(format!(
+                "{capability} is taken as down for the rest of the run after {failures} failures in a row"
+            ));
+        }
+        let result = lookup();
+        let mut counts = lock(&self.failures_in_a_row);
+        let count = counts.entry(capability.to_owned()).or_default();
+        match &result {
+            Ok(_) => *count = 0,
+            Err(_) => *count += 1,
+        }
+        result
+    }
 }
 
 impl CapabilityHub {
@@ -275,8 +309,9 @@ impl Grants {
         if let Some(name) = lock(&self.hub.slack_cache).get(channel_id) {
             return Ok(name.clone());
         }
-        let name = directory
-            .channel_name(channel_id)
+        let name = self
+            .hub
+            .guarded("slack-channels", || directory.channel_name(channel_id))
             .map_err(|why| self.note(LookupFailure::Unavailable(why), "slack-channels"))?;
         lock(&self.hub.slack_cache).insert(channel_id.to_owned(), name.clone());
         Ok(name)
@@ -298,8 +333,9 @@ impl Grants {
         if let Some(items) = lock(&self.hub.reference_cache).get(&cache_key) {
             return Ok(items.clone());
         }
-        let items = backend
-            .items(key)
+        let items = self
+            .hub
+            .guarded(&capability, || backend.items(key))
             .map_err(|why| self.note(LookupFailure::Unavailable(why), &capability))?;
         lock(&self.hub.reference_cache).insert(cache_key, items.clone());
         Ok(items)
@@ -316,6 +352,9 @@ impl Grants {
                 format!("called {capability}, which it did not declare: denied")
             }
             LookupFailure::NotConfigured(why) => format!("{capability} not configured: {why}"),
+            LookupFailure::Unavailable(why) if why.contains("taken as down") => {
+                format!("{capability} was down: {why}; its documents failed and are kept")
+            }
             LookupFailure::Unavailable(_) => format!("{capability} failed at least once"),
         };
         if lock(&self.notes).insert(note.clone()) {

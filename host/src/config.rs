@@ -73,6 +73,27 @@ impl CatchUp {
     }
 }
 
+/// Which window each type of a run reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowPlan {
+    /// Every document of the source (a file given by hand).
+    All,
+    /// A window given by hand. It never moves catch-up on.
+    Fixed(Window),
+    /// The contract's default: the last 70 minutes before `now` (the fetch API's default). A
+    /// scheduled window: catch-up starts after it once it succeeded.
+    Scheduled { now: i64 },
+    /// Gap-free windows: each type starts where its last successful scheduled window ended.
+    CatchUp(CatchUp),
+}
+
+impl WindowPlan {
+    /// Whether the windows of this plan count for catch-up.
+    pub fn is_scheduled(&self) -> bool {
+        matches!(self, WindowPlan::Scheduled { .. } | WindowPlan::CatchUp(_))
+    }
+}
+
 /// Now, in Unix seconds.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -177,19 +198,18 @@ pub struct RunConfig {
     pub plugins_dir: PathBuf,
     /// The types to run; `None` runs every installed plugin's type.
     pub types: Option<Vec<String>>,
-    /// Documents outside the window are skipped; `None` takes every document (file sources).
-    pub window: Option<Window>,
-    /// Instead of `window`: each type's window starts where its last successful one ended.
-    pub catch_up: Option<CatchUp>,
-    /// The time the run takes as now for its default window (the last 70 minutes of the fetch
-    /// API); `None` reads the clock when the run starts.
-    pub now: Option<i64>,
+    /// Which window each type reads; documents outside it are skipped. `All` with the fetch
+    /// API means its default, the last 70 minutes before the run starts.
+    pub windows: WindowPlan,
     pub backends: Backends,
     pub limits: SandboxLimits,
     /// Documents per plugin call. About 100 amortises the call; more buys nothing measurable.
     pub documents_per_call: usize,
     /// Rows per database write (one transaction).
     pub rows_per_write: usize,
+    /// The bytes of documents one type may have in flight, from the source's read to the
+    /// database's write. Bounds memory whatever the size of the documents.
+    pub lane_bytes: usize,
     /// Live counters, for a progress display.
     pub progress: Arc<Progress>,
     /// How the fetch API is used.
@@ -198,6 +218,9 @@ pub struct RunConfig {
     /// work starts after it, what was stored stays stored, and unfinished types fail with the
     /// reason. `None`: no deadline.
     pub deadline: Option<std::time::Instant>,
+    /// How often a catch-up window whose body cannot be read is tried before it is given up
+    /// (closed, with its unread bytes kept) so that catch-up moves on.
+    pub max_window_attempts: u64,
 }
 
 /// How the fetch API is used.
@@ -207,6 +230,8 @@ pub struct FetchOptions {
     /// How many types download at once.
     pub concurrency: usize,
     pub backoff: backon::ExponentialBuilder,
+    /// The longest single wait between tries, a `Retry-After` included.
+    pub max_wait: std::time::Duration,
 }
 
 impl Default for FetchOptions {
@@ -215,6 +240,7 @@ impl Default for FetchOptions {
             timeouts: Default::default(),
             concurrency: 2,
             backoff: crate::http::backoff(),
+            max_wait: crate::http::MAX_WAIT,
         }
     }
 }
@@ -227,16 +253,16 @@ impl RunConfig {
             database_url: database_url.into(),
             plugins_dir,
             types: None,
-            window: None,
-            catch_up: None,
-            now: None,
+            windows: WindowPlan::All,
             backends: Backends::default(),
             limits: SandboxLimits::default(),
             documents_per_call: 100,
             rows_per_write: 2_000,
+            lane_bytes: 64 << 20,
             progress: Arc::default(),
             fetch: FetchOptions::default(),
             deadline: None,
+            max_window_attempts: 3,
         }
     }
 }

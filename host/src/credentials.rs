@@ -110,6 +110,19 @@ impl DatabaseCredentials {
         var: impl Fn(&str) -> Option<String>,
         refresh: bool,
     ) -> Result<Option<String>, CredentialsError> {
+        let url = self.url(var, refresh).await?;
+        if let Some(url) = &url {
+            // The password or token, wherever an error might quote it, is never shown.
+            crate::secrets::register_url(url);
+        }
+        Ok(url)
+    }
+
+    async fn url(
+        &self,
+        var: impl Fn(&str) -> Option<String>,
+        refresh: bool,
+    ) -> Result<Option<String>, CredentialsError> {
         match &self.source {
             PasswordSource::Environment => Ok(database_url_from_env(var)?),
             PasswordSource::Secret(secret_id) => {
@@ -200,6 +213,7 @@ impl DatabaseCredentials {
             .secret_string()
             .ok_or_else(|| fail("the secret has no string value".into()))?;
         let secret = parse_secret(text).map_err(fail)?;
+        crate::secrets::register(&secret.password);
         tracing::info!(
             secret = secret_id,
             "read the database password from Secrets Manager"
@@ -235,6 +249,7 @@ impl DatabaseCredentials {
             .await
             .map_err(|error| CredentialsError::Token(format!("no AWS credentials: {error}")))?;
         let token = rds_auth_token(host, port, user, &region, credentials, SystemTime::now())?;
+        crate::secrets::register(&token);
         *cached = Some((token.clone(), Instant::now()));
         Ok(token)
     }

@@ -8,7 +8,11 @@ use crate::source::SourceError;
 pub enum RunError {
     #[error("cannot load plugins")]
     Plugins(#[from] LoadError),
-    #[error("no plugin for type {type_name} (installed: {installed})")]
+    #[error(
+        "no plugins in {folder}: nothing could be stored (build them with `cargo xtask dist`, or pass --plugins DIR)"
+    )]
+    NoPlugins { folder: std::path::PathBuf },
+    #[error("no plugin for type {type_name:?} (installed: {installed})")]
     NoPluginForType {
         type_name: String,
         installed: String,
@@ -19,4 +23,20 @@ pub enum RunError {
     Source(#[from] SourceError),
     #[error("a run task failed: {0}")]
     Task(String),
+}
+
+/// Formats an error with its whole chain, as `{:#}` does for anyhow, with every configured
+/// secret scrubbed. A cause that an error already quotes in its own message is said once.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    crate::secrets::scrub(&text).into_owned()
 }

@@ -48,7 +48,8 @@ impl HttpError {
             .and_then(|value| value.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let body = response.text().await.unwrap_or_default();
-        let body: String = body.chars().take(200).collect();
+        // A server may echo the request's headers, the key among them.
+        let body: String = crate::secrets::scrub(&body).chars().take(200).collect();
         HttpError {
             what,
             url: redact(url),
@@ -98,22 +99,26 @@ fn error_without_url(error: &reqwest::Error) -> String {
     text
 }
 
-/// A URL without its query string and password: safe for logs and errors. Used for every
-/// URL a message names: the fetch API, presigned URLs, Slack and database URLs.
+/// A URL without its query string and without any of its user information: safe for logs
+/// and errors. Used for every URL a message names: the fetch API, presigned URLs, Slack and
+/// database URLs. A password may hold `?`, `#`, `/` or `@`, so the user information is
+/// everything up to the last `@`, and the query is cut only after it.
 pub fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.split(['?', '#']).next().unwrap_or_default().to_owned();
+    };
+    let (scheme, rest) = url.split_at(scheme_end + 3);
+    let (credentials, location) = match rest.rfind('@') {
+        Some(at) => ("***@", &rest[at + 1..]),
+        None => ("", rest),
+    };
     // A query string may carry a key, a signature or a password (`?password=`).
-    let url = url.split(['?', '#']).next().unwrap_or_default();
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
+    let location = location.split(['?', '#']).next().unwrap_or_default();
+    format!("{scheme}{credentials}{location}")
 }
+
+/// The longest single wait between tries, whatever a server's `Retry-After` asks.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// Exponential backoff with jitter, 500 ms to 30 s, 6 tries.
 pub fn backoff() -> ExponentialBuilder {
@@ -126,8 +131,10 @@ pub fn backoff() -> ExponentialBuilder {
 
 /// Runs `exchange` until it succeeds, fails for good, or runs out of tries; waits what a 429's
 /// `Retry-After` asks.
+/// Every single wait is capped at `max_wait`: a server asking for an hour does not get it.
 pub async fn with_retries<T, F, Fut>(
     backoff: ExponentialBuilder,
+    max_wait: Duration,
     exchange: F,
 ) -> Result<T, HttpError>
 where
@@ -137,7 +144,9 @@ where
     exchange
         .retry(backoff)
         .when(HttpError::is_retryable)
-        .adjust(|error, delay| delay.map(|delay| error.retry_after.unwrap_or(delay)))
+        .adjust(move |error, delay| {
+            delay.map(|delay| error.retry_after.unwrap_or(delay).min(max_wait))
+        })
         .notify(|error, delay| tracing::warn!("{error}; retrying in {delay:?}"))
         .await
 }
@@ -154,6 +163,16 @@ mod tests {
             ),
             "https://bucket.s3.amazonaws.com/docs.json"
         );
-        assert_eq!(redact("https://u:p@h/x?key=1"), "https://u:***@h/x");
+        assert_eq!(redact("https://u:p@h/x?key=1"), "https://***@h/x");
+        // However the password is made, no part of it is printed.
+        assert_eq!(
+            redact("mysql://u:pa55?w0rd@h:3306/db"),
+            "mysql://***@h:3306/db"
+        );
+        assert_eq!(
+            redact("mysql://u:a@b/c#d?e@h:3306/db?x=1"),
+            "mysql://***@h:3306/db"
+        );
+        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
     }
 }

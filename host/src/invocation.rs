@@ -14,7 +14,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::capability::{Backends, CapabilitySpecs};
-use crate::config::{CatchUp, ConfigError, RunConfig, Window, database_url_from_env};
+use crate::config::{CatchUp, ConfigError, RunConfig, Window, WindowPlan, database_url_from_env};
 use crate::credentials::{CredentialsError, DatabaseCredentials};
 use crate::error::RunError;
 use crate::job::Job;
@@ -208,18 +208,18 @@ fn event_config(
     let catch_up = event
         .catch_up
         .unwrap_or_else(|| var("BATCH_JOB_AURORA_CATCH_UP").is_some_and(|value| value == "true"));
-    if event.timestamp_from.is_some() || event.timestamp_to.is_some() {
+    config.windows = if event.timestamp_from.is_some() || event.timestamp_to.is_some() {
         let default = Window::last_70_minutes(now);
-        config.window = Some(Window {
+        WindowPlan::Fixed(Window {
             from: event.timestamp_from.unwrap_or(default.from),
             to: event.timestamp_to.unwrap_or(default.to),
-        });
+        })
     } else if catch_up {
-        config.catch_up = Some(CatchUp::at(now));
+        WindowPlan::CatchUp(CatchUp::at(now))
     } else {
         // The contract's default, a scheduled window: the run takes the last 70 minutes.
-        config.now = Some(now);
-    }
+        WindowPlan::Scheduled { now }
+    };
     config
 }
 
@@ -310,7 +310,7 @@ impl std::error::Error for InvocationFailure {}
 impl From<RunError> for InvocationFailure {
     fn from(error: RunError) -> Self {
         let kind = match &error {
-            RunError::Plugins(_) => FailureKind::InitFailed,
+            RunError::Plugins(_) | RunError::NoPlugins { .. } => FailureKind::InitFailed,
             RunError::NoPluginForType {
                 type_name,
                 installed,
@@ -380,16 +380,9 @@ pub fn check_completed(summary: &RunSummary) -> Result<(), InvocationFailure> {
     ))
 }
 
-/// Formats an error with its whole chain, as `{:#}` does for anyhow.
+/// An error with its whole chain, secrets scrubbed.
 fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    crate::error::chain(error)
 }
 
 /// What a Lambda container keeps between invocations: the prepared job (engine and plugins),
@@ -483,9 +476,9 @@ impl LambdaJob {
             );
             config.backends = self.backends.clone();
             config.deadline = deadline;
-            let window = match (config.window, config.catch_up, config.now) {
-                (Some(window), _, _) => Some(window),
-                (None, None, Some(now)) => Some(Window::last_70_minutes(now)),
+            let window = match config.windows {
+                WindowPlan::Fixed(window) => Some(window),
+                WindowPlan::Scheduled { now } => Some(Window::last_70_minutes(now)),
                 _ => None,
             };
             match self.job.run(config).await {
@@ -544,8 +537,8 @@ mod tests {
         let later = invocation_config(&event, env, 13_600).await.unwrap();
         // No window of its own: the run takes the last 70 minutes before the invocation's now,
         // and logs it as scheduled.
-        assert_eq!((first.window, first.now), (None, Some(10_000)));
-        assert_eq!((later.window, later.now), (None, Some(13_600)));
+        assert_eq!(first.windows, WindowPlan::Scheduled { now: 10_000 });
+        assert_eq!(later.windows, WindowPlan::Scheduled { now: 13_600 });
         assert_eq!(first.database_url, "mysql://job:@db:3306/raw");
     }
 
@@ -558,8 +551,8 @@ mod tests {
         let config = invocation_config(&event, env, 5).await.unwrap();
         assert_eq!(config.types, Some(vec!["GithubType".to_owned()]));
         assert_eq!(
-            config.window,
-            Some(Window {
+            config.windows,
+            WindowPlan::Fixed(Window {
                 from: 0,
                 to: 100_000_000_000
             })
@@ -569,10 +562,7 @@ mod tests {
             ..Default::default()
         };
         let config = invocation_config(&catch_up, env, 5).await.unwrap();
-        assert_eq!(
-            (config.window, config.catch_up.map(|c| c.now)),
-            (None, Some(5))
-        );
+        assert_eq!(config.windows, WindowPlan::CatchUp(CatchUp::at(5)));
     }
 
     #[test]

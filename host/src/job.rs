@@ -12,7 +12,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::RunConfig;
@@ -25,6 +25,7 @@ use crate::summary::RunSummary;
 /// The engine and the loaded plugins, plus the database pool once a run opened it.
 #[derive(Debug)]
 pub struct Job {
+    plugins_dir: PathBuf,
     engine: PluginEngine,
     plugins: PluginSet,
     /// The open database and the URL it was opened with.
@@ -33,11 +34,14 @@ pub struct Job {
 
 impl Job {
     /// Builds the engine and loads every plugin of `plugins_dir` (precompiled `.cwasm` where
-    /// it matches the engine, else `.wasm`). Touches no database and no network.
+    /// it matches the engine, else `.wasm`). Touches no database and no network. A folder
+    /// without plugins is an error: nothing could be stored.
     pub fn prepare(plugins_dir: &Path, limits: SandboxLimits) -> Result<Job, RunError> {
         let engine = PluginEngine::new(limits)?;
         let plugins = engine.load_folder(plugins_dir)?;
+        pipeline::select(&plugins, plugins_dir, None)?;
         Ok(Job {
+            plugins_dir: plugins_dir.to_owned(),
             engine,
             plugins,
             sink: tokio::sync::Mutex::new(None),
@@ -51,15 +55,16 @@ impl Job {
 
     /// Checks that every requested type has a plugin; cheap, so it runs before any work.
     pub fn check_types(&self, types: Option<&[String]>) -> Result<(), RunError> {
-        pipeline::select(&self.plugins, types).map(drop)
+        pipeline::select(&self.plugins, &self.plugins_dir, types).map(drop)
     }
 
     /// Runs once: the requested types are checked first, then the database is opened (or
     /// the open one checked), then the pipeline runs. The job's own sandbox limits apply;
     /// `config.limits` and `config.plugins_dir` were used when the job was prepared.
-    pub async fn run(&self, config: RunConfig) -> Result<RunSummary, RunError> {
+    pub async fn run(&self, mut config: RunConfig) -> Result<RunSummary, RunError> {
         self.check_types(config.types.as_deref())?;
         let sink = self.sink(&config.database_url).await?;
+        config.plugins_dir.clone_from(&self.plugins_dir);
         pipeline::run_prepared(config, &self.engine, &self.plugins, sink).await
     }
 

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod plugin;
+pub mod secrets;
 pub mod sink;
 pub mod source;
 pub mod summary;

@@ -161,6 +161,9 @@ pub enum Stage {
     Validation,
     /// The database refused its rows.
     Sink,
+    /// Bytes the source could not read as documents (the rest of a body whose structure was
+    /// lost), kept when its window is given up.
+    Source,
 }
 
 impl Stage {
@@ -171,6 +174,7 @@ impl Stage {
             Stage::Trap => "trap",
             Stage::Validation => "validation",
             Stage::Sink => "sink",
+            Stage::Source => "source",
         }
     }
 }

@@ -27,9 +27,17 @@ pub struct RunSummary {
     pub refused: u64,
     pub failed: u64,
     pub types: BTreeMap<String, TypeSummary>,
+    /// Documents of types that were not selected (one figure, however many types they name),
+    /// and documents outside their type's window: read, and deliberately not counted above.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub skipped: u64,
     /// Set when the source could not be read to the end.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 /// The type name failures are filed under when a document does not say its type.
@@ -85,6 +93,12 @@ impl RunSummary {
             ..Default::default()
         };
         line("total", &total);
+        if self.skipped > 0 {
+            text.push_str(&format!(
+                "skipped: {} documents of types not selected or outside the window\n",
+                self.skipped
+            ));
+        }
         for (name, t) in &self.types {
             for note in &t.notes {
                 text.push_str(&format!("note: {name}: {note}\n"));

@@ -9,9 +9,12 @@ demand so that the tests can prove the client's retries, timeouts and error hand
 Control endpoints (used by the tests):
     PUT  /control/documents/<Type>      body: a JSON array of envelopes to serve for <Type>
     PUT  /control/generate/<Type>       body: {"count": N, "data": {...}, "first_timestamp": T}
+    PUT  /control/raw/<Type>            body: served as <Type>'s body byte for byte (bent JSON)
     PUT  /control/faults                body: {"api_503": n, "api_429": n, "store_503": n,
+                                               "retry_after": s (the 429's Retry-After, 1),
+                                               "api_500_echo": n (a 500 echoing the headers),
                                                "expire": n, "slow_first_byte": s, "cut_off": true,
-                                               "slack_429": n, "slack_slow": s,
+                                               "slack_429": n, "slack_slow": s, "slack_500": n,
                                                "url_key": "url"|"all_docs_url"}
     GET  /control/requests              every request seen: method, path, query, headers
 """
@@ -27,11 +30,12 @@ from urllib.parse import parse_qs, urlparse
 
 API_KEY = "test-api-key"
 SLACK_TOKEN = "xoxb-test-token"
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "slack"
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "slack"
 
 LOCK = threading.Lock()
 DOCUMENTS = {}  # type -> list of envelopes (dicts)
 GENERATED = {}  # type -> {"count", "data", "first_timestamp"}
+RAW = {}  # type -> bytes served as the body
 FAULTS = {}
 REQUESTS = []
 TOKENS = {}  # token -> (type, from, to)
@@ -81,6 +85,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_PUT(self):
         url = self.record()
+        if url.path.startswith("/control/raw/"):
+            length = int(self.headers.get("Content-Length", "0"))
+            with LOCK:
+                RAW[url.path[len("/control/raw/"):]] = self.rfile.read(length)
+            return self.send_json(200, {"ok": True})
         body = self.read_body()
         with LOCK:
             if url.path.startswith("/control/documents/"):
@@ -91,7 +100,7 @@ class Handler(BaseHTTPRequestHandler):
                 FAULTS.clear()
                 FAULTS.update(body)
             elif url.path == "/control/reset":
-                DOCUMENTS.clear(); GENERATED.clear(); FAULTS.clear(); REQUESTS.clear()
+                DOCUMENTS.clear(); GENERATED.clear(); RAW.clear(); FAULTS.clear(); REQUESTS.clear()
         self.send_json(200, {"ok": True})
 
     def do_GET(self):
@@ -114,7 +123,12 @@ class Handler(BaseHTTPRequestHandler):
         if take_fault("api_503"):
             return self.send_json(503, {"message": "Service Unavailable"})
         if take_fault("api_429"):
-            return self.send_json(429, {"message": "Too Many Requests"}, [("Retry-After", "1")])
+            with LOCK:
+                retry_after = str(FAULTS.get("retry_after", 1))
+            return self.send_json(429, {"message": "Too Many Requests"}, [("Retry-After", retry_after)])
+        if take_fault("api_500_echo"):
+            # Some gateways echo the request in their error page, secrets and all.
+            return self.send_json(500, {"message": "Internal error", "request_headers": dict(self.headers)})
         try:
             window = (int(query["timestamp_from"][0]), int(query["timestamp_to"][0]))
         except (KeyError, ValueError):
@@ -147,6 +161,13 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(slow)
         if type_name in GENERATED:
             return self.generated(type_name, first, last, cut_off)
+        if type_name in RAW:
+            body = RAW[type_name]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            return self.wfile.write(body)
         with LOCK:
             documents = [d for d in DOCUMENTS.get(type_name, []) if first <= d.get("timestamp", first) <= last]
         body = json.dumps(documents).encode()
@@ -198,6 +219,8 @@ class Handler(BaseHTTPRequestHandler):
             slow = FAULTS.get("slack_slow", 0)
         if slow:
             time.sleep(slow)
+        if take_fault("slack_500"):
+            return self.send_json(500, {"ok": False, "error": "internal_error"})
         if take_fault("slack_429"):
             return self.send_json(429, {"ok": False, "error": "ratelimited"}, [("Retry-After", "1")])
         channel = query.get("channel", [""])[0]

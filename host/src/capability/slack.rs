@@ -66,6 +66,7 @@ impl SlackWebApi {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|error| HttpError::transport("building the Slack client", &base, &error))?;
+        crate::secrets::register(token);
         Ok(SlackWebApi {
             base,
             token: token.to_owned(),
@@ -86,7 +87,7 @@ impl SlackWebApi {
     async fn lookup(&self, channel_id: &str) -> Result<Option<String>, HttpError> {
         let url = format!("{}conversations.info", self.base);
         let what = "asking Slack about a channel at";
-        let answer: Answer = with_retries(self.backoff, || async {
+        let answer: Answer = with_retries(self.backoff, crate::http::MAX_WAIT, || async {
             // The token goes in the Authorization header, never in the query string.
             let response = self
                 .client

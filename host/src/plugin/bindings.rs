@@ -7,8 +7,6 @@
 //! `Result<_, Trap>`: the outer error is a trap (the instance is dead), while a plugin's own
 //! error for a document is a [`model::Outcome::Failed`].
 
-use std::sync::Arc;
-
 use wasmtime::Store;
 use wasmtime::component::{HasSelf, InstancePre, Linker};
 
@@ -71,14 +69,14 @@ impl PluginInstance {
     pub fn transform(
         &self,
         store: &mut Store<PluginState>,
-        documents: &[Arc<Envelope>],
+        documents: &[Envelope],
     ) -> Result<Vec<model::Outcome>, Trap> {
         let batch: Vec<Document> = documents
             .iter()
             .map(|envelope| Document {
                 id: envelope.id.clone(),
                 timestamp: envelope.timestamp,
-                data: envelope.data.clone(),
+                data: envelope.data().to_owned(),
             })
             .collect();
         let outcomes = self

@@ -221,7 +221,14 @@ impl PluginEngine {
         let component =
             Component::from_file(&self.engine, path).map_err(|error| LoadError::NotAComponent {
                 path: path.to_owned(),
-                reason: format!("{error:#}"),
+                // The parser's own words, first line: its full text spans a dozen lines.
+                reason: error
+                    .root_cause()
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
             })?;
         self.check(path, component)
     }

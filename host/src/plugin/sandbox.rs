@@ -1,7 +1,6 @@
 //! The sandbox around one plugin instance: WASI with nothing granted, a memory cap, a time
 //! budget per call, captured stderr, and the host imports backed by the plugin's grants.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Linker, ResourceTable};
@@ -172,7 +171,7 @@ impl Instance {
     }
 
     /// Transforms a batch; `Err` carries the trap with the tail of the plugin's stderr.
-    pub fn transform(&mut self, batch: &[Arc<Envelope>]) -> Result<Vec<Outcome>, String> {
+    pub fn transform(&mut self, batch: &[Envelope]) -> Result<Vec<Outcome>, String> {
         self.arm(batch.len());
         self.plugin
             .transform(&mut self.store, batch)

@@ -47,7 +47,7 @@ impl TransformWorker {
 
     /// One result per document, in order. Never fails as a whole: traps and bad rows fail only
     /// the documents they hit.
-    pub fn transform(&mut self, documents: &[Arc<Envelope>]) -> Vec<DocumentResult> {
+    pub fn transform(&mut self, documents: &[Envelope]) -> Vec<DocumentResult> {
         if documents.is_empty() {
             return Vec::new();
         }
@@ -82,7 +82,7 @@ impl TransformWorker {
         }
     }
 
-    fn one_by_one(&mut self, documents: &[Arc<Envelope>]) -> Vec<DocumentResult> {
+    fn one_by_one(&mut self, documents: &[Envelope]) -> Vec<DocumentResult> {
         documents
             .iter()
             .flat_map(|document| self.transform(std::slice::from_ref(document)))
@@ -91,7 +91,7 @@ impl TransformWorker {
 
     /// Calls the plugin; `Err` is a trap (or an instance that could not be made), with the
     /// plugin's stderr appended so the real reason (a panic message) is kept.
-    fn call(&mut self, batch: &[Arc<Envelope>]) -> Result<Vec<Outcome>, String> {
+    fn call(&mut self, batch: &[Envelope]) -> Result<Vec<Outcome>, String> {
         if self
             .instance
             .as_ref()

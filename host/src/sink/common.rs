@@ -25,7 +25,7 @@ macro_rules! bookkeeping {
         pub async fn insert_chunk(
             &self,
             table: &super::TableSpec,
-            rows: &[super::SourcedRow],
+            rows: &[crate::model::Row],
         ) -> Result<u64, super::WriteError> {
             let mut connection = self.pool.acquire().await?;
             let result = insert_on(&mut connection, table, rows).await;
@@ -103,6 +103,7 @@ macro_rules! bookkeeping {
             type_name: &str,
             counts: &crate::summary::TypeSummary,
             status: super::RunStatus,
+            window_end: Option<i64>,
         ) -> Result<(), sqlx::Error> {
             let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
             let mut update = sqlx::QueryBuilder::<$db>::new("UPDATE batch_job_runs SET status = ");
@@ -119,7 +120,11 @@ macro_rules! bookkeeping {
                 .push(", error = ")
                 .push_bind(counts.error.clone())
                 .push(", finished_at = ")
-                .push_bind(crate::config::unix_now())
+                .push_bind(crate::config::unix_now());
+            if let Some(window_end) = window_end {
+                update.push(", window_to = ").push_bind(window_end);
+            }
+            update
                 .push(" WHERE run_id = ")
                 .push_bind(run_id.to_owned())
                 .push(" AND type_name = ")
@@ -130,13 +135,30 @@ macro_rules! bookkeeping {
         pub async fn last_success(&self, type_name: &str) -> Result<Option<i64>, sqlx::Error> {
             let mut select = sqlx::QueryBuilder::<$db>::new(
                 "SELECT MAX(window_to) FROM batch_job_runs \
-                 WHERE scheduled = TRUE AND status = 'succeeded' AND type_name = ",
+                 WHERE scheduled = TRUE AND status IN ('succeeded', 'abandoned') AND type_name = ",
             );
             select.push_bind(type_name.to_owned());
             select
                 .build_query_scalar::<Option<i64>>()
                 .fetch_one(&self.pool)
                 .await
+        }
+
+        pub async fn failed_attempts(
+            &self,
+            type_name: &str,
+            window_from: i64,
+        ) -> Result<u64, sqlx::Error> {
+            let mut select = sqlx::QueryBuilder::<$db>::new(
+                "SELECT COUNT(*) FROM batch_job_runs \
+                 WHERE scheduled = TRUE AND status = 'failed' AND type_name = ",
+            );
+            select
+                .push_bind(type_name.to_owned())
+                .push(" AND window_from = ")
+                .push_bind(window_from);
+            let count: i64 = select.build_query_scalar().fetch_one(&self.pool).await?;
+            Ok(u64::try_from(count).unwrap_or(0))
         }
 
         pub async fn first_attempt(&self, type_name: &str) -> Result<Option<i64>, sqlx::Error> {

@@ -17,12 +17,9 @@ mod postgres;
 mod retry;
 mod sqlite;
 
-use std::sync::Arc;
-
 use backon::Retryable;
 
 use crate::config::Window;
-use crate::document::Envelope;
 use crate::model::{Column, ColumnType, FailedDocument, Row, is_safe_identifier};
 use crate::summary::TypeSummary;
 
@@ -195,19 +192,28 @@ pub struct Dialect {
     column_type: fn(ColumnType) -> &'static str,
 }
 
-/// A row with the document it came from, kept so that a refused row can be dead-lettered whole.
-#[derive(Debug, Clone)]
-pub struct SourcedRow {
-    pub row: Row,
-    pub document: Arc<Envelope>,
-}
-
-/// What one insert did. `inserted + duplicates + failed.len()` equals the rows handed in.
+/// What one insert did. `inserted + duplicates + refused.len()` equals the rows handed in.
 #[derive(Debug, Default)]
 pub struct InsertOutcome {
     pub inserted: u64,
     pub duplicates: u64,
-    pub failed: Vec<FailedDocument>,
+    /// The rows the database refused, by their index in the rows handed in, with its words.
+    pub refused: Vec<RefusedRow>,
+}
+
+/// A row the database refused, or would have changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefusedRow {
+    pub index: usize,
+    pub error: String,
+}
+
+/// What preparing a table did, and what a person should know about it.
+#[derive(Debug, Default)]
+pub struct PrepareReport {
+    pub changes: Vec<SchemaChange>,
+    /// A problem of an existing table that the job does not fix on its own (for the summary).
+    pub note: Option<String>,
 }
 
 /// A schema change made to fit the plugin's columns, for the log.
@@ -223,6 +229,8 @@ pub enum RunStatus {
     Running,
     Succeeded,
     Failed,
+    /// Failed too often: closed, with its unread bytes kept, so that catch-up moves on.
+    Abandoned,
 }
 
 impl RunStatus {
@@ -231,6 +239,7 @@ impl RunStatus {
             RunStatus::Running => "running",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
+            RunStatus::Abandoned => "abandoned",
         }
     }
 }
@@ -259,6 +268,7 @@ impl Sink {
     /// URL says), creating a SQLite file when missing, and makes sure the dead-letter and run
     /// log tables exist.
     pub async fn connect(url: &str) -> Result<Sink, SinkError> {
+        crate::secrets::register_url(url);
         let sink = if let Some(path) = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
@@ -319,7 +329,7 @@ impl Sink {
 
     /// Creates the table when missing; otherwise compares it with the plugin's columns, adds
     /// the missing ones, and refuses incompatible types. Extra columns in the table are fine.
-    pub async fn prepare(&self, table: &TableSpec) -> Result<Vec<SchemaChange>, SinkError> {
+    pub async fn prepare(&self, table: &TableSpec) -> Result<PrepareReport, SinkError> {
         let existing = self
             .retrying(&table.name, "read columns", || async {
                 engine!(self, engine => engine.existing_columns(&table.name).await)
@@ -331,8 +341,27 @@ impl Sink {
                 engine!(self, engine => engine.execute(&ddl).await)
             })
             .await?;
-            return Ok(vec![SchemaChange::Created]);
+            return Ok(PrepareReport {
+                changes: vec![SchemaChange::Created],
+                note: None,
+            });
         }
+        // Base64 ids are case-sensitive; a case-insensitive `id` takes distinct documents for
+        // duplicates. Said, not fixed: altering someone's table is theirs to decide.
+        let note = match self {
+            Sink::Mysql(engine) => self
+                .retrying(&table.name, "read the id collation", || async {
+                    engine.case_insensitive_id(&table.name).await
+                })
+                .await?
+                .map(|collation| {
+                    format!(
+                        "table {} compares ids case-insensitively (collation {collation}), so ids that differ only in case count as duplicates; fix it with: ALTER TABLE `{}` MODIFY `id` VARCHAR(24) CHARACTER SET ascii COLLATE ascii_bin NOT NULL",
+                        table.name, table.name
+                    )
+                }),
+            _ => None,
+        };
         let mut missing = Vec::new();
         for column in &table.columns {
             match existing
@@ -363,7 +392,10 @@ impl Sink {
             tracing::warn!(table = %table.name, "added missing column {} {}", column.name, column.kind);
             changes.push(SchemaChange::AddedColumn(column.name.clone()));
         }
-        Ok(changes)
+        if let Some(note) = &note {
+            tracing::warn!("{note}");
+        }
+        Ok(PrepareReport { changes, note })
     }
 
     /// Inserts rows in transactions, skipping and counting those whose id is already stored.
@@ -371,22 +403,23 @@ impl Sink {
     pub async fn insert(
         &self,
         table: &TableSpec,
-        rows: &[SourcedRow],
+        rows: &[Row],
     ) -> Result<InsertOutcome, SinkError> {
         let per_statement = engine!(self, engine => engine.rows_per_statement(table));
+        let max_bytes = engine!(self, engine => engine.max_statement_bytes());
         let mut outcome = InsertOutcome::default();
-        for chunk in rows.chunks(per_statement) {
+        for (first, chunk) in chunks_by_size(rows, per_statement, max_bytes, row_bytes) {
             match self.insert_chunk(table, chunk).await? {
                 Ok(inserted) => outcome.add(chunk.len(), inserted),
                 Err(_) if chunk.len() > 1 => {
-                    for row in chunk {
+                    for (offset, row) in chunk.iter().enumerate() {
                         match self.insert_chunk(table, std::slice::from_ref(row)).await? {
                             Ok(inserted) => outcome.add(1, inserted),
-                            Err(error) => outcome.failed.push(sink_failure(table, row, &error)),
+                            Err(error) => outcome.refuse(first + offset, &error),
                         }
                     }
                 }
-                Err(error) => outcome.failed.push(sink_failure(table, &chunk[0], &error)),
+                Err(error) => outcome.refuse(first, &error),
             }
         }
         Ok(outcome)
@@ -397,7 +430,7 @@ impl Sink {
     async fn insert_chunk(
         &self,
         table: &TableSpec,
-        rows: &[SourcedRow],
+        rows: &[Row],
     ) -> Result<Result<u64, WriteError>, SinkError> {
         let attempt = || async { engine!(self, engine => engine.insert_chunk(table, rows).await) };
         match attempt
@@ -424,11 +457,29 @@ impl Sink {
         if failures.is_empty() {
             return Ok(());
         }
-        // Values come from bad input: fit them to the table's columns first.
-        let failures: Vec<FailedDocument> = failures.iter().map(fit_dead_letter).collect();
+        // Values come from bad input: fit them to the table's columns first, and split a
+        // document too large for one statement across consecutive records.
+        let max_bytes = engine!(self, engine => engine.max_statement_bytes());
+        let records: Vec<FailedDocument> = failures
+            .iter()
+            .flat_map(|failure| split_dead_letter(fit_dead_letter(failure), max_bytes / 2))
+            .collect();
+        for (_, chunk) in chunks_by_size(&records, 500, max_bytes, dead_letter_bytes) {
+            self.record_failure_chunk(run_id, chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// One statement's worth of dead letters; the records the database refuses even so are
+    /// tried one by one, and one it refuses alone goes to the log whole.
+    async fn record_failure_chunk(
+        &self,
+        run_id: &str,
+        failures: &[FailedDocument],
+    ) -> Result<(), SinkError> {
         let batch = self
             .retrying(DEAD_LETTER_TABLE, "insert", || async {
-                engine!(self, engine => engine.record_failures(run_id, &failures).await)
+                engine!(self, engine => engine.record_failures(run_id, failures).await)
             })
             .await;
         match batch {
@@ -436,7 +487,7 @@ impl Sink {
             // Still refused: keep every record that can be kept. A record the database cannot
             // take at all goes to the log whole, so that it is not lost either.
             Err(SinkError::Database { source, .. }) if !retry::is_transient(&source) => {
-                for failure in &failures {
+                for failure in failures {
                     let one = std::slice::from_ref(failure);
                     if let Err(error) =
                         engine!(self, engine => engine.record_failures(run_id, one).await)
@@ -473,16 +524,18 @@ impl Sink {
         .await
     }
 
-    /// Records how a type's run ended.
+    /// Records how a type's run ended; `window_end`, when set, is where its window is done
+    /// (a run stopped at its deadline).
     pub async fn run_finished(
         &self,
         run_id: &str,
         type_name: &str,
         counts: &TypeSummary,
         status: RunStatus,
+        window_end: Option<i64>,
     ) -> Result<(), SinkError> {
         self.retrying(RUN_LOG_TABLE, "update", || async {
-            engine!(self, engine => engine.run_finished(run_id, type_name, counts, status).await)
+            engine!(self, engine => engine.run_finished(run_id, type_name, counts, status, window_end).await)
         })
         .await
     }
@@ -491,6 +544,18 @@ impl Sink {
     pub async fn last_success(&self, type_name: &str) -> Result<Option<i64>, SinkError> {
         self.retrying(RUN_LOG_TABLE, "read", || async {
             engine!(self, engine => engine.last_success(type_name).await)
+        })
+        .await
+    }
+
+    /// How many scheduled runs of a type failed on the window that starts at `window_from`.
+    pub async fn failed_attempts(
+        &self,
+        type_name: &str,
+        window_from: i64,
+    ) -> Result<u64, SinkError> {
+        self.retrying(RUN_LOG_TABLE, "read", || async {
+            engine!(self, engine => engine.failed_attempts(type_name, window_from).await)
         })
         .await
     }
@@ -513,6 +578,106 @@ impl InsertOutcome {
         self.inserted += inserted;
         self.duplicates += rows as u64 - inserted;
     }
+
+    fn refuse(&mut self, index: usize, error: &WriteError) {
+        self.refused.push(RefusedRow {
+            index,
+            error: format!("database refused the row: {error}"),
+        });
+    }
+}
+
+/// Opens and closes one connection to `url` (with `options`, made from it), failing with the
+/// real cause when it cannot.
+async fn probe<C: sqlx::Connection>(url: &str, options: &C::Options) -> Result<(), SinkError> {
+    let connect_error = |source| SinkError::Connect {
+        url: crate::http::redact(url),
+        source,
+    };
+    let connection = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        C::connect_with(options),
+    )
+        .await
+        .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?
+        .map_err(connect_error)?;
+    let _ = connection.close().await;
+    Ok(())
+}
+
+/// Consecutive chunks of `items` (with the index of each chunk's first item) of at most
+/// `max_items` items and, unless one item alone is larger, `max_bytes` bytes.
+fn chunks_by_size<T>(
+    items: &[T],
+    max_items: usize,
+    max_bytes: usize,
+    bytes_of: fn(&T) -> usize,
+) -> Vec<(usize, &[T])> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (index, item) in items.iter().enumerate() {
+        let size = bytes_of(item);
+        if index > start && (index - start >= max_items.max(1) || bytes + size > max_bytes) {
+            chunks.push((start, &items[start..index]));
+            (start, bytes) = (index, 0);
+        }
+        bytes += size;
+    }
+    if start < items.len() {
+        chunks.push((start, &items[start..]));
+    }
+    chunks
+}
+
+/// About what a row takes in a statement: its values and a little for each.
+fn row_bytes(row: &Row) -> usize {
+    let cells: usize = row
+        .cells
+        .iter()
+        .map(|cell| match cell {
+            crate::model::Cell::Text(text) => text.len() + 9,
+            _ => 9,
+        })
+        .sum();
+    row.id.len() + 18 + cells
+}
+
+fn dead_letter_bytes(failure: &FailedDocument) -> usize {
+    failure.document.len()
+        + failure.error.len()
+        + failure.type_name.len()
+        + failure.id.as_ref().map_or(0, String::len)
+        + 128
+}
+
+/// A dead letter whose document is larger than `max_part` bytes, as consecutive records of
+/// parts of it (`[part 2/5]` before the error): written in one go, in order, so that the
+/// document is kept whole and can be put together again by `failure_id`.
+fn split_dead_letter(failure: FailedDocument, max_part: usize) -> Vec<FailedDocument> {
+    let max_part = max_part.max(1024);
+    if failure.document.len() <= max_part {
+        return vec![failure];
+    }
+    let mut parts = Vec::new();
+    let mut rest = failure.document.as_str();
+    while !rest.is_empty() {
+        let mut end = max_part.min(rest.len());
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        parts.push(&rest[..end]);
+        rest = &rest[end..];
+    }
+    let count = parts.len();
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(index, part)| FailedDocument {
+            error: format!("[part {}/{count}] {}", index + 1, failure.error),
+            document: part.to_owned(),
+            ..failure.clone()
+        })
+        .collect()
 }
 
 /// A dead-letter record that fits the table on every engine: no NUL characters (PostgreSQL
@@ -536,24 +701,12 @@ fn fit_dead_letter(failure: &FailedDocument) -> FailedDocument {
             .map(|id| clean(id, 255)),
         timestamp: failure.timestamp,
         stage: failure.stage,
-        error: clean(&failure.error, 8_000),
+        error: clean(&crate::secrets::scrub(&failure.error), 8_000),
         document: if failure.document.contains('\0') {
             failure.document.replace('\0', "\\u0000")
         } else {
             failure.document.clone()
         },
-    }
-}
-
-/// The dead-letter record of a row the database refused.
-fn sink_failure(table: &TableSpec, row: &SourcedRow, error: &WriteError) -> FailedDocument {
-    FailedDocument {
-        type_name: table.name.clone(),
-        id: Some(row.row.id.clone()),
-        timestamp: Some(row.row.timestamp),
-        stage: crate::model::Stage::Sink,
-        error: format!("database refused the row: {error}"),
-        document: crate::source::envelope_json(&table.name, &row.document),
     }
 }
 
@@ -566,7 +719,7 @@ mod tests {
         use crate::http::redact as redact_url;
         assert_eq!(
             redact_url("mysql://u:secret@h:3306/db"),
-            "mysql://u:***@h:3306/db"
+            "mysql://***@h:3306/db"
         );
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }
@@ -586,6 +739,31 @@ mod tests {
         assert_eq!(fitted.id, None);
         assert_eq!(fitted.error.chars().count(), 8_001);
         assert!(!fitted.error.contains('\0') && !fitted.document.contains('\0'));
+    }
+
+    #[test]
+    fn statements_are_sized_by_bytes_and_big_documents_split_in_order() {
+        let sizes = [10usize, 10, 10, 50, 10, 200, 5];
+        let chunks = chunks_by_size(&sizes, 3, 40, |size| *size);
+        let starts: Vec<(usize, usize)> = chunks.iter().map(|(s, c)| (*s, c.len())).collect();
+        // A chunk closes at 3 items or before passing 40 bytes; a larger item goes alone.
+        assert_eq!(starts, [(0, 3), (3, 1), (4, 1), (5, 1), (6, 1)]);
+
+        let failure = FailedDocument {
+            type_name: "T".into(),
+            id: Some("a".into()),
+            timestamp: Some(1),
+            stage: crate::model::Stage::Plugin,
+            error: "boom".into(),
+            document: "é".repeat(3_000),
+        };
+        let parts = split_dead_letter(failure.clone(), 1_025);
+        assert_eq!(parts.len(), 6);
+        assert!(parts.iter().all(|part| part.document.len() <= 1_025));
+        assert_eq!(parts[1].error, "[part 2/6] boom");
+        let whole: String = parts.iter().map(|part| part.document.as_str()).collect();
+        assert_eq!(whole, failure.document);
+        assert_eq!(split_dead_letter(failure.clone(), 1 << 20), vec![failure]);
     }
 
     #[test]

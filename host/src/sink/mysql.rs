@@ -13,8 +13,8 @@ use sqlx::mysql::{
 };
 use sqlx::{Connection, Executor, MySql, QueryBuilder, Row as _};
 
-use super::{Dialect, SinkError, SourcedRow, TableSpec, WriteError};
-use crate::model::ColumnType;
+use super::{Dialect, SinkError, TableSpec, WriteError};
+use crate::model::{ColumnType, Row};
 
 /// MySQL refuses statements with more than 65,535 placeholders.
 const MAX_PARAMETERS: usize = 65_000;
@@ -26,6 +26,8 @@ const DUPLICATE_KEY: u32 = 1062;
 #[derive(Debug)]
 pub struct MysqlSink {
     pool: MySqlPool,
+    /// The server's `max_allowed_packet`: no statement may be larger.
+    max_packet: usize,
 }
 
 impl MysqlSink {
@@ -43,6 +45,9 @@ impl MysqlSink {
         ) {
             options = options.enable_cleartext_plugin(true);
         }
+        // One connection first, so that a refused port or a wrong password fails now with its
+        // real cause, instead of a pool retrying it until "pool timed out".
+        super::probe::<MySqlConnection>(url, &options).await?;
         let pool = MySqlPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
@@ -57,8 +62,27 @@ impl MysqlSink {
             })
             .connect_with(options)
             .await
-            .map_err(connect_error)?;
-        Ok(MysqlSink { pool })
+            .map_err(|source| SinkError::Connect {
+                url: crate::http::redact(url),
+                source,
+            })?;
+        let max_packet: u64 = sqlx::query_scalar("SELECT CAST(@@max_allowed_packet AS UNSIGNED)")
+            .fetch_one(&pool)
+            .await
+            .map_err(|source| SinkError::Connect {
+                url: crate::http::redact(url),
+                source,
+            })?;
+        Ok(MysqlSink {
+            pool,
+            max_packet: usize::try_from(max_packet).unwrap_or(usize::MAX),
+        })
+    }
+
+    /// Half the packet: bound values travel as they are, and the rest of the packet is headroom
+    /// for the statement's text and the protocol's length prefixes.
+    pub fn max_statement_bytes(&self) -> usize {
+        self.max_packet / 2
     }
 
     pub fn bookkeeping_ddl(&self) -> [(&'static str, &'static str); 2] {
@@ -86,11 +110,13 @@ impl MysqlSink {
         ]
     }
 
-    /// CONTRACT §3, exactly: `id VARCHAR(24)` primary key, `timestamp BIGINT`.
+    /// CONTRACT §3: `id VARCHAR(24)` primary key, `timestamp BIGINT`; the id compared
+    /// byte for byte (base64 is case-sensitive, and PAD SPACE collations ignore trailing
+    /// spaces), which fixes the old tables' case-insensitive default.
     pub fn dialect(&self) -> Dialect {
         Dialect {
             quote: '`',
-            id_type: "VARCHAR(24)",
+            id_type: "VARCHAR(24) CHARACTER SET ascii COLLATE ascii_bin",
             timestamp_type: "BIGINT",
             column_type: sql_type,
         }
@@ -127,6 +153,20 @@ impl MysqlSink {
         (MAX_PARAMETERS / (table.columns.len() + 2)).min(MAX_ROWS_PER_STATEMENT)
     }
 
+    /// The collation of a table's `id` when it is not binary (`None` when it is).
+    pub async fn case_insensitive_id(&self, table: &str) -> Result<Option<String>, sqlx::Error> {
+        let collation: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT CAST(COLLATION_NAME AS CHAR) FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'id'",
+        )
+        .bind(table)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(collation
+            .flatten()
+            .filter(|collation| !collation.ends_with("_bin")))
+    }
+
     bookkeeping!(
         MySql,
         "SELECT CAST(COLUMN_NAME AS CHAR), CAST(COLUMN_TYPE AS CHAR) FROM information_schema.COLUMNS \
@@ -137,16 +177,14 @@ impl MysqlSink {
 async fn insert_on(
     connection: &mut MySqlConnection,
     table: &TableSpec,
-    rows: &[SourcedRow],
+    rows: &[Row],
 ) -> Result<u64, WriteError> {
     let mut insert = QueryBuilder::<MySql>::new(format!(
         "INSERT IGNORE INTO `{}` ({}) ",
         table.name,
         table.column_list('`')
     ));
-    insert.push_values(rows, |mut values, sourced| {
-        push_row!(values, &sourced.row, true)
-    });
+    insert.push_values(rows, |mut values, row| push_row!(values, row, true));
     let mut transaction = connection.begin().await?;
     let inserted = insert
         .build()

@@ -8,8 +8,8 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Postgres};
 
-use super::{Dialect, SinkError, SourcedRow, TableSpec, WriteError};
-use crate::model::{Cell, ColumnType};
+use super::{Dialect, SinkError, TableSpec, WriteError};
+use crate::model::{Cell, ColumnType, Row};
 
 /// COPY has no parameter limit; this bounds one transaction's size.
 const MAX_ROWS_PER_STATEMENT: usize = 5_000;
@@ -21,6 +21,14 @@ pub struct PostgresSink {
 
 impl PostgresSink {
     pub async fn open(url: &str) -> Result<Self, SinkError> {
+        // One connection first, so that a refused port or a wrong password fails now with its
+        // real cause, instead of a pool retrying it until "pool timed out".
+        let options: sqlx::postgres::PgConnectOptions =
+            url.parse().map_err(|source| SinkError::Connect {
+                url: crate::http::redact(url),
+                source,
+            })?;
+        super::probe::<PgConnection>(url, &options).await?;
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
@@ -75,6 +83,11 @@ impl PostgresSink {
         }
     }
 
+    /// No packet limit; this bounds what one statement holds in memory.
+    pub fn max_statement_bytes(&self) -> usize {
+        64 << 20
+    }
+
     pub fn rows_per_statement(&self, _table: &TableSpec) -> usize {
         MAX_ROWS_PER_STATEMENT
     }
@@ -89,7 +102,7 @@ impl PostgresSink {
 async fn insert_on(
     connection: &mut PgConnection,
     table: &TableSpec,
-    rows: &[SourcedRow],
+    rows: &[Row],
 ) -> Result<u64, WriteError> {
     let data = copy_text(rows)?;
     let columns = table.column_list('"');
@@ -121,10 +134,9 @@ async fn insert_on(
 }
 
 /// Rows in COPY's text format: tab-separated, `\N` for NULL, with backslash escapes.
-fn copy_text(rows: &[SourcedRow]) -> Result<String, WriteError> {
+fn copy_text(rows: &[Row]) -> Result<String, WriteError> {
     let mut text = String::with_capacity(rows.len() * 128);
-    for sourced in rows {
-        let row = &sourced.row;
+    for row in rows {
         escape(&mut text, &row.id)?;
         let _ = write!(text, "\t{}", row.timestamp);
         for cell in &row.cells {

@@ -14,6 +14,10 @@ pub fn backoff() -> ExponentialBuilder {
         .with_jitter()
 }
 
+/// MySQL's "packet bigger than max_allowed_packet": the statement itself is too large, and
+/// will be on every try. (Its SQLSTATE, 08S01, otherwise means a lost connection.)
+pub const MYSQL_PACKET_TOO_LARGE: u16 = 1153;
+
 /// Whether an error is likely to pass on its own: a lost connection, a deadlock, a failover
 /// that left the connection on a read-only instance, too many connections.
 pub fn is_transient(error: &sqlx::Error) -> bool {
@@ -26,19 +30,25 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
         | sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(database) => {
             let code = database.code().unwrap_or_default();
-            // MySQL/MariaDB error numbers, and PostgreSQL SQLSTATEs.
-            const MYSQL: [&str; 9] = [
-                "1213", "1205", "1040", "1290", "1836", "1792", "2006", "2013", "1927",
-            ];
+            if let Some(mysql) = database.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                // MySQL/MariaDB say what happened in their error number; the SQLSTATE is a
+                // broad class. Deadlock, lock wait timeout, too many connections, read-only
+                // (after a failover), server gone or lost, shutdown, connection killed.
+                const TRANSIENT: [u16; 10] =
+                    [1213, 1205, 1040, 1290, 1836, 1792, 2006, 2013, 1053, 1927];
+                let number = mysql.number();
+                return number != MYSQL_PACKET_TOO_LARGE
+                    && (TRANSIENT.contains(&number)
+                        || (code.starts_with("08") && number != MYSQL_PACKET_TOO_LARGE)
+                        || database.message().contains("read-only"));
+            }
+            // PostgreSQL SQLSTATEs: serialization, deadlock, too many connections, read-only
+            // transaction, admin shutdown, crash shutdown, cannot connect now; class 08 is
+            // connection exceptions.
             const POSTGRES: [&str; 7] = [
                 "40001", "40P01", "53300", "25006", "57P01", "57P02", "57P03",
             ];
-            MYSQL.contains(&code.as_ref())
-                || POSTGRES.contains(&code.as_ref())
-                || code.starts_with("08")
-                // MariaDB reports "Connection was killed" (1927) and a server shutdown (1053).
-                || code == "1053"
-                || (code == "HY000" && database.message().contains("read-only"))
+            POSTGRES.contains(&code.as_ref()) || code.starts_with("08")
         }
         _ => false,
     }

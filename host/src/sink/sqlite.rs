@@ -6,8 +6,8 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::{Dialect, SinkError, SourcedRow, TableSpec, WriteError};
-use crate::model::ColumnType;
+use super::{Dialect, SinkError, TableSpec, WriteError};
+use crate::model::{ColumnType, Row};
 
 /// SQLite allows 32,766 bound parameters per statement; stay well under it.
 const MAX_PARAMETERS: usize = 30_000;
@@ -99,6 +99,11 @@ impl SqliteSink {
         }
     }
 
+    /// No packet limit; this bounds what one statement holds in memory.
+    pub fn max_statement_bytes(&self) -> usize {
+        64 << 20
+    }
+
     pub fn rows_per_statement(&self, table: &TableSpec) -> usize {
         (MAX_PARAMETERS / (table.columns.len() + 2)).min(MAX_ROWS_PER_STATEMENT)
     }
@@ -109,14 +114,14 @@ impl SqliteSink {
 async fn insert_on(
     connection: &mut sqlx::SqliteConnection,
     table: &TableSpec,
-    rows: &[SourcedRow],
+    rows: &[Row],
 ) -> Result<u64, WriteError> {
     let mut insert = QueryBuilder::<Sqlite>::new(format!(
         "INSERT INTO \"{}\" ({}) ",
         table.name,
         table.column_list('"')
     ));
-    insert.push_values(rows, |mut values, sourced| push_row!(values, &sourced.row));
+    insert.push_values(rows, |mut values, row| push_row!(values, row));
     insert.push(" ON CONFLICT (\"id\") DO NOTHING");
     let mut transaction = sqlx::Connection::begin(connection).await?;
     let inserted = insert

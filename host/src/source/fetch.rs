@@ -4,14 +4,14 @@
 
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::{SourceError, SourceItem};
 use crate::config::Window;
-use crate::http::{HttpError, backoff, redact, with_retries};
+use crate::http::{HttpError, MAX_WAIT, backoff, redact, with_retries};
 
 /// Timeouts of the fetch client.
 #[derive(Debug, Clone)]
@@ -42,6 +42,7 @@ pub struct FetchApi {
     client: reqwest::Client,
     timeouts: FetchTimeouts,
     backoff: backon::ExponentialBuilder,
+    max_wait: Duration,
 }
 
 impl std::fmt::Debug for FetchApi {
@@ -83,12 +84,14 @@ impl FetchApi {
                     &error,
                 ))
             })?;
+        crate::secrets::register(key);
         Ok(FetchApi {
             base,
             key: key.to_owned(),
             client,
             timeouts,
             backoff: backoff(),
+            max_wait: MAX_WAIT,
         })
     }
 
@@ -98,13 +101,42 @@ impl FetchApi {
         self
     }
 
+    /// Caps every single wait between tries (a `Retry-After` included).
+    pub fn with_max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = max_wait;
+        self
+    }
+
     /// Streams one type's window into `deliver`, on a blocking thread, as the body arrives.
-    /// Fails as a whole (documents delivered so far stay delivered) when the body is not a
-    /// JSON array or is cut off.
+    /// Fails as a whole (documents delivered so far stay delivered) when the body's structure
+    /// is lost (cut off, say), or when `deadline` comes first: nothing waits past it.
     pub async fn fetch(
         &self,
         type_name: &str,
         window: Window,
+        deadline: Option<Instant>,
+        deliver: impl FnMut(SourceItem) -> ControlFlow<()> + Send + 'static,
+    ) -> Result<(), SourceError> {
+        let Some(deadline) = deadline else {
+            return self.fetch_window(type_name, window, None, deliver).await;
+        };
+        let deadline = tokio::time::Instant::from_std(deadline);
+        match tokio::time::timeout_at(
+            deadline,
+            self.fetch_window(type_name, window, Some(deadline), deliver),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(SourceError::Deadline),
+        }
+    }
+
+    async fn fetch_window(
+        &self,
+        type_name: &str,
+        window: Window,
+        deadline: Option<tokio::time::Instant>,
         mut deliver: impl FnMut(SourceItem) -> ControlFlow<()> + Send + 'static,
     ) -> Result<(), SourceError> {
         let mut presigned = self.presign(type_name, window).await?;
@@ -123,16 +155,26 @@ impl FetchApi {
             }
         };
         let label = format!("{} ({type_name})", redact(&presigned));
-        let body = response.bytes_stream().map_err(move |error| {
-            std::io::Error::other(HttpError::transport(
-                "reading documents from",
-                &presigned,
-                &error,
-            ))
-        });
+        // At the deadline the body ends as if cut off; the reader then stops, and its lanes
+        // close, instead of waiting on a server that may never send another byte.
+        let until_deadline = async move {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        let body = response
+            .bytes_stream()
+            .map_err(move |error| {
+                std::io::Error::other(HttpError::transport(
+                    "reading documents from",
+                    &presigned,
+                    &error,
+                ))
+            })
+            .take_until(Box::pin(until_deadline));
         let reader = SyncIoBridge::new(StreamReader::new(body));
-        tokio::task::spawn_blocking(move || {
-            let reader = std::io::BufReader::with_capacity(256 << 10, reader);
+        let result = tokio::task::spawn_blocking(move || {
             super::file::read_array(Path::new(&label), reader, &mut deliver)
         })
         .await
@@ -142,14 +184,20 @@ impl FetchApi {
                 &self.base,
                 error.to_string(),
             ))
-        })?
+        })?;
+        match deadline {
+            Some(deadline) if result.is_err() && tokio::time::Instant::now() >= deadline => {
+                Err(SourceError::Deadline)
+            }
+            _ => result,
+        }
     }
 
     /// Step 1: the presigned URL of a type's window.
     async fn presign(&self, type_name: &str, window: Window) -> Result<String, SourceError> {
         let url = format!("{}{type_name}", self.base);
         let what = "asking the fetch API";
-        let answer = with_retries(self.backoff, || async {
+        let answer = with_retries(self.backoff, self.max_wait, || async {
             let response = self
                 .client
                 .get(&url)
@@ -184,7 +232,7 @@ impl FetchApi {
     /// Step 2: the response of the presigned URL, once its status is success.
     async fn open(&self, presigned: &str) -> Result<reqwest::Response, HttpError> {
         let what = "downloading documents from";
-        with_retries(self.backoff, || async {
+        with_retries(self.backoff, self.max_wait, || async {
             let response = self
                 .client
                 .get(presigned)
@@ -192,6 +240,7 @@ impl FetchApi {
                 .await
                 .map_err(|error| HttpError::transport(what, presigned, &error))?;
             if response.status().is_success() {
+                crate::secrets::register_url(presigned);
                 return Ok(response);
             }
             Err(HttpError::from_response(what, presigned, response).await)

@@ -1,14 +1,13 @@
 //! Files of envelopes: a JSON array (streamed element by element) or NDJSON (line by line).
 
-use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use serde::de::{DeserializeSeed, SeqAccess, Visitor};
-use serde_json::value::RawValue;
+use bytes::Bytes;
 
+use super::scan::ArrayScanner;
 use super::{SourceError, SourceItem};
 use crate::document::check_envelope;
 
@@ -90,31 +89,29 @@ fn read_file(
     }
 }
 
-/// Streams a JSON array, parsing each element as it arrives. Also used for HTTP bodies.
+/// Streams a JSON array, checking each element as soon as its end is read. Also used for HTTP
+/// bodies. An element that is not a usable envelope is delivered as such and the read goes on;
+/// only a body whose structure is lost stops it.
 pub fn read_array(
     path: &Path,
     reader: impl Read,
     deliver: &mut impl FnMut(SourceItem) -> ControlFlow<()>,
 ) -> Result<(), SourceError> {
-    let mut deserializer = serde_json::Deserializer::from_reader(reader);
-    let mut stopped = false;
-    let result = ElementsSeed {
-        deliver: &mut *deliver,
-        stopped: &mut stopped,
-    }
-    .deserialize(&mut deserializer)
-    .and_then(|()| deserializer.end());
-    if stopped {
-        return Err(SourceError::Stopped {
+    let mut scanner = ArrayScanner::new(reader);
+    loop {
+        let element = scanner.next_element().map_err(|source| SourceError::Scan {
             path: path.to_owned(),
-        });
+            source,
+        })?;
+        let Some(element) = element else {
+            return Ok(());
+        };
+        if deliver(check_envelope(element)).is_break() {
+            return Err(SourceError::Stopped {
+                path: path.to_owned(),
+            });
+        }
     }
-    result.map_err(|error| SourceError::Malformed {
-        path: path.to_owned(),
-        line: error.line(),
-        column: error.column(),
-        reason: error.to_string(),
-    })
 }
 
 /// NDJSON: one envelope per line. A broken line, invalid UTF-8 included, fails that document
@@ -136,54 +133,16 @@ fn read_lines(
         if read == 0 {
             return Ok(());
         }
-        let item = match std::str::from_utf8(&line) {
-            Ok(text) if text.trim().is_empty() => continue,
-            Ok(text) => check_envelope(text.trim()),
-            Err(error) => Err(crate::document::EnvelopeError {
-                id: None,
-                timestamp: None,
-                type_name: None,
-                reason: format!("not UTF-8: {error}"),
-                raw: String::from_utf8_lossy(&line).trim().to_owned(),
-            }),
-        };
+        let text = line.trim_ascii();
+        if text.is_empty() {
+            continue;
+        }
+        let item = check_envelope(Bytes::copy_from_slice(text));
         if deliver(item).is_break() {
             return Err(SourceError::Stopped {
                 path: path.to_owned(),
             });
         }
-    }
-}
-
-/// Hands each array element to the callback while the array is being parsed.
-struct ElementsSeed<'a, F> {
-    deliver: &'a mut F,
-    stopped: &'a mut bool,
-}
-
-impl<'de, F: FnMut(SourceItem) -> ControlFlow<()>> DeserializeSeed<'de> for ElementsSeed<'_, F> {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_seq(self)
-    }
-}
-
-impl<'de, F: FnMut(SourceItem) -> ControlFlow<()>> Visitor<'de> for ElementsSeed<'_, F> {
-    type Value = ();
-
-    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("a JSON array of documents")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(element) = seq.next_element::<Box<RawValue>>()? {
-            if (self.deliver)(check_envelope(element.get())).is_break() {
-                *self.stopped = true;
-                return Err(serde::de::Error::custom("stopped"));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -276,9 +235,11 @@ mod tests {
         let (items, result) = collect(&path);
         assert_eq!(items.len(), 2);
         assert!(
-            matches!(result, Err(SourceError::Malformed { line: 1, .. })),
+            matches!(result, Err(SourceError::Scan { .. })),
             "{result:?}"
         );
+        let tail = result.as_ref().unwrap_err().unread_tail().unwrap();
+        assert_eq!(&tail[..], br#"{"id":"b","tim"#);
     }
 
     #[test]

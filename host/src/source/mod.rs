@@ -3,6 +3,7 @@
 
 mod fetch;
 mod file;
+pub mod scan;
 
 use std::path::PathBuf;
 
@@ -73,13 +74,14 @@ pub enum SourceError {
     Empty { path: PathBuf },
     #[error("{path} is not a JSON array of documents or NDJSON: it starts with {found:?}")]
     NotDocuments { path: PathBuf, found: char },
-    #[error("{path} is not valid JSON from line {line}, column {column} on (cut off?): {reason}")]
-    Malformed {
+    #[error("cannot read {path} on")]
+    Scan {
         path: PathBuf,
-        line: usize,
-        column: usize,
-        reason: String,
+        #[source]
+        source: scan::ScanError,
     },
+    #[error("the run's deadline came before the window was read to its end")]
+    Deadline,
     #[error("the run stopped reading {path}")]
     Stopped { path: PathBuf },
 }
@@ -87,13 +89,12 @@ pub enum SourceError {
 /// One element read from a source.
 pub type SourceItem = Result<Envelope, EnvelopeError>;
 
-/// The JSON text of a whole envelope, for dead letters.
-pub fn envelope_json(type_name: &str, envelope: &Envelope) -> String {
-    format!(
-        "{{\"id\":{},\"timestamp\":{},\"type\":{},\"data\":{}}}",
-        serde_json::Value::from(envelope.id.as_str()),
-        envelope.timestamp,
-        serde_json::Value::from(envelope.type_name.as_deref().unwrap_or(type_name)),
-        envelope.data
-    )
+impl SourceError {
+    /// The raw bytes a source could not read as documents, to be kept as a dead letter.
+    pub fn unread_tail(&self) -> Option<&bytes::Bytes> {
+        match self {
+            SourceError::Scan { source, .. } => source.tail(),
+            _ => None,
+        }
+    }
 }

@@ -1,0 +1,209 @@
+//! The run: source → router → one transform lane per type → writer → sink.
+//!
+//! ```text
+//!  source (blocking thread, one scan per document)
+//!    └─ router ──batches──▶ lane: plugin worker (blocking thread) ──batches──▶ writer ──▶ sink
+//!         └──── envelope failures ───────────────────────────────────────────────▶┘
+//! ```
+//! Documents cross every channel in batches, never one by one. Each lane has a budget of bytes
+//! in flight: a document holds its bytes from the read to the write of its rows, so memory
+//! stays flat whatever the size of the window or of its documents. A slow database slows the
+//! plugins, which slow the reader.
+
+mod budget;
+mod lane;
+mod prepare;
+mod router;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+
+use crate::capability::CapabilityHub;
+use crate::config::RunConfig;
+use crate::error::RunError;
+use crate::plugin::{PluginEngine, PluginSet};
+use crate::sink::{RunStatus, Sink};
+use crate::summary::RunSummary;
+
+pub use prepare::Lane;
+pub(crate) use prepare::select;
+
+/// Runs the job once: every selected type's documents from the source, through its plugin,
+/// into the database. Documents that fail are counted and kept; the run goes on.
+///
+/// Loads the plugins and opens the database for this one run; a process that runs many times
+/// prepares a [`Job`](crate::Job) once instead.
+pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
+    let job = crate::job::Job::prepare(&config.plugins_dir, config.limits.clone())?;
+    let summary = job.run(config).await;
+    job.close().await;
+    summary
+}
+
+/// One run with a prepared engine, its plugins, and the database (`sink`) for
+/// `config.database_url`, which the caller opens and closes.
+pub(crate) async fn run_prepared(
+    config: RunConfig,
+    engine: &PluginEngine,
+    plugins: &PluginSet,
+    sink: Arc<Sink>,
+) -> Result<RunSummary, RunError> {
+    let started = Instant::now();
+    let selected = prepare::select(plugins, &config.plugins_dir, config.types.as_deref())?;
+    // The source is checked before anything is written: an unreadable one stops the run.
+    let source = prepare::open_source(&config)?;
+    let mut summary = RunSummary {
+        run_id: new_run_id(),
+        ..Default::default()
+    };
+
+    let plan = prepare::window_plan(&config, &source);
+    let lanes = prepare::lanes(
+        &sink,
+        selected,
+        plan,
+        config.max_window_attempts,
+        &mut summary,
+    )
+    .await?;
+
+    let hub = Arc::new(CapabilityHub::new(config.backends.clone()));
+    let (writer_tx, writer_rx) = mpsc::channel(8);
+    let mut inputs = Vec::new();
+    let mut lane_tasks = Vec::new();
+    for lane in &lanes {
+        let grants = hub.grants(lane.table.name(), &lane.plugin.info.capabilities);
+        let worker = engine.worker(Arc::clone(&lane.plugin), grants);
+        let (input, task) = lane::start(lane, worker, writer_tx.clone(), &config);
+        inputs.push(input);
+        lane_tasks.push(task);
+    }
+    let writer = tokio::spawn(writer::write_all(
+        Arc::clone(&sink),
+        lanes.iter().map(|lane| lane.table.clone()).collect(),
+        writer_rx,
+        config.rows_per_write,
+        summary.run_id.clone(),
+        Arc::clone(&config.progress),
+    ));
+
+    let read = router::read_source(source, inputs, writer_tx, &config).await?;
+
+    let mut notes = BTreeMap::new();
+    for task in lane_tasks {
+        let (type_name, lane_notes) = task
+            .await
+            .map_err(|error| RunError::Task(error.to_string()))?;
+        notes.insert(type_name, lane_notes);
+    }
+    let counts = writer
+        .await
+        .map_err(|error| RunError::Task(error.to_string()))??;
+
+    let abandoned = give_up_unreadable(
+        &sink,
+        &lanes,
+        &read,
+        config.max_window_attempts,
+        &mut summary,
+    )
+    .await?;
+    summary.error = read.source_error;
+    summary.skipped = read.skipped;
+    for (type_name, error) in read.type_errors {
+        summary.type_mut(&type_name).error = Some(error);
+    }
+    for (type_name, counts) in counts {
+        let entry = summary.type_mut(&type_name);
+        entry.inserted += counts.inserted;
+        entry.duplicates += counts.duplicates;
+        entry.refused += counts.refused;
+        entry.failed += counts.failed;
+    }
+    for (type_name, lane_notes) in notes {
+        summary.type_mut(&type_name).notes.extend(lane_notes);
+    }
+    summary.total();
+    // A window counts as done only when the source was read to its end: every document of it
+    // was then stored, counted as a duplicate or refusal, or kept as failed. A read stopped at
+    // the deadline is done up to the last document it handed on, when the source gave them in
+    // time order.
+    for lane in &lanes {
+        let type_name = lane.table.name();
+        let counts = &summary.types[type_name];
+        let done_until = read.stopped_at.get(type_name).copied().flatten();
+        let (status, window_end) = match (summary.error.is_none(), &counts.error, done_until) {
+            _ if abandoned.contains(type_name) => (RunStatus::Abandoned, None),
+            (true, None, _) => (RunStatus::Succeeded, None),
+            (true, Some(_), Some(until)) => (RunStatus::Succeeded, Some(until)),
+            _ => (RunStatus::Failed, None),
+        };
+        let mut logged = counts.clone();
+        logged.error = logged.error.or_else(|| summary.error.clone());
+        sink.run_finished(&summary.run_id, type_name, &logged, status, window_end)
+            .await?;
+    }
+    tracing::info!(
+        run_id = %summary.run_id,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "run finished: {} inserted, {} duplicates, {} refused, {} failed, {} skipped",
+        summary.inserted,
+        summary.duplicates,
+        summary.refused,
+        summary.failed,
+        summary.skipped
+    );
+    Ok(summary)
+}
+
+/// Gives up the windows that failed their last attempt with a body that cannot be read: the
+/// bytes that could not be read as documents are kept as one dead letter, and the type says
+/// so loudly. Returns the types given up.
+async fn give_up_unreadable(
+    sink: &Sink,
+    lanes: &[Lane],
+    read: &router::ReadReport,
+    attempts: u64,
+    summary: &mut RunSummary,
+) -> Result<std::collections::BTreeSet<String>, RunError> {
+    let mut abandoned = std::collections::BTreeSet::new();
+    for lane in lanes.iter().filter(|lane| lane.last_attempt) {
+        let type_name = lane.table.name();
+        let Some(tail) = read.unreadable.get(type_name) else {
+            continue;
+        };
+        if let Some(tail) = tail {
+            let failure = crate::model::FailedDocument {
+                type_name: type_name.to_owned(),
+                id: None,
+                timestamp: None,
+                stage: crate::model::Stage::Source,
+                error: read.type_errors.get(type_name).cloned().unwrap_or_default(),
+                document: String::from_utf8_lossy(tail).into_owned(),
+            };
+            sink.record_failures(&summary.run_id, &[failure]).await?;
+            summary.type_mut(type_name).failed += 1;
+        }
+        let window = lane.window.map(|w| format!("[{}, {}]", w.from, w.to));
+        summary.type_mut(type_name).notes.push(format!(
+            "ALERT: window {} given up after {attempts} failed attempts with a body that cannot be read; its unread bytes are kept in batch_job_failed_documents (stage source) and catch-up moves on",
+            window.unwrap_or_default(),
+        ));
+        abandoned.insert(type_name.to_owned());
+    }
+    Ok(abandoned)
+}
+
+/// A run id that sorts by start time: Unix milliseconds and the process id.
+fn new_run_id() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}-{}", now.as_millis(), std::process::id())
+}
+
+pub(crate) use crate::error::chain as error_chain;

@@ -1,0 +1,142 @@
+//! Before anything is read: which plugins run, from which source, in which windows, into
+//! which tables.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::{RunConfig, Window, WindowPlan, unix_now};
+use crate::error::RunError;
+use crate::plugin::{LoadedPlugin, PluginSet};
+use crate::sink::{Sink, SinkError, TableSpec};
+use crate::source::{self, FetchApi, SourceSpec};
+use crate::summary::RunSummary;
+
+/// One type's way through the run: its table, its plugin and its window.
+#[derive(Debug)]
+pub struct Lane {
+    /// The lane's place in the run, which the writer keys its tables by.
+    pub index: usize,
+    pub table: TableSpec,
+    pub plugin: Arc<LoadedPlugin>,
+    /// Documents outside it are skipped; `None` takes every document.
+    pub window: Option<Window>,
+    /// This scheduled window failed so often before that, should its body be unreadable
+    /// again, it is given up (its unread bytes kept) so that catch-up moves on.
+    pub last_attempt: bool,
+}
+
+/// A source, checked and ready to read.
+pub enum Source {
+    Files(Vec<std::path::PathBuf>),
+    Fetch(FetchApi),
+}
+
+/// The plugins to run: the requested types, or every installed one. No plugin at all is an
+/// error: a run that could not store anything must not look like one that had nothing to do.
+pub fn select(
+    plugins: &PluginSet,
+    folder: &Path,
+    types: Option<&[String]>,
+) -> Result<Vec<Arc<LoadedPlugin>>, RunError> {
+    if plugins.iter().next().is_none() {
+        return Err(RunError::NoPlugins {
+            folder: folder.to_owned(),
+        });
+    }
+    let Some(types) = types else {
+        return Ok(plugins.iter().cloned().collect());
+    };
+    let mut seen = std::collections::HashSet::new();
+    types
+        .iter()
+        .filter(|type_name| seen.insert(type_name.as_str()))
+        .map(|type_name| {
+            plugins
+                .get(type_name)
+                .cloned()
+                .ok_or_else(|| RunError::NoPluginForType {
+                    type_name: type_name.clone(),
+                    installed: plugins.type_names().collect::<Vec<_>>().join(", "),
+                })
+        })
+        .collect()
+}
+
+pub fn open_source(config: &RunConfig) -> Result<Source, RunError> {
+    Ok(match &config.source {
+        SourceSpec::Files(path) => Source::Files(source::files(path)?),
+        SourceSpec::Fetch { base_url, key } => Source::Fetch(
+            FetchApi::new(base_url, key, config.fetch.timeouts.clone())?
+                .with_backoff(config.fetch.backoff)
+                .with_max_wait(config.fetch.max_wait),
+        ),
+    })
+}
+
+/// The run's window plan: the fetch API always reads a window, by default the contract's last
+/// 70 minutes, computed now (a warm Lambda must not keep a stale window).
+pub fn window_plan(config: &RunConfig, source: &Source) -> WindowPlan {
+    match (config.windows, source) {
+        (WindowPlan::All, Source::Fetch(_)) => WindowPlan::Scheduled { now: unix_now() },
+        (plan, _) => plan,
+    }
+}
+
+/// Prepares every table before anything is read, and logs each type's run as started. A table
+/// that does not fit its plugin stops that type alone, and nothing is written for it.
+pub async fn lanes(
+    sink: &Sink,
+    plugins: Vec<Arc<LoadedPlugin>>,
+    plan: WindowPlan,
+    max_window_attempts: u64,
+    summary: &mut RunSummary,
+) -> Result<Vec<Lane>, RunError> {
+    let mut lanes = Vec::new();
+    for plugin in plugins {
+        let type_name = plugin.info.type_name.clone();
+        let table = TableSpec::new(&type_name, &plugin.info.columns)?;
+        match sink.prepare(&table).await {
+            Ok(report) => {
+                for change in report.changes {
+                    tracing::info!(table = %type_name, "schema: {change:?}");
+                }
+                if let Some(note) = report.note {
+                    summary.type_mut(&type_name).notes.push(note);
+                }
+            }
+            Err(error @ SinkError::IncompatibleColumn { .. }) => {
+                tracing::error!("{error}");
+                summary.type_mut(&type_name).error = Some(error.to_string());
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        }
+        let window = match plan {
+            WindowPlan::All => None,
+            WindowPlan::Fixed(window) => Some(window),
+            WindowPlan::Scheduled { now } => Some(Window::last_70_minutes(now)),
+            WindowPlan::CatchUp(catch_up) => {
+                let last_end = sink.last_success(&type_name).await?;
+                let first_start = sink.first_attempt(&type_name).await?;
+                Some(catch_up.window(last_end, first_start))
+            }
+        };
+        let last_attempt = match (plan, window) {
+            (WindowPlan::CatchUp(_), Some(window)) => {
+                sink.failed_attempts(&type_name, window.from).await? + 1 >= max_window_attempts
+            }
+            _ => false,
+        };
+        sink.run_started(&summary.run_id, &type_name, window, plan.is_scheduled())
+            .await?;
+        summary.type_mut(&type_name);
+        lanes.push(Lane {
+            index: lanes.len(),
+            table,
+            plugin,
+            window,
+            last_attempt,
+        });
+    }
+    Ok(lanes)
+}

@@ -1,0 +1,79 @@
+//! Secrets scrubbed by value. Redacting URLs is not enough: a server may echo a request's
+//! headers in its error body, and an error may quote a value anywhere. Every secret the run
+//! is configured with is registered here, and every message is scrubbed before it is logged,
+//! printed or stored.
+
+use std::borrow::Cow;
+use std::sync::RwLock;
+
+/// Shorter values are not scrubbed: they would blank out ordinary words.
+const MIN_SECRET_LEN: usize = 6;
+const MASK: &str = "***";
+
+static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Registers a secret (an API key, a token, a password, a presigned signature) for the rest
+/// of the process. Registering the same value twice is harmless.
+pub fn register(secret: &str) {
+    if secret.len() < MIN_SECRET_LEN {
+        return;
+    }
+    let mut secrets = SECRETS.write().unwrap_or_else(|poison| poison.into_inner());
+    if !secrets.iter().any(|known| known == secret) {
+        secrets.push(secret.to_owned());
+        // Longest first, so that a secret containing another is masked whole.
+        secrets.sort_by_key(|known| std::cmp::Reverse(known.len()));
+    }
+}
+
+/// Registers the secret parts of a URL: its password and the values of its query (a
+/// presigned URL's signature and credential).
+pub fn register_url(url: &str) {
+    if let Some((_, rest)) = url.split_once("://")
+        && let Some(at) = rest.rfind('@')
+        && let Some((_, password)) = rest[..at].split_once(':')
+    {
+        register(password);
+        if let Ok(decoded) = percent_encoding::percent_decode_str(password).decode_utf8() {
+            register(&decoded);
+        }
+    }
+    if let Some((_, query)) = url.split_once('?') {
+        for pair in query.split('&') {
+            if let Some((_, value)) = pair.split_once('=') {
+                register(value);
+            }
+        }
+    }
+}
+
+/// `text` with every registered secret masked.
+pub fn scrub(text: &str) -> Cow<'_, str> {
+    let secrets = SECRETS.read().unwrap_or_else(|poison| poison.into_inner());
+    let mut scrubbed = Cow::Borrowed(text);
+    for secret in secrets.iter() {
+        if scrubbed.contains(secret.as_str()) {
+            scrubbed = Cow::Owned(scrubbed.replace(secret.as_str(), MASK));
+        }
+    }
+    scrubbed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_values_are_masked_wherever_they_appear() {
+        register("echoed-api-key-123");
+        register("short"); // too short to be told from a word: left alone
+        register_url("mysql://job:pa55%3Fw0rd@db:3306/raw");
+        register_url("https://bucket/docs.json?X-Amz-Signature=deadbeefcafe&X-Amz-Expires=300");
+        let text = "500: headers {x-api-key: echoed-api-key-123}, password pa55?w0rd, sig deadbeefcafe, short";
+        assert_eq!(
+            scrub(text),
+            "500: headers {x-api-key: ***}, password ***, sig ***, short"
+        );
+        assert!(matches!(scrub("nothing secret"), Cow::Borrowed(_)));
+    }
+}

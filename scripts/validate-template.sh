@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# Validates the SAM template offline, the way CloudFormation will see it:
+#   1. aws-sam-translator expands AWS::Serverless-2016-10-31 into plain CloudFormation
+#      (local CodeUri replaced by a placeholder S3 URI, as `sam validate` does; no AWS calls);
+#   2. explicit checks on the result: the Lambda runtime is one Lambda knows, and every
+#      EventBridge schedule expression is a well-formed rate()/cron()/at();
+#   3. cfn-lint on the translated template (errors and warnings fail).
+# cfn-lint on the SAM file alone lets a bad Runtime or a malformed schedule pass.
+#
+#   scripts/validate-template.sh [TEMPLATE]        # default deploy/template.yaml
+#   KEEP_TRANSLATED=out.json scripts/validate-template.sh   # also keep the translated template
+#
+# Tools live in .venv-deploy (pinned, from PyPI); nothing here needs AWS credentials.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+template="$(realpath "${1:-$root/deploy/template.yaml}")"
+
+SAM_TRANSLATOR_VERSION=1.115.0
+CFN_LINT_VERSION=1.58.0
+venv="$root/.venv-deploy"
+if ! "$venv/bin/python" -c "
+import importlib.metadata as m, sys
+sys.exit(m.version('aws-sam-translator') != '$SAM_TRANSLATOR_VERSION' or m.version('cfn-lint') != '$CFN_LINT_VERSION')
+" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    "aws-sam-translator==$SAM_TRANSLATOR_VERSION" "cfn-lint==$CFN_LINT_VERSION"
+fi
+
+# Offline: a region for ARNs and partitions, dummy keys, and never the instance metadata service.
+export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+export AWS_ACCESS_KEY_ID=AKIAOFFLINEVALIDATION AWS_SECRET_ACCESS_KEY=offline-validation-only
+unset AWS_PROFILE AWS_SESSION_TOKEN
+export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+translated="$work/translated.json"
+
+echo "== $template"
+checks=0
+"$venv/bin/python" - "$template" "$translated" <<'PY' || checks=$?
+import json
+import re
+import sys
+
+from samtranslator.model.exceptions import InvalidDocumentException
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+source, target = sys.argv[1], sys.argv[2]
+problems = []
+
+
+class OfflinePolicies:
+    """Stands in for ManagedPolicyLoader, which lists AWS managed policies through IAM."""
+
+    def load(self):
+        names = {
+            "AWSLambdaBasicExecutionRole": "service-role/AWSLambdaBasicExecutionRole",
+            "AWSLambdaVPCAccessExecutionRole": "service-role/AWSLambdaVPCAccessExecutionRole",
+            "AWSXrayWriteOnlyAccess": "AWSXrayWriteOnlyAccess",
+            "AWSXRayDaemonWriteAccess": "AWSXRayDaemonWriteAccess",
+        }
+        return {name: f"arn:aws:iam::aws:policy/{path}" for name, path in names.items()}
+
+
+with open(source) as f:
+    sam = yaml_parse(f.read())
+if not isinstance(sam, dict) or not isinstance(sam.get("Resources"), dict):
+    sys.exit(f"{source}: not a template (no Resources)")
+
+# `sam package` uploads local artifacts; for validation they become placeholder S3 URIs.
+ARTIFACTS = {
+    "AWS::Serverless::Function": "CodeUri",
+    "AWS::Serverless::LayerVersion": "ContentUri",
+    "AWS::Serverless::Api": "DefinitionUri",
+    "AWS::Serverless::HttpApi": "DefinitionUri",
+    "AWS::Serverless::StateMachine": "DefinitionUri",
+}
+for name, resource in sam["Resources"].items():
+    key = ARTIFACTS.get(resource.get("Type"))
+    props = resource.get("Properties") or {}
+    value = props.get(key) if key else None
+    if isinstance(value, str) and not value.startswith("s3://"):
+        props[key] = f"s3://offline-validation-bucket/{value.lstrip('./')}"
+
+try:
+    cfn = transform(sam, {}, OfflinePolicies())
+except InvalidDocumentException as error:
+    for cause in error.causes:
+        problems.append(f"SAM: {cause.message}")
+    cfn = None
+
+# --- explicit checks on the translated template --------------------------------------------
+# Lambda runtime identifiers (https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html).
+RUNTIME = re.compile(
+    r"^(provided(\.al2|\.al2023)?"
+    r"|nodejs\d{1,2}\.x|python3\.\d{1,2}|java\d{1,2}(\.al2|\.al2023)?"
+    r"|dotnet(6|8|10)|ruby3\.\d)$"
+)
+# The runtime this project ships for; anything else in this template is a mistake.
+EXPECTED_RUNTIME = "provided.al2023"
+
+UNITS = {"minute", "minutes", "hour", "hours", "day", "days"}
+MONTHS = "JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC"
+DAYS = "SUN|MON|TUE|WED|THU|FRI|SAT"
+
+
+def cron_field(value, low, high, names="", extra=""):
+    """One field of an EventBridge cron: *, values, ranges, lists and increments."""
+    number = rf"(?:\d{{1,4}}{'|' + names if names else ''})"
+    item = rf"(?:\*|{number}(?:-{number})?)(?:/\d{{1,4}})?"
+    if not re.fullmatch(rf"{item}(?:,{item})*", value):
+        return False
+    for token in re.findall(r"\d+", value.split("/")[0]):
+        if not low <= int(token) <= high:
+            return False
+    return True
+
+
+def schedule_problem(expression):
+    """None when `expression` is a valid EventBridge schedule, else why not.
+
+    rate(value unit): value a positive integer, unit minute|hour|day, singular for 1 and plural
+    otherwise. cron(min hour day-of-month month day-of-week year): six fields, exactly one of the
+    two day fields `?`. at(yyyy-mm-ddThh:mm:ss) for EventBridge Scheduler.
+    """
+    m = re.fullmatch(r"rate\((.*)\)", expression)
+    if m:
+        parts = m.group(1).split(" ")
+        if len(parts) != 2 or not re.fullmatch(r"[1-9][0-9]*", parts[0]) or parts[1] not in UNITS:
+            return "rate() takes a positive integer and minute(s), hour(s) or day(s), one space apart"
+        if (parts[0] == "1") != (not parts[1].endswith("s")):
+            return "rate(): the unit is singular for 1 and plural otherwise"
+        return None
+    m = re.fullmatch(r"cron\((.*)\)", expression)
+    if m:
+        fields = m.group(1).split(" ")
+        if len(fields) != 6:
+            return "cron() takes six fields: minutes hours day-of-month month day-of-week year"
+        minute, hour, dom, month, dow, year = fields
+        if (dom == "?") == (dow == "?"):
+            return "cron(): exactly one of day-of-month and day-of-week must be ?"
+        ok = (
+            cron_field(minute, 0, 59)
+            and cron_field(hour, 0, 23)
+            and (dom == "?" or dom in ("L", "LW") or re.fullmatch(r"\d{1,2}W", dom) or cron_field(dom, 1, 31))
+            and cron_field(month.upper(), 1, 12, MONTHS)
+            and (dow == "?" or re.fullmatch(r"[1-7]L|[1-7]#[1-5]|L", dow) or cron_field(dow.upper(), 1, 7, DAYS))
+            and cron_field(year, 1970, 2199)
+        )
+        return None if ok else "cron(): a field is out of range or malformed"
+    if re.fullmatch(r"at\(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\)", expression):
+        return None
+    return "a schedule is rate(...), cron(...) or at(...)"
+
+
+def literal(value, template):
+    """A property's value when it is known statically (a literal or a Ref to a defaulted parameter)."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        parameter = (template.get("Parameters") or {}).get(value["Ref"])
+        return (parameter or {}).get("Default")
+    return value if isinstance(value, str) else None
+
+
+if cfn is not None:
+    for name, resource in cfn.get("Resources", {}).items():
+        kind, props = resource.get("Type"), resource.get("Properties") or {}
+        if kind == "AWS::Lambda::Function":
+            runtime = literal(props.get("Runtime"), cfn)
+            if runtime is None:
+                problems.append(f"{name}: Runtime must be given (custom runtime {EXPECTED_RUNTIME})")
+            elif not RUNTIME.fullmatch(runtime):
+                problems.append(f"{name}: Runtime {runtime!r} is not a Lambda runtime")
+            elif runtime != EXPECTED_RUNTIME:
+                problems.append(f"{name}: Runtime {runtime!r}, but bootstrap is built for {EXPECTED_RUNTIME}")
+        if kind in ("AWS::Events::Rule", "AWS::Scheduler::Schedule"):
+            expression = literal(props.get("ScheduleExpression"), cfn)
+            if expression is not None:
+                why = schedule_problem(expression)
+                if why:
+                    problems.append(f"{name}: ScheduleExpression {expression!r}: {why}")
+    with open(target, "w") as f:
+        json.dump(cfn, f, indent=1)
+
+for problem in problems:
+    print(f"  E {problem}")
+sys.exit(1 if problems else 0)
+PY
+if [ ! -s "$translated" ]; then
+  echo "FAIL: $template does not translate"
+  exit 1
+fi
+if [ "$checks" = 0 ]; then echo "   translated; runtime and schedules checked"; fi
+if [ -n "${KEEP_TRANSLATED:-}" ]; then cp "$translated" "$KEEP_TRANSLATED"; fi
+
+lint=0
+"$venv/bin/cfn-lint" --regions us-east-1 --format parseable --non-zero-exit-code warning -- "$translated" \
+  >"$work/lint.txt" || lint=$?
+sed "s|$translated|translated|; s|^|  cfn-lint |" "$work/lint.txt"
+if [ "$checks" != 0 ] || [ "$lint" != 0 ]; then
+  echo "FAIL: $template (checks exit $checks, cfn-lint exit $lint)"
+  exit 1
+fi
+echo "   cfn-lint: clean"
