@@ -1,9 +1,8 @@
 //! The Lambda's deadline: a catch-up run that cannot finish in time answers before the
 //! invocation's deadline, and the next invocation finishes the window.
-//!
-//! Needs the run-side deadline behaviour (`RunConfig::deadline`: no new work after it, commit,
-//! log the window as done up to there). Declared in `tests.rs` (`mod lambda_deadline;`) once
-//! that behaviour is in the library.
+//! The store answers a second after the deadline, so only a run that stops at its deadline
+//! (`RunConfig::deadline`, set by `bootstrap` from `Lambda-Runtime-Deadline-Ms` less its margin)
+//! answers in time.
 
 use serde_json::json;
 
