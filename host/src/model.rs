@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// The SQL-facing type of a column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ColumnType {
     Text,
@@ -25,7 +25,7 @@ impl fmt::Display for ColumnType {
 }
 
 /// A column a plugin writes, besides the implicit `id` and `timestamp`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Column {
     pub name: String,
     pub kind: ColumnType,

@@ -313,24 +313,6 @@ with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
     .context("neither zip nor python3 could make the zip")
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_newest_glibc_version_is_found() {
-        let objdump = "\
-0000000000000000      DF *UND*  0000000000000000 (GLIBC_2.2.5) malloc
-0000000000000000      DF *UND*  0000000000000000 (GLIBC_2.34) __libc_start_main
-0000000000000000  w   DF *UND*  0000000000000000 (GLIBC_2.28) statx
-0000000000000000      DF *UND*  0000000000000000  GLIBC_2.3.4 __sprintf_chk
-";
-        assert_eq!(
-            super::newest_glibc(objdump),
-            Some(((2, 34), "__libc_start_main".to_owned()))
-        );
-        assert_eq!(super::newest_glibc("no symbols"), None);
-    }
-}
-
 fn copy(from: &Path, to: &Path) -> Result<()> {
     std::fs::copy(from, to)
         .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
@@ -515,4 +497,22 @@ fn generate(root: &Path, path: &Path, count: usize) -> Result<u64> {
     out.write_all(b"]")?;
     out.flush()?;
     Ok(std::fs::metadata(path)?.len())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_newest_glibc_version_is_found() {
+        let objdump = "\
+0000000000000000      DF *UND*  0000000000000000 (GLIBC_2.2.5) malloc
+0000000000000000      DF *UND*  0000000000000000 (GLIBC_2.34) __libc_start_main
+0000000000000000  w   DF *UND*  0000000000000000 (GLIBC_2.28) statx
+0000000000000000      DF *UND*  0000000000000000  GLIBC_2.3.4 __sprintf_chk
+";
+        assert_eq!(
+            super::newest_glibc(objdump),
+            Some(((2, 34), "__libc_start_main".to_owned()))
+        );
+        assert_eq!(super::newest_glibc("no symbols"), None);
+    }
 }

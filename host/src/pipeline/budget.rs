@@ -84,10 +84,10 @@ pub struct Permit {
 
 impl Permit {
     pub fn merge(&mut self, mut other: Permit) {
-        if self.budget.is_none() {
-            self.budget = other.budget.take();
-        } else if let Some(budget) = other.budget.take() {
-            debug_assert!(Arc::ptr_eq(&budget, self.budget.as_ref().expect("checked")));
+        match (&self.budget, other.budget.take()) {
+            (None, theirs) => self.budget = theirs,
+            (Some(ours), Some(theirs)) => debug_assert!(Arc::ptr_eq(ours, &theirs)),
+            (Some(_), None) => {}
         }
         self.bytes += std::mem::take(&mut other.bytes);
     }

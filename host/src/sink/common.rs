@@ -7,7 +7,7 @@ macro_rules! bookkeeping {
     ($db:ty, $columns_sql:expr) => {
         /// The columns of `table`, with their types as the database names them; none when the
         /// table does not exist.
-        pub async fn existing_columns(
+        async fn existing_columns(
             &self,
             table: &str,
         ) -> Result<Vec<(String, String)>, sqlx::Error> {
@@ -22,7 +22,7 @@ macro_rules! bookkeeping {
         /// Inserts rows in one transaction (the engine's `insert_on`); the number inserted,
         /// duplicates being skipped. After a transient error the connection is closed rather
         /// than reused: after a failover it may be talking to an instance that is now read-only.
-        pub async fn insert_chunk(
+        async fn insert_chunk(
             &self,
             table: &super::TableSpec,
             rows: &[crate::model::Row],
@@ -35,14 +35,14 @@ macro_rules! bookkeeping {
             result
         }
 
-        pub async fn execute(&self, sql: &str) -> Result<(), sqlx::Error> {
+        async fn execute(&self, sql: &str) -> Result<(), sqlx::Error> {
             sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
                 .execute(&self.pool)
                 .await
                 .map(drop)
         }
 
-        pub async fn record_failures(
+        async fn record_failures(
             &self,
             run_id: &str,
             failures: &[crate::model::FailedDocument],
@@ -69,7 +69,7 @@ macro_rules! bookkeeping {
             transaction.commit().await
         }
 
-        pub async fn run_started(
+        async fn run_started(
             &self,
             run_id: &str,
             type_name: &str,
@@ -97,7 +97,7 @@ macro_rules! bookkeeping {
             insert.build().execute(&self.pool).await.map(drop)
         }
 
-        pub async fn run_finished(
+        async fn run_finished(
             &self,
             run_id: &str,
             type_name: &str,
@@ -132,7 +132,7 @@ macro_rules! bookkeeping {
             update.build().execute(&self.pool).await.map(drop)
         }
 
-        pub async fn last_success(&self, type_name: &str) -> Result<Option<i64>, sqlx::Error> {
+        async fn last_success(&self, type_name: &str) -> Result<Option<i64>, sqlx::Error> {
             let mut select = sqlx::QueryBuilder::<$db>::new(
                 "SELECT MAX(window_to) FROM batch_job_runs \
                  WHERE scheduled = TRUE AND status IN ('succeeded', 'abandoned') AND type_name = ",
@@ -144,7 +144,7 @@ macro_rules! bookkeeping {
                 .await
         }
 
-        pub async fn failed_attempts(
+        async fn failed_attempts(
             &self,
             type_name: &str,
             window_from: i64,
@@ -161,7 +161,7 @@ macro_rules! bookkeeping {
             Ok(u64::try_from(count).unwrap_or(0))
         }
 
-        pub async fn first_attempt(&self, type_name: &str) -> Result<Option<i64>, sqlx::Error> {
+        async fn first_attempt(&self, type_name: &str) -> Result<Option<i64>, sqlx::Error> {
             let mut select = sqlx::QueryBuilder::<$db>::new(
                 "SELECT MIN(window_from) FROM batch_job_runs WHERE scheduled = TRUE AND type_name = ",
             );
@@ -172,7 +172,7 @@ macro_rules! bookkeeping {
                 .await
         }
 
-        pub async fn close(&self) {
+        async fn close(&self) {
             self.pool.close().await;
         }
     };

@@ -79,13 +79,29 @@ impl MysqlSink {
         })
     }
 
+    /// The collation of a table's `id` when it is not binary (`None` when it is).
+    pub async fn case_insensitive_id(&self, table: &str) -> Result<Option<String>, sqlx::Error> {
+        let collation: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT CAST(COLLATION_NAME AS CHAR) FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'id'",
+        )
+        .bind(table)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(collation
+            .flatten()
+            .filter(|collation| !collation.ends_with("_bin")))
+    }
+}
+
+impl super::Engine for MysqlSink {
     /// Half the packet: bound values travel as they are, and the rest of the packet is headroom
     /// for the statement's text and the protocol's length prefixes.
-    pub fn max_statement_bytes(&self) -> usize {
+    fn max_statement_bytes(&self) -> usize {
         self.max_packet / 2
     }
 
-    pub fn bookkeeping_ddl(&self) -> [(&'static str, &'static str); 2] {
+    fn bookkeeping_ddl(&self) -> [(&'static str, &'static str); 2] {
         [
             (
                 super::DEAD_LETTER_TABLE,
@@ -113,7 +129,7 @@ impl MysqlSink {
     /// CONTRACT §3: `id VARCHAR(24)` primary key, `timestamp BIGINT`; the id compared
     /// byte for byte (base64 is case-sensitive, and PAD SPACE collations ignore trailing
     /// spaces), which fixes the old tables' case-insensitive default.
-    pub fn dialect(&self) -> Dialect {
+    fn dialect(&self) -> Dialect {
         Dialect {
             quote: '`',
             id_type: "VARCHAR(24) CHARACTER SET ascii COLLATE ascii_bin",
@@ -123,7 +139,7 @@ impl MysqlSink {
     }
 
     /// Whether a column's type (`COLUMN_TYPE`, e.g. `int(11)`, `tinyint(1)`) holds the values.
-    pub fn compatible(&self, found: &str, kind: ColumnType) -> bool {
+    fn compatible(&self, found: &str, kind: ColumnType) -> bool {
         let base = found
             .split(['(', ' '])
             .next()
@@ -149,22 +165,8 @@ impl MysqlSink {
         }
     }
 
-    pub fn rows_per_statement(&self, table: &TableSpec) -> usize {
+    fn rows_per_statement(&self, table: &TableSpec) -> usize {
         (MAX_PARAMETERS / (table.columns.len() + 2)).min(MAX_ROWS_PER_STATEMENT)
-    }
-
-    /// The collation of a table's `id` when it is not binary (`None` when it is).
-    pub async fn case_insensitive_id(&self, table: &str) -> Result<Option<String>, sqlx::Error> {
-        let collation: Option<Option<String>> = sqlx::query_scalar(
-            "SELECT CAST(COLLATION_NAME AS CHAR) FROM information_schema.COLUMNS \
-             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'id'",
-        )
-        .bind(table)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(collation
-            .flatten()
-            .filter(|collation| !collation.ends_with("_bin")))
     }
 
     bookkeeping!(
@@ -191,6 +193,16 @@ async fn insert_on(
         .execute(&mut *transaction)
         .await?
         .rows_affected();
+    // Every duplicate leaves one warning (1062). When the count says there is nothing else,
+    // the warnings need not be read: an all-duplicates rerun then costs no 2,000-row answer.
+    let duplicates = rows.len() as u64 - inserted;
+    let warning_count: u64 = sqlx::query_scalar("SELECT CAST(@@warning_count AS UNSIGNED)")
+        .fetch_one(&mut *transaction)
+        .await?;
+    if warning_count == duplicates {
+        transaction.commit().await?;
+        return Ok(inserted);
+    }
     let warnings = sqlx::raw_sql("SHOW WARNINGS")
         .fetch_all(&mut *transaction)
         .await?;

@@ -40,8 +40,10 @@ impl PostgresSink {
             })?;
         Ok(PostgresSink { pool })
     }
+}
 
-    pub fn bookkeeping_ddl(&self) -> [(&'static str, &'static str); 2] {
+impl super::Engine for PostgresSink {
+    fn bookkeeping_ddl(&self) -> [(&'static str, &'static str); 2] {
         [
             (
                 super::DEAD_LETTER_TABLE,
@@ -64,7 +66,7 @@ impl PostgresSink {
         ]
     }
 
-    pub fn dialect(&self) -> Dialect {
+    fn dialect(&self) -> Dialect {
         Dialect {
             quote: '"',
             id_type: "VARCHAR(24)",
@@ -74,7 +76,7 @@ impl PostgresSink {
     }
 
     /// Whether a column's `data_type` holds the values.
-    pub fn compatible(&self, found: &str, kind: ColumnType) -> bool {
+    fn compatible(&self, found: &str, kind: ColumnType) -> bool {
         match kind {
             ColumnType::Text => matches!(found, "text" | "character varying" | "character"),
             ColumnType::Int => matches!(found, "integer" | "bigint" | "smallint"),
@@ -84,11 +86,11 @@ impl PostgresSink {
     }
 
     /// No packet limit; this bounds what one statement holds in memory.
-    pub fn max_statement_bytes(&self) -> usize {
+    fn max_statement_bytes(&self) -> usize {
         64 << 20
     }
 
-    pub fn rows_per_statement(&self, _table: &TableSpec) -> usize {
+    fn rows_per_statement(&self, _table: &TableSpec) -> usize {
         MAX_ROWS_PER_STATEMENT
     }
 
@@ -106,24 +108,34 @@ async fn insert_on(
 ) -> Result<u64, WriteError> {
     let data = copy_text(rows)?;
     let columns = table.column_list('"');
-    // The staging table lives on this connection, in this transaction only.
-    let mut staging =
-        String::from("CREATE TEMP TABLE batch_job_staging (\"id\" TEXT, \"timestamp\" BIGINT");
+    // One staging table per connection and table shape, made once and emptied at every
+    // commit; creating one per batch cost a catalog write each time. Its name is a digest of
+    // the shape, within PostgreSQL's 63-character identifiers.
+    let staging_name = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        table.hash(&mut hasher);
+        format!("batch_job_staging_{:016x}", hasher.finish())
+    };
+    let mut staging = format!(
+        "SET LOCAL client_min_messages = warning; \
+         CREATE TEMP TABLE IF NOT EXISTS {staging_name} (\"id\" TEXT, \"timestamp\" BIGINT"
+    );
     for column in &table.columns {
         let _ = write!(staging, ", \"{}\" {}", column.name, sql_type(column.kind));
     }
-    staging.push_str(") ON COMMIT DROP");
+    staging.push_str(") ON COMMIT DELETE ROWS");
     let mut transaction = connection.begin().await?;
     sqlx::raw_sql(AssertSqlSafe(staging))
         .execute(&mut *transaction)
         .await?;
     let mut copy = transaction
-        .copy_in_raw(&format!("COPY batch_job_staging ({columns}) FROM STDIN"))
+        .copy_in_raw(&format!("COPY {staging_name} ({columns}) FROM STDIN"))
         .await?;
     copy.send(data.into_bytes()).await?;
     copy.finish().await?;
     let inserted = sqlx::raw_sql(AssertSqlSafe(format!(
-        "INSERT INTO \"{}\" ({columns}) SELECT {columns} FROM batch_job_staging ON CONFLICT (\"id\") DO NOTHING",
+        "INSERT INTO \"{}\" ({columns}) SELECT {columns} FROM {staging_name} ON CONFLICT (\"id\") DO NOTHING",
         table.name
     )))
     .execute(&mut *transaction)

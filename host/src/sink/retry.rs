@@ -39,7 +39,7 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
                 let number = mysql.number();
                 return number != MYSQL_PACKET_TOO_LARGE
                     && (TRANSIENT.contains(&number)
-                        || (code.starts_with("08") && number != MYSQL_PACKET_TOO_LARGE)
+                        || code.starts_with("08")
                         || database.message().contains("read-only"));
             }
             // PostgreSQL SQLSTATEs: serialization, deadlock, too many connections, read-only

@@ -39,8 +39,10 @@ impl SqliteSink {
             .map_err(connect_error)?;
         Ok(SqliteSink { pool })
     }
+}
 
-    pub fn bookkeeping_ddl(&self) -> [(&'static str, &'static str); 2] {
+impl super::Engine for SqliteSink {
+    fn bookkeeping_ddl(&self) -> [(&'static str, &'static str); 2] {
         [
             (
                 super::DEAD_LETTER_TABLE,
@@ -62,7 +64,7 @@ impl SqliteSink {
         ]
     }
 
-    pub fn dialect(&self) -> Dialect {
+    fn dialect(&self) -> Dialect {
         Dialect {
             quote: '"',
             id_type: "TEXT",
@@ -73,7 +75,7 @@ impl SqliteSink {
 
     /// Whether an existing column's declared type can hold the plugin's values, by SQLite's
     /// type affinity rules (https://www.sqlite.org/datatype3.html, 3.1).
-    pub fn compatible(&self, declared: &str, kind: ColumnType) -> bool {
+    fn compatible(&self, declared: &str, kind: ColumnType) -> bool {
         let declared = declared.to_ascii_uppercase();
         let affinity = if declared.contains("INT") {
             "INTEGER"
@@ -100,11 +102,11 @@ impl SqliteSink {
     }
 
     /// No packet limit; this bounds what one statement holds in memory.
-    pub fn max_statement_bytes(&self) -> usize {
+    fn max_statement_bytes(&self) -> usize {
         64 << 20
     }
 
-    pub fn rows_per_statement(&self, table: &TableSpec) -> usize {
+    fn rows_per_statement(&self, table: &TableSpec) -> usize {
         (MAX_PARAMETERS / (table.columns.len() + 2)).min(MAX_ROWS_PER_STATEMENT)
     }
 
