@@ -109,7 +109,7 @@ pub(crate) fn bootstrap() -> &'static PathBuf {
 }
 
 /// The shipped plugins as the zip has them: each `.wasm` with its `.cwasm`, precompiled by
-/// `bootstrap --precompile`.
+/// `bootstrap --precompile --portable`, as `cargo xtask lambda` makes them.
 pub(crate) fn lambda_plugins() -> TempDir {
     let folder = plugin_folder(&["github", "slack", "event_rating"]);
     for name in ["github", "slack", "event_rating"] {
@@ -117,6 +117,7 @@ pub(crate) fn lambda_plugins() -> TempDir {
             .arg("--precompile")
             .arg(folder.path().join(format!("{name}.wasm")))
             .arg(folder.path().join(format!("{name}.cwasm")))
+            .arg("--portable")
             .output()
             .unwrap();
         assert!(
@@ -463,6 +464,17 @@ async fn the_bootstrap_answers_events_through_the_runtime_api() {
     // JSON logs: the run's line carries the request id, run id, types, window and counts; the
     // errors are logged as errors, once, and not as panics.
     let logs = lambda.logs();
+    // Every plugin came precompiled: nothing was compiled at init.
+    let initialised = logs
+        .iter()
+        .find(|line| line["message"] == "initialised")
+        .unwrap();
+    let plugins_loaded = initialised["plugins"].as_str().unwrap();
+    assert_eq!(
+        plugins_loaded.matches("(precompiled)").count(),
+        3,
+        "{plugins_loaded}"
+    );
     let finished: Vec<&Value> = logs
         .iter()
         .filter(|line| line["message"] == "run finished")

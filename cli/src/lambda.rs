@@ -9,8 +9,8 @@
 //! - logs as JSON when `AWS_LAMBDA_LOG_FORMAT=JSON` (Lambda's own switch), and CloudWatch
 //!   Embedded Metric Format lines on stdout.
 //!
-//! `bootstrap --precompile IN.wasm OUT.cwasm` (hidden; used by `cargo xtask lambda`) compiles
-//! a plugin for exactly this engine.
+//! `bootstrap --precompile IN.wasm OUT.cwasm [--portable]` (hidden; used by `cargo xtask
+//! lambda`) compiles a plugin under exactly this engine's configuration.
 
 // The Runtime API loop's future (lambda_runtime's tower layers around the handler) is deeper
 // than rustc's default layout limit.
@@ -237,14 +237,27 @@ async fn report_init_error(failure: &InvocationFailure) {
 /// is the default.
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .map(|level| level.to_ascii_lowercase())
-        .unwrap_or_else(|_| "info".into());
+    let mut filter = std::env::var("BATCH_JOB_AURORA_LOG")
+        .ok()
+        .filter(|filter| !filter.trim().is_empty())
+        .or_else(|| {
+            std::env::var("AWS_LAMBDA_LOG_LEVEL")
+                .ok()
+                .map(|level| level.to_ascii_lowercase())
+        })
+        .unwrap_or_else(|| "info".into());
     // lambda_runtime logs a handler's error again, with Debug formatting, as if it crashed;
     // the handler logs its errors itself. A real panic still reaches stderr through the
-    // panic hook.
-    let filter = EnvFilter::try_from_env("BATCH_JOB_AURORA_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},lambda_runtime::layers::panic=off")));
+    // panic hook. A filter that names lambda_runtime decides for itself.
+    if !filter.contains("lambda_runtime") {
+        filter.push_str(",lambda_runtime::layers::panic=off");
+    }
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|error| {
+        eprintln!(
+            "BATCH_JOB_AURORA_LOG={filter:?} is not a tracing filter ({error}); logging at info"
+        );
+        EnvFilter::new("info,lambda_runtime::layers::panic=off")
+    });
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|format| format == "JSON");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -262,14 +275,19 @@ fn init_logging() {
     }
 }
 
-/// `bootstrap --precompile IN.wasm OUT.cwasm`: compiles a plugin for this very engine.
+/// `bootstrap --precompile IN.wasm OUT.cwasm [--portable]`: compiles a plugin under this very
+/// engine's configuration; `--portable` for any CPU of this architecture, not only this one.
 fn precompile(args: &[String]) -> ExitCode {
-    let [wasm, out] = args else {
-        eprintln!("usage: bootstrap --precompile IN.wasm OUT.cwasm");
-        return ExitCode::from(2);
+    let (wasm, out, portable) = match args {
+        [wasm, out] => (wasm, out, false),
+        [wasm, out, flag] if flag == "--portable" => (wasm, out, true),
+        _ => {
+            eprintln!("usage: bootstrap --precompile IN.wasm OUT.cwasm [--portable]");
+            return ExitCode::from(2);
+        }
     };
     let result = PluginEngine::new(SandboxLimits::default())
-        .and_then(|engine| engine.precompile(wasm.as_ref(), out.as_ref()));
+        .and_then(|engine| engine.precompile(wasm.as_ref(), out.as_ref(), portable));
     match result {
         Ok(info) => {
             println!("{} {} -> {out}", info.type_name, info.version);

@@ -143,10 +143,13 @@ fn lambda(root: &Path) -> Result<()> {
     for (_, name) in PLUGINS {
         let wasm = folder.join("plugins").join(format!("{name}.wasm"));
         let cwasm = folder.join("plugins").join(format!("{name}.cwasm"));
+        // Portable: for any x86_64 CPU, not only this machine's (Lambda's may lack a feature
+        // of it, and wasmtime would refuse the artifact).
         run(Command::new(&bootstrap)
             .arg("--precompile")
             .arg(&wasm)
-            .arg(&cwasm))?;
+            .arg(&cwasm)
+            .arg("--portable"))?;
     }
     let zip = dist.join("lambda.zip");
     make_zip(&folder, &zip)?;

@@ -194,16 +194,40 @@ impl PluginEngine {
         Ok(plugin)
     }
 
-    /// Compiles a plugin (`.wasm`) for this engine into `out` (`.cwasm`), after checking that it
-    /// loads as a plugin.
-    pub fn precompile(&self, wasm: &Path, out: &Path) -> Result<PluginInfo, LoadError> {
+    /// Compiles a plugin (`.wasm`) into `out` (`.cwasm`) under this engine's configuration,
+    /// after checking that it loads as a plugin, and checks that the result loads back.
+    ///
+    /// `portable` compiles for the architecture's baseline instead of this machine's CPU
+    /// features, so that the artifact loads on any CPU of the architecture (wasmtime refuses a
+    /// `.cwasm` that uses a feature the running CPU lacks, and the loader would then compile
+    /// the `.wasm` at start). Everything else about the configuration is the same.
+    pub fn precompile(
+        &self,
+        wasm: &Path,
+        out: &Path,
+        portable: bool,
+    ) -> Result<PluginInfo, LoadError> {
         let plugin = self.load(wasm)?;
+        let engine_error = |error: wasmtime::Error| LoadError::Engine(format!("{error:#}"));
         let bytes = std::fs::read(wasm).map_err(|error| LoadError::NotAComponent {
             path: wasm.to_owned(),
             reason: error.to_string(),
         })?;
+        let engine = if portable {
+            let mut config = engine_config();
+            config
+                .target(&format!(
+                    "{}-unknown-{}-gnu",
+                    std::env::consts::ARCH,
+                    std::env::consts::OS
+                ))
+                .map_err(engine_error)?;
+            Engine::new(&config).map_err(engine_error)?
+        } else {
+            self.engine.clone()
+        };
         let compiled =
-            self.engine
+            engine
                 .precompile_component(&bytes)
                 .map_err(|error| LoadError::NotAComponent {
                     path: wasm.to_owned(),
@@ -212,6 +236,7 @@ impl PluginEngine {
         std::fs::write(out, compiled).map_err(|error| {
             LoadError::Engine(format!("cannot write {}: {error}", out.display()))
         })?;
+        self.load_precompiled(out)?;
         Ok(plugin.info)
     }
 
