@@ -583,6 +583,16 @@ async fn a_plugins_folder_that_cannot_be_loaded_is_an_init_error() {
     assert!(message.contains("broken.wasm"), "{message}");
     let status = lambda.child.wait().unwrap();
     assert!(!status.success());
+    // A bad setting is an init error too, named after the variable.
+    let runtime = RuntimeApi::start();
+    let mut env = lambda_env(&platform, &database, plugins.path(), 3306);
+    env.push(("DATAPLATTFORM_AURORA_IAM_AUTH", "yes".into()));
+    let _lambda = Bootstrap::start(&runtime, &env);
+    let results = runtime.wait(1).await;
+    assert_eq!(results[0]["kind"], "init_error", "{results:?}");
+    assert_eq!(results[0]["body"]["errorType"], "InvalidConfig");
+    let message = results[0]["body"]["errorMessage"].as_str().unwrap();
+    assert!(message.contains("DATAPLATTFORM_AURORA_IAM_AUTH"), "{message}");
     // A precompiled plugin of another engine is not an error: its .wasm is compiled instead.
     std::fs::remove_file(plugins.path().join("broken.wasm")).unwrap();
     std::fs::write(plugins.path().join("github.cwasm"), b"\x7fELF not ours").unwrap();
