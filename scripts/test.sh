@@ -17,3 +17,6 @@ fi
 export AWS_EC2_METADATA_DISABLED=true
 
 cargo test --workspace "$@"
+
+# The SAM template: translated offline and linted; each broken copy must fail for its reason.
+bash scripts/test-deploy.sh

@@ -4,7 +4,8 @@
 use serde_json::{Value, json};
 
 use crate::support::{
-    check_golden, config, example_backends, ndjson, plugin_folder, query, run, workspace_root,
+    check_goldens, config, example_backends, example_goldens, ndjson, plugin_folder, query, run,
+    workspace_root,
 };
 
 const REAL_PLUGINS: [&str; 3] = ["github", "slack", "event_rating"];
@@ -16,7 +17,7 @@ async fn the_examples_land_as_the_contract_says_and_a_rerun_only_counts_duplicat
     let database = database.path().join("examples.db");
     let source = workspace_root().join("examples/documents");
     let mut first = config(&source, &database, plugins.path());
-    first.backends = example_backends();
+    first.backends = Some(example_backends());
     let summary = run(first.clone()).await;
     assert!(summary.completed(), "{summary:?}");
     assert_eq!(summary.failed, 0, "{summary:?}");
@@ -69,7 +70,7 @@ async fn the_examples_land_as_the_contract_says_and_a_rerun_only_counts_duplicat
             Value::Array(rows.into_iter().map(Value::Object).collect()),
         );
     }
-    check_golden("examples.golden.json", &Value::Object(tables));
+    check_goldens(&example_goldens(&tables));
 
     let rerun = run(first).await;
     assert_eq!(counts(&rerun, "GithubType"), (0, 2, 8, 0));

@@ -182,17 +182,34 @@ async fn a_body_cut_off_mid_array_fails_that_type_and_keeps_what_came_before() {
 async fn a_slow_first_byte_is_waited_for_and_a_dead_one_times_out() {
     let platform = FakePlatform::start();
     serve_examples(&platform).await;
+    // The store holds its first byte until the test lets it go: first until the download is
+    // known to be waiting (a slow store, waited for), then for ever (a dead one).
     platform
-        .put("/control/faults", &json!({"slow_first_byte": 1.5}))
+        .put("/control/faults", &json!({"hold_first_byte": true}))
         .await;
     let (_plugins, _database, _path, mut config) = run_setup(&platform, &["event_rating"]);
-    config.backends = crate::support::example_backends();
-    config.fetch.timeouts.read = Duration::from_secs(5);
-    let summary = run(config.clone()).await;
+    config.backends = Some(crate::support::example_backends());
+    config.fetch.timeouts.read = Duration::from_secs(600);
+    let job = tokio::spawn(batch_job_aurora::run(config.clone()));
+    while !platform.requests().await.iter().any(|r| {
+        r["path"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("/store/")
+    }) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    platform.put("/control/release", &json!({})).await;
+    let summary = job.await.unwrap().unwrap();
     assert!(summary.completed(), "{summary:?}");
     assert_eq!(count(&summary, "EventRatingType").0, 3);
 
-    config.fetch.timeouts.read = Duration::from_millis(500);
+    platform.put("/control/reset", &json!({})).await;
+    serve_examples(&platform).await;
+    platform
+        .put("/control/faults", &json!({"hold_first_byte": true}))
+        .await;
+    config.fetch.timeouts.read = Duration::from_millis(300);
     let summary = run(config).await;
     let error = summary.types["EventRatingType"].error.clone().unwrap();
     assert!(error.contains("timed out"), "{error}");
@@ -241,15 +258,11 @@ async fn slack_names_come_from_conversations_info_once_per_channel_with_429s_wai
         .put("/control/faults", &json!({"slack_429": 1}))
         .await;
     let (_plugins, _database, path, mut config) = run_setup(&platform, &["slack"]);
-    config.backends = batch_job_aurora::capability::Backends::configure(
-        &batch_job_aurora::capability::CapabilitySpecs {
-            slack_token: Some(crate::support::SLACK_TOKEN.into()),
-            slack_api_url: Some(platform.slack_url()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    config.capabilities = batch_job_aurora::capability::CapabilitySpecs {
+        slack_token: Some(crate::support::SLACK_TOKEN.into()),
+        slack_api_url: Some(platform.slack_url()),
+        ..Default::default()
+    };
     let summary = run(config).await;
     assert!(summary.completed(), "{summary:?}");
     assert_eq!(count(&summary, "SlackType"), (5, 0, 0, 0));
@@ -341,7 +354,7 @@ async fn all_three_types_over_http_enriched_from_slack_and_dynamodb_land_as_the_
             Value::Array(rows.into_iter().map(Value::Object).collect()),
         );
     }
-    crate::support::check_golden("examples.golden.json", &Value::Object(tables));
+    crate::support::check_goldens(&crate::support::example_goldens(&tables));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -363,10 +376,10 @@ async fn a_slack_timeout_is_an_error_value_that_fails_the_document_not_a_trap() 
         backon::ExponentialBuilder::default().with_max_times(1),
         Duration::from_millis(300),
     );
-    config.backends = Backends {
+    config.backends = Some(Backends {
         slack: Some(std::sync::Arc::new(slack)),
         ..Default::default()
-    };
+    });
     let summary = run(config).await;
     assert!(summary.completed(), "{summary:?}");
     let slack = &summary.types["SlackType"];

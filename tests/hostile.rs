@@ -212,16 +212,11 @@ async fn a_slack_outage_opens_the_circuit_instead_of_waiting_on_every_document()
     let plugins = plugin_folder(&["slack"]);
     let database = TestDatabase::new(Engine::Sqlite, "slack_down").await;
     let mut config = fetch_config(&platform, &database, plugins.path());
-    config.backends = batch_job_aurora::capability::Backends::configure(
-        &batch_job_aurora::capability::CapabilitySpecs {
-            slack_channels: None,
-            slack_token: Some(crate::support::SLACK_TOKEN.into()),
-            slack_api_url: Some(platform.slack_url()),
-            event_codes: None,
-        },
-    )
-    .await
-    .unwrap();
+    config.capabilities = batch_job_aurora::capability::CapabilitySpecs {
+        slack_token: Some(crate::support::SLACK_TOKEN.into()),
+        slack_api_url: Some(platform.slack_url()),
+        ..Default::default()
+    };
     let summary = run(config).await;
     let slack = &summary.types["SlackType"];
     assert_eq!(

@@ -1,14 +1,19 @@
-//! Exactly once through crashes and lost connections, on MariaDB and PostgreSQL.
+//! Exactly once through crashes and lost connections, on MariaDB and PostgreSQL. The fault
+//! comes at a known point of the run (the job pauses after a number of writes), never at a
+//! moment that depends on the machine's speed.
 
+use std::io::BufRead;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
+use batch_job_aurora::config::Pause;
 use serde_json::Value;
 
 use crate::cli::binary;
 use crate::support::{Engine, TestDatabase, config_for, ndjson, ok_documents, plugin_folder};
 
-const DOCUMENTS: usize = 60_000;
+const DOCUMENTS: usize = 6_000;
+/// Rows per write in these tests, so that the pause leaves most documents unwritten.
+const ROWS_PER_WRITE: usize = 500;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_killed_mid_way_and_run_again_stores_every_id_once() {
@@ -16,42 +21,39 @@ async fn a_run_killed_mid_way_and_run_again_stores_every_id_once() {
     let (_folder, source) = ndjson(&ok_documents("k", DOCUMENTS, 1_000, 1));
     for engine in [Engine::Mysql, Engine::Postgres] {
         let database = TestDatabase::new(engine, "kill9").await;
-        let job = |json: bool| {
+        let job = || {
             let mut command = Command::new(binary());
             command
                 .args(["run", "--source"])
                 .arg(&source)
                 .args(["--database", &database.url, "--plugins"])
                 .arg(plugins.path())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null());
-            if json {
-                command.arg("--json");
-            }
+                .stdout(Stdio::piped());
             command
         };
-        let mut first = job(false).spawn().unwrap();
-        // Wait until some batches are in, then kill -9 in the middle of the run.
-        let started = Instant::now();
-        loop {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            if has_rows(&database).await {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the run never started"
-            );
-        }
+        // The first run pauses after two writes; it is killed there, mid-run, for certain.
+        let mut first = job()
+            .args(["--pause-after-writes", "2", "--rows-per-write"])
+            .arg(ROWS_PER_WRITE.to_string())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = std::io::BufReader::new(first.stderr.take().unwrap());
+        let paused = stderr
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line == "paused");
+        assert!(paused, "{engine:?}: the run ended without pausing");
         first.kill().unwrap();
         first.wait().unwrap();
         let before = database.count_rows("MisbehavingType", "1 = 1").await;
+        // Two writes committed; a third may have been in flight when the writer paused.
         assert!(
-            before < DOCUMENTS as i64,
-            "{engine:?}: killed too late to prove anything ({before})"
+            (2 * ROWS_PER_WRITE as i64..=3 * ROWS_PER_WRITE as i64).contains(&before),
+            "{engine:?}: {before} rows before the kill"
         );
 
-        let output = job(true).output().unwrap();
+        let output = job().arg("--json").stderr(Stdio::null()).output().unwrap();
         assert!(output.status.success(), "{engine:?}");
         let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
         let counts = &summary["types"]["MisbehavingType"];
@@ -77,15 +79,6 @@ async fn a_run_killed_mid_way_and_run_again_stores_every_id_once() {
             1
         );
     }
-}
-
-/// Whether the job has stored some rows yet (its table may not exist yet).
-async fn has_rows(database: &TestDatabase) -> bool {
-    let sql = format!("SELECT COUNT(*) FROM {}", database.quote("MisbehavingType"));
-    database
-        .try_count(&sql)
-        .await
-        .is_ok_and(|stored| stored > 0)
 }
 
 /// Kills every connection the job holds to its database, from the server's side.
@@ -132,21 +125,16 @@ async fn connections_killed_mid_run_are_replaced_and_the_run_completes() {
         let database = TestDatabase::new(engine, "connkill").await;
         let admin = TestDatabase::new(engine, "connkill_admin").await;
         let mut config = config_for(&source, &database, plugins.path());
-        config.rows_per_write = 500;
+        config.rows_per_write = ROWS_PER_WRITE;
+        // The run pauses after two writes, while another may be in flight; every connection
+        // it holds is killed from the server's side there, and then it goes on.
+        let pause = Pause::after_writes(2);
+        config.pause = Some(pause.clone());
         let job = tokio::spawn(batch_job_aurora::run(config));
-        let mut kills = 0;
-        while !job.is_finished() && kills < 3 {
-            tokio::time::sleep(Duration::from_millis(400)).await;
-            if has_rows(&database).await {
-                kill_connections(&admin, &database).await;
-                kills += 1;
-            }
-        }
+        pause.reached.notified().await;
+        kill_connections(&admin, &database).await;
+        pause.resume.notify_one();
         let summary = job.await.unwrap().unwrap();
-        assert!(
-            kills > 0,
-            "{engine:?}: the run ended before a connection could be killed"
-        );
         let counts = &summary.types["MisbehavingType"];
         assert!(summary.completed(), "{engine:?}: {summary:?}");
         assert_eq!(counts.failed, 0, "{engine:?}: {summary:?}");

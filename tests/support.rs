@@ -93,26 +93,51 @@ pub async fn query(database: &Path, sql: &str) -> Vec<Map<String, Value>> {
         .collect()
 }
 
-/// Compares `actual` with the golden file `tests/data/<name>`; `BLESS=1` rewrites the file.
-pub fn check_golden(name: &str, actual: &Value) {
-    let path: PathBuf = workspace_root().join("tests/data").join(name);
-    let actual_text = serde_json::to_string_pretty(actual).unwrap() + "\n";
-    if std::env::var_os("BLESS").is_some() {
-        std::fs::write(&path, &actual_text).unwrap();
-        return;
+/// Compares each case's rows with its golden file (`<case>.rows.json`, beside the case's
+/// input); `BLESS=1` rewrites them. Every case that differs is named, each with its own small
+/// diff, rather than one large file changing as a whole.
+pub fn check_goldens(cases: &[(PathBuf, Value)]) {
+    let bless = std::env::var_os("BLESS").is_some();
+    let mut differing = Vec::new();
+    for (path, actual) in cases {
+        let actual_text = serde_json::to_string_pretty(actual).unwrap() + "\n";
+        if bless {
+            std::fs::write(path, &actual_text).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(path).unwrap_or_else(|_| {
+            panic!(
+                "{} is missing; run with BLESS=1 to create it",
+                path.display()
+            )
+        });
+        if serde_json::from_str::<Value>(&expected).unwrap() != *actual {
+            differing.push(format!("{}:\n{actual_text}", path.display()));
+        }
     }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!(
-            "{} is missing; run with BLESS=1 to create it",
-            path.display()
-        )
-    });
-    let expected: Value = serde_json::from_str(&expected).unwrap();
     assert!(
-        &expected == actual,
-        "{} differs from the run (BLESS=1 re-blesses it). Actual:\n{actual_text}",
-        path.display()
+        differing.is_empty(),
+        "{} golden files differ from the run (BLESS=1 re-blesses them); actual rows:\n{}",
+        differing.len(),
+        differing.join("\n")
     );
+}
+
+/// The golden rows of the bundled examples, one file per input.
+pub fn example_goldens(tables: &serde_json::Map<String, Value>) -> Vec<(PathBuf, Value)> {
+    [
+        ("GithubType", "github"),
+        ("SlackType", "slack"),
+        ("EventRatingType", "event_rating"),
+    ]
+    .into_iter()
+    .map(|(table, input)| {
+        (
+            workspace_root().join(format!("tests/data/examples/{input}.rows.json")),
+            tables[table].clone(),
+        )
+    })
+    .collect()
 }
 
 /// Writes documents as NDJSON into a file of a fresh folder.

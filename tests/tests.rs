@@ -14,3 +14,4 @@ mod loading;
 mod resilience;
 mod sandbox;
 mod sinks;
+mod tidy;

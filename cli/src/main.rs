@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use batch_job_aurora::capability::{Backends, CapabilitySpecs};
+use batch_job_aurora::capability::CapabilitySpecs;
 use batch_job_aurora::config::{
-    CatchUp, Progress, Window, WindowPlan, database_url_from_env, unix_now,
+    CatchUp, Environment, Pause, Progress, Window, WindowPlan, from_env, unix_now,
 };
 use batch_job_aurora::plugin::{PluginEngine, SandboxLimits};
 use batch_job_aurora::source::SourceSpec;
@@ -45,8 +45,9 @@ enum Command {
 
 #[derive(Args)]
 struct PluginArgs {
-    /// The folder of plugin components (*.wasm). Default: `plugins` beside the executable.
-    #[arg(long, env = "BATCH_JOB_AURORA_PLUGINS", value_name = "DIR")]
+    /// The folder of plugin components (*.wasm). Default: BATCH_JOB_AURORA_PLUGINS, else
+    /// `plugins` beside the executable.
+    #[arg(long, value_name = "DIR")]
     plugins: Option<PathBuf>,
 }
 
@@ -55,8 +56,8 @@ struct RunArgs {
     /// Where documents come from: file:PATH (a JSON array or NDJSON of envelopes, or a folder
     /// of such files), or the fetch API's base URL (https://…/get_docs/, with its key in
     /// DATAPLATTFORM_AURORA_FETCH_KEY).
-    #[arg(long, env = "DATAPLATTFORM_AURORA_FETCH_API_URL", value_name = "SPEC")]
-    source: String,
+    #[arg(long, value_name = "SPEC")]
+    source: Option<String>,
     /// Where rows go: sqlite://PATH, mysql://USER:PASSWORD@HOST:PORT/DB or postgres://…
     /// (TLS through the URL: ?ssl-mode=REQUIRED, ?sslmode=verify-full). Default: the
     /// DATAPLATTFORM_AURORA_* variables when DATAPLATTFORM_AURORA_HOST is set, else
@@ -101,7 +102,7 @@ struct RunArgs {
     /// The event-code table for the event_rating plugin: a DynamoDB table name (through the
     /// standard AWS configuration; AWS_ENDPOINT_URL overrides the endpoint), or file:PATH of a
     /// JSON array of events.
-    #[arg(long, env = "DATAPLATTFORM_EVENT_CODE_TABLE", value_name = "SPEC")]
+    #[arg(long, value_name = "SPEC")]
     event_codes: Option<String>,
     /// Each plugin call's time budget, plus this per document.
     #[arg(long, value_name = "MS", default_value_t = 2000)]
@@ -119,6 +120,16 @@ struct RunArgs {
     /// Print one JSON object with the counts on stdout at the end.
     #[arg(long)]
     json: bool,
+    /// Instances of each type's plugin working at once (each on whole batches).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    plugin_instances: usize,
+    /// Rows per database write (one transaction).
+    #[arg(long, value_name = "ROWS", default_value_t = 2000, hide = true)]
+    rows_per_write: usize,
+    /// Tests only: after this many writes, say "paused" on stderr and wait forever (so that a
+    /// test can kill the process at a known point).
+    #[arg(long, value_name = "WRITES", hide = true)]
+    pause_after_writes: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -138,22 +149,28 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Plugins { plugins, json } => list_plugins(&plugins_dir(plugins)?, json),
+        Command::Plugins { plugins, json } => {
+            let environment = from_env(|name| std::env::var(name).ok())?;
+            let plugins = PluginArgs {
+                plugins: plugins.plugins.or(environment.plugins_dir),
+            };
+            list_plugins(&plugins_dir(plugins)?, json)
+        }
         Command::Run(args) => run_job(*args),
     }
 }
 
 fn run_job(args: RunArgs) -> Result<ExitCode> {
     let json = args.json;
-    let specs = CapabilitySpecs {
-        slack_channels: args.slack_channels.clone(),
-        slack_token: std::env::var("DATAPLATTFORM_AURORA_SLACK_TOKEN").ok(),
-        slack_api_url: std::env::var("DATAPLATTFORM_AURORA_SLACK_API_URL").ok(),
-        event_codes: args.event_codes.clone(),
-    };
-    let mut config = run_config(args)?;
+    let config = run_config(args, from_env(|name| std::env::var(name).ok())?)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    config.backends = runtime.block_on(Backends::configure(&specs))?;
+    if let Some(pause) = &config.pause {
+        let reached = Arc::clone(&pause.reached);
+        runtime.spawn(async move {
+            reached.notified().await;
+            eprintln!("paused");
+        });
+    }
     let progress = show_progress(Arc::clone(&config.progress));
     let summary = runtime.block_on(batch_job_aurora::run(config));
     if let Some(bar) = progress {
@@ -169,15 +186,25 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
     })
 }
 
-fn run_config(args: RunArgs) -> Result<RunConfig> {
-    let key = std::env::var("DATAPLATTFORM_AURORA_FETCH_KEY").ok();
-    let source = SourceSpec::parse(&args.source, key.as_deref())?;
-    let database = match args.database {
-        Some(url) => url,
-        None => database_url_from_env(|name| std::env::var(name).ok())?
-            .unwrap_or_else(|| "sqlite://batch-job-aurora.db".into()),
+/// The run's config: flags first, then the environment, then the defaults.
+fn run_config(args: RunArgs, environment: Environment) -> Result<RunConfig> {
+    let Some(source) = args.source.or(environment.fetch_api_url) else {
+        bail!("no source: pass --source SPEC or set DATAPLATTFORM_AURORA_FETCH_API_URL");
     };
-    let mut config = RunConfig::new(source, database, plugins_dir(args.plugins)?);
+    let source = SourceSpec::parse(&source, environment.fetch_key.as_deref())?;
+    let database = args
+        .database
+        .or(environment.database_url)
+        .unwrap_or_else(|| "sqlite://batch-job-aurora.db".into());
+    let plugins = PluginArgs {
+        plugins: args.plugins.plugins.or(environment.plugins_dir),
+    };
+    let mut config = RunConfig::new(source, database, plugins_dir(plugins)?);
+    config.capabilities = CapabilitySpecs {
+        slack_channels: args.slack_channels,
+        event_codes: args.event_codes.or(environment.capabilities.event_codes),
+        ..environment.capabilities
+    };
     config.types = args.types;
     config.windows = match (args.from, args.to) {
         (Some(from), Some(to)) if from > to => bail!("--from {from} is after --to {to}"),
@@ -197,6 +224,9 @@ fn run_config(args: RunArgs) -> Result<RunConfig> {
         config.deadline = Some(std::time::Instant::now() + Duration::from_secs(deadline));
     }
     config.fetch.max_wait = Duration::from_secs(args.max_wait);
+    config.pause = args.pause_after_writes.map(Pause::after_writes);
+    config.rows_per_write = args.rows_per_write.max(1);
+    config.plugin_instances = args.plugin_instances.max(1);
     config.limits = SandboxLimits {
         memory_bytes: args.plugin_memory_mib << 20,
         call_budget: Duration::from_millis(args.plugin_budget_ms),

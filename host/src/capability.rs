@@ -39,7 +39,7 @@ pub enum CapabilityError {
 }
 
 /// Where the capabilities' answers come from, as the operator says.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct CapabilitySpecs {
     /// A channel map file (`file:PATH`) for local runs; beats the token.
     pub slack_channels: Option<String>,
@@ -50,6 +50,18 @@ pub struct CapabilitySpecs {
     /// The event-code table: `file:PATH` or a DynamoDB table name
     /// (`DATAPLATTFORM_EVENT_CODE_TABLE`).
     pub event_codes: Option<String>,
+}
+
+impl std::fmt::Debug for CapabilitySpecs {
+    /// Never the token.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CapabilitySpecs")
+            .field("slack_channels", &self.slack_channels)
+            .field("slack_token", &self.slack_token.as_ref().map(|_| "***"))
+            .field("slack_api_url", &self.slack_api_url)
+            .field("event_codes", &self.event_codes)
+            .finish()
+    }
 }
 
 impl Backends {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::capability::Backends;
+use crate::capability::{Backends, CapabilitySpecs};
 use crate::plugin::SandboxLimits;
 use crate::source::SourceSpec;
 
@@ -189,6 +189,62 @@ pub fn database_url_from_env(
     Ok(Some(url))
 }
 
+/// What the environment says: the old job's variables and this job's own, read in one place
+/// for both binaries. Flags of the local runner beat it.
+#[derive(Clone, Default)]
+pub struct Environment {
+    /// `DATAPLATTFORM_AURORA_FETCH_API_URL`.
+    pub fetch_api_url: Option<String>,
+    /// `DATAPLATTFORM_AURORA_FETCH_KEY`.
+    pub fetch_key: Option<String>,
+    /// From `DATAPLATTFORM_AURORA_HOST` and its siblings ([`database_url_from_env`]).
+    pub database_url: Option<String>,
+    /// `DATAPLATTFORM_AURORA_SLACK_TOKEN`, `DATAPLATTFORM_AURORA_SLACK_API_URL` and
+    /// `DATAPLATTFORM_EVENT_CODE_TABLE`.
+    pub capabilities: CapabilitySpecs,
+    /// `BATCH_JOB_AURORA_PLUGINS`.
+    pub plugins_dir: Option<PathBuf>,
+    /// `BATCH_JOB_AURORA_CATCH_UP=true`.
+    pub catch_up: bool,
+}
+
+impl std::fmt::Debug for Environment {
+    /// Never a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Environment")
+            .field(
+                "fetch_api_url",
+                &self.fetch_api_url.as_deref().map(crate::http::redact),
+            )
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(crate::http::redact),
+            )
+            .field("plugins_dir", &self.plugins_dir)
+            .field("catch_up", &self.catch_up)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads the environment through `var` (`|name| std::env::var(name).ok()` in the binaries; a
+/// map in tests). Empty values count as unset.
+pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Environment, ConfigError> {
+    let var = |name: &str| var(name).filter(|value| !value.is_empty());
+    Ok(Environment {
+        fetch_api_url: var("DATAPLATTFORM_AURORA_FETCH_API_URL"),
+        fetch_key: var("DATAPLATTFORM_AURORA_FETCH_KEY"),
+        database_url: database_url_from_env(var)?,
+        capabilities: CapabilitySpecs {
+            slack_channels: None,
+            slack_token: var("DATAPLATTFORM_AURORA_SLACK_TOKEN"),
+            slack_api_url: var("DATAPLATTFORM_AURORA_SLACK_API_URL"),
+            event_codes: var("DATAPLATTFORM_EVENT_CODE_TABLE"),
+        },
+        plugins_dir: var("BATCH_JOB_AURORA_PLUGINS").map(PathBuf::from),
+        catch_up: var("BATCH_JOB_AURORA_CATCH_UP").is_some_and(|value| value == "true"),
+    })
+}
+
 /// Everything one run needs.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -201,10 +257,16 @@ pub struct RunConfig {
     /// Which window each type reads; documents outside it are skipped. `All` with the fetch
     /// API means its default, the last 70 minutes before the run starts.
     pub windows: WindowPlan,
-    pub backends: Backends,
+    /// Where the plugins' lookups go (plain data; the run sets up the clients).
+    pub capabilities: CapabilitySpecs,
+    /// Clients set up already, instead of `capabilities` (tests and embedders with backends
+    /// of their own).
+    pub backends: Option<Backends>,
     pub limits: SandboxLimits,
     /// Documents per plugin call. About 100 amortises the call; more buys nothing measurable.
     pub documents_per_call: usize,
+    /// Instances of each type's plugin working at once, each on whole batches.
+    pub plugin_instances: usize,
     /// Rows per database write (one transaction).
     pub rows_per_write: usize,
     /// The bytes of documents one type may have in flight, from the source's read to the
@@ -221,6 +283,28 @@ pub struct RunConfig {
     /// How often a catch-up window whose body cannot be read is tried before it is given up
     /// (closed, with its unread bytes kept) so that catch-up moves on.
     pub max_window_attempts: u64,
+    /// A point where the run waits, for tests that need a crash or a lost connection at a
+    /// known moment rather than a lucky one.
+    pub pause: Option<Pause>,
+}
+
+/// After `after_writes` writes of rows have committed, the writer signals `reached` and waits
+/// for `resume` before it writes anything else.
+#[derive(Debug, Clone)]
+pub struct Pause {
+    pub after_writes: usize,
+    pub reached: Arc<tokio::sync::Notify>,
+    pub resume: Arc<tokio::sync::Notify>,
+}
+
+impl Pause {
+    pub fn after_writes(after_writes: usize) -> Self {
+        Pause {
+            after_writes,
+            reached: Arc::default(),
+            resume: Arc::default(),
+        }
+    }
 }
 
 /// How the fetch API is used.
@@ -254,15 +338,18 @@ impl RunConfig {
             plugins_dir,
             types: None,
             windows: WindowPlan::All,
-            backends: Backends::default(),
+            capabilities: CapabilitySpecs::default(),
+            backends: None,
             limits: SandboxLimits::default(),
             documents_per_call: 100,
+            plugin_instances: 1,
             rows_per_write: 2_000,
             lane_bytes: 64 << 20,
             progress: Arc::default(),
             fetch: FetchOptions::default(),
             deadline: None,
             max_window_attempts: 3,
+            pause: None,
         }
     }
 }
@@ -275,6 +362,13 @@ pub struct Progress {
     pub duplicates: AtomicU64,
     pub refused: AtomicU64,
     pub failed: AtomicU64,
+    /// Nanoseconds spent in each stage, summed over its threads: reading and checking
+    /// envelopes (the source's reads included), handing them to the lanes (waits for room
+    /// included), plugin calls, and database writes.
+    pub read_nanos: AtomicU64,
+    pub handoff_nanos: AtomicU64,
+    pub plugin_nanos: AtomicU64,
+    pub write_nanos: AtomicU64,
 }
 
 impl Progress {
@@ -284,6 +378,12 @@ impl Progress {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Adds the time since `since` to a stage's counter.
+    pub fn add_elapsed(counter: &AtomicU64, since: std::time::Instant) {
+        let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        counter.fetch_add(nanos, Ordering::Relaxed);
     }
 }
 
@@ -323,6 +423,41 @@ mod tests {
         .unwrap();
         assert_eq!(url.as_deref(), Some("postgres://u:@h:5432/d"));
         assert!(database_url_from_env(env(&[("DATAPLATTFORM_AURORA_HOST", "h")])).is_err());
+    }
+
+    #[test]
+    fn the_environment_is_read_in_one_place_and_empty_means_unset() {
+        let vars = [
+            (
+                "DATAPLATTFORM_AURORA_FETCH_API_URL",
+                "https://api/get_docs/",
+            ),
+            ("DATAPLATTFORM_AURORA_FETCH_KEY", "k3y-value"),
+            ("DATAPLATTFORM_AURORA_HOST", "db"),
+            ("DATAPLATTFORM_AURORA_DB_NAME", "raw"),
+            ("DATAPLATTFORM_AURORA_USER", "job"),
+            ("DATAPLATTFORM_AURORA_SLACK_TOKEN", ""),
+            ("DATAPLATTFORM_EVENT_CODE_TABLE", "events"),
+            ("BATCH_JOB_AURORA_CATCH_UP", "true"),
+        ];
+        let environment = from_env(|name| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        })
+        .unwrap();
+        assert_eq!(environment.fetch_key.as_deref(), Some("k3y-value"));
+        assert_eq!(
+            environment.database_url.as_deref(),
+            Some("mysql://job:@db:3306/raw")
+        );
+        assert_eq!(environment.capabilities.slack_token, None);
+        assert_eq!(
+            environment.capabilities.event_codes.as_deref(),
+            Some("events")
+        );
+        assert!(environment.catch_up);
+        assert!(!format!("{environment:?}").contains("k3y-value"));
     }
 
     #[test]

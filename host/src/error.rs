@@ -21,6 +21,8 @@ pub enum RunError {
     Sink(#[from] SinkError),
     #[error("cannot read the source")]
     Source(#[from] SourceError),
+    #[error("cannot set up the plugins' lookups")]
+    Capabilities(#[from] crate::capability::CapabilityError),
     #[error("a run task failed: {0}")]
     Task(String),
 }

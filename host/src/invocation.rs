@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::capability::{Backends, CapabilitySpecs};
-use crate::config::{CatchUp, ConfigError, RunConfig, Window, WindowPlan, database_url_from_env};
+use crate::capability::Backends;
+use crate::config::{CatchUp, ConfigError, Environment, RunConfig, Window, WindowPlan, from_env};
 use crate::credentials::{CredentialsError, DatabaseCredentials};
 use crate::error::RunError;
 use crate::job::Job;
@@ -148,66 +148,54 @@ pub enum InvocationError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Source(#[from] SourceError),
-    #[error("cannot set up the capabilities")]
-    Capabilities(#[from] crate::capability::CapabilityError),
 }
 
 /// The run config of one invocation, from the event and the environment (`var`), at `now`.
-/// Sets up the backends each time; a [`LambdaJob`] sets them up once.
+/// The run sets up the backends; a [`LambdaJob`] sets them up once.
 pub async fn invocation_config(
     event: &InvocationEvent,
     var: impl Fn(&str) -> Option<String>,
     now: i64,
 ) -> Result<RunConfig, InvocationError> {
-    let source = source_from_env(&var)?;
-    let database = database_url_from_env(&var)?.ok_or(InvocationError::NoDatabase)?;
-    let mut config = event_config(
-        event,
-        source,
-        database,
-        plugins_dir_from_env(&var),
-        &var,
-        now,
-    );
-    config.backends = Backends::configure(&capability_specs(&var)).await?;
+    let environment = from_env(var)?;
+    let source = source_of(&environment)?;
+    let database = environment
+        .database_url
+        .clone()
+        .ok_or(InvocationError::NoDatabase)?;
+    let plugins = environment
+        .plugins_dir
+        .clone()
+        .unwrap_or_else(default_plugins_dir);
+    let mut config = event_config(event, source, database, plugins, environment.catch_up, now);
+    config.capabilities = environment.capabilities;
     Ok(config)
 }
 
-fn source_from_env(var: impl Fn(&str) -> Option<String>) -> Result<SourceSpec, InvocationError> {
-    let base_url = var("DATAPLATTFORM_AURORA_FETCH_API_URL").ok_or(InvocationError::NoSource)?;
-    let key = var("DATAPLATTFORM_AURORA_FETCH_KEY");
-    Ok(SourceSpec::parse(&base_url, key.as_deref())?)
+fn source_of(environment: &Environment) -> Result<SourceSpec, InvocationError> {
+    let base_url = environment
+        .fetch_api_url
+        .as_deref()
+        .ok_or(InvocationError::NoSource)?;
+    Ok(SourceSpec::parse(
+        base_url,
+        environment.fetch_key.as_deref(),
+    )?)
 }
 
-fn plugins_dir_from_env(var: impl Fn(&str) -> Option<String>) -> PathBuf {
-    var("BATCH_JOB_AURORA_PLUGINS")
-        .map(PathBuf::from)
-        .unwrap_or_else(default_plugins_dir)
-}
-
-fn capability_specs(var: impl Fn(&str) -> Option<String>) -> CapabilitySpecs {
-    CapabilitySpecs {
-        slack_channels: None,
-        slack_token: var("DATAPLATTFORM_AURORA_SLACK_TOKEN"),
-        slack_api_url: var("DATAPLATTFORM_AURORA_SLACK_API_URL"),
-        event_codes: var("DATAPLATTFORM_EVENT_CODE_TABLE"),
-    }
-}
-
-/// The config of one invocation without its backends.
+/// The config of one invocation without its capabilities. `catch_up` is the environment's
+/// default (`BATCH_JOB_AURORA_CATCH_UP`), which the event's own `catch_up` beats.
 fn event_config(
     event: &InvocationEvent,
     source: SourceSpec,
     database: String,
     plugins: PathBuf,
-    var: impl Fn(&str) -> Option<String>,
+    catch_up: bool,
     now: i64,
 ) -> RunConfig {
     let mut config = RunConfig::new(source, database, plugins);
     config.types = event.types.clone();
-    let catch_up = event
-        .catch_up
-        .unwrap_or_else(|| var("BATCH_JOB_AURORA_CATCH_UP").is_some_and(|value| value == "true"));
+    let catch_up = event.catch_up.unwrap_or(catch_up);
     config.windows = if event.timestamp_from.is_some() || event.timestamp_to.is_some() {
         let default = Window::last_70_minutes(now);
         WindowPlan::Fixed(Window {
@@ -291,7 +279,7 @@ impl InvocationFailure {
     }
 }
 
-/// As `Kind: message`, so that even a Debug print (as lambda_runtime's layers make) reads
+/// As `Kind: message`, so that even a Debug print (as the Lambda runtime crate's layers make) reads
 /// like an error, not like a crash dump.
 impl std::fmt::Debug for InvocationFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -320,7 +308,9 @@ impl From<RunError> for InvocationFailure {
                     format!("types: no plugin for type {type_name:?} (installed: {installed})"),
                 );
             }
-            RunError::Sink(SinkError::UnsupportedUrl(_)) => FailureKind::InvalidConfig,
+            RunError::Sink(SinkError::UnsupportedUrl(_)) | RunError::Capabilities(_) => {
+                FailureKind::InvalidConfig
+            }
             RunError::Sink(SinkError::IncompatibleColumn { .. }) => FailureKind::IncompleteRun,
             RunError::Sink(sink) if sink.is_unavailable() => FailureKind::DatabaseUnavailable,
             RunError::Sink(_) | RunError::Task(_) => FailureKind::Internal,
@@ -391,6 +381,8 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 pub struct LambdaJob {
     job: Job,
     env: HashMap<String, String>,
+    /// `BATCH_JOB_AURORA_CATCH_UP`, which an event's own `catch_up` beats.
+    catch_up: bool,
     source: SourceSpec,
     backends: Backends,
     credentials: DatabaseCredentials,
@@ -413,19 +405,27 @@ impl LambdaJob {
     /// is made: a database that is down fails an invocation, not the init.
     pub async fn init(env: HashMap<String, String>) -> Result<LambdaJob, InvocationFailure> {
         let var = |name: &str| env.get(name).cloned();
-        let source = source_from_env(var)?;
-        let credentials = DatabaseCredentials::from_env(var)
-            .map_err(|error| InvocationFailure::from_error(FailureKind::InvalidConfig, &error))?;
-        if var("DATAPLATTFORM_AURORA_HOST").is_none_or(|host| host.is_empty()) {
+        let invalid = |error: &dyn std::error::Error| {
+            InvocationFailure::from_error(FailureKind::InvalidConfig, error)
+        };
+        let environment = from_env(var).map_err(|error| invalid(&error))?;
+        let source = source_of(&environment)?;
+        let credentials = DatabaseCredentials::from_env(var).map_err(|error| invalid(&error))?;
+        if environment.database_url.is_none() {
             return Err(InvocationError::NoDatabase.into());
         }
-        let job = Job::prepare(&plugins_dir_from_env(var), SandboxLimits::default())?;
-        let backends = Backends::configure(&capability_specs(var))
+        let plugins_dir = environment
+            .plugins_dir
+            .clone()
+            .unwrap_or_else(default_plugins_dir);
+        let job = Job::prepare(&plugins_dir, SandboxLimits::default())?;
+        let backends = Backends::configure(&environment.capabilities)
             .await
-            .map_err(|error| InvocationFailure::from(InvocationError::from(error)))?;
+            .map_err(|error| invalid(&error))?;
         Ok(LambdaJob {
             job,
             env,
+            catch_up: environment.catch_up,
             source,
             backends,
             credentials,
@@ -471,10 +471,11 @@ impl LambdaJob {
                 self.source.clone(),
                 database,
                 PathBuf::new(),
-                var,
+                self.catch_up,
                 now,
             );
-            config.backends = self.backends.clone();
+            // The clients made at init, not new ones per invocation.
+            config.backends = Some(self.backends.clone());
             config.deadline = deadline;
             let window = match config.windows {
                 WindowPlan::Fixed(window) => Some(window),

@@ -31,9 +31,35 @@ pub struct RunSummary {
     /// and documents outside their type's window: read, and deliberately not counted above.
     #[serde(skip_serializing_if = "is_zero")]
     pub skipped: u64,
+    /// Where the time went, per stage (milliseconds summed over each stage's threads).
+    pub stages: StageTimes,
     /// Set when the source could not be read to the end.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// Milliseconds spent per stage, summed over the stage's threads: `read` (scanning and checking
+/// envelopes, the source's reads included), `handoff` (routing to the lanes, waits for room
+/// included), `plugin` (plugin calls), `write` (database writes, two may overlap).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StageTimes {
+    pub read_ms: u64,
+    pub handoff_ms: u64,
+    pub plugin_ms: u64,
+    pub write_ms: u64,
+}
+
+impl StageTimes {
+    pub fn from_progress(progress: &crate::config::Progress) -> Self {
+        use crate::config::Progress;
+        let ms = |counter| Progress::get(counter) / 1_000_000;
+        StageTimes {
+            read_ms: ms(&progress.read_nanos),
+            handoff_ms: ms(&progress.handoff_nanos),
+            plugin_ms: ms(&progress.plugin_nanos),
+            write_ms: ms(&progress.write_nanos),
+        }
+    }
 }
 
 fn is_zero(count: &u64) -> bool {

@@ -14,6 +14,7 @@ Control endpoints (used by the tests):
                                                "retry_after": s (the 429's Retry-After, 1),
                                                "api_500_echo": n (a 500 echoing the headers),
                                                "expire": n, "slow_first_byte": s, "cut_off": true,
+                                               "hold_first_byte": true (until /control/release),
                                                "slack_429": n, "slack_slow": s, "slack_500": n,
                                                "url_key": "url"|"all_docs_url"}
     GET  /control/requests              every request seen: method, path, query, headers
@@ -36,6 +37,7 @@ LOCK = threading.Lock()
 DOCUMENTS = {}  # type -> list of envelopes (dicts)
 GENERATED = {}  # type -> {"count", "data", "first_timestamp"}
 RAW = {}  # type -> bytes served as the body
+RELEASE = threading.Event()  # lets held first bytes go
 FAULTS = {}
 REQUESTS = []
 TOKENS = {}  # token -> (type, from, to)
@@ -99,8 +101,11 @@ class Handler(BaseHTTPRequestHandler):
             elif url.path == "/control/faults":
                 FAULTS.clear()
                 FAULTS.update(body)
+            elif url.path == "/control/release":
+                RELEASE.set()
             elif url.path == "/control/reset":
                 DOCUMENTS.clear(); GENERATED.clear(); RAW.clear(); FAULTS.clear(); REQUESTS.clear()
+                RELEASE.clear()
         self.send_json(200, {"ok": True})
 
     def do_GET(self):
@@ -157,8 +162,11 @@ class Handler(BaseHTTPRequestHandler):
             type_name, first, last = TOKENS[token]
             slow = FAULTS.get("slow_first_byte", 0)
             cut_off = FAULTS.get("cut_off", False)
+            hold = FAULTS.get("hold_first_byte", False)
         if slow:
             time.sleep(slow)
+        if hold:
+            RELEASE.wait(timeout=3600)
         if type_name in GENERATED:
             return self.generated(type_name, first, last, cut_off)
         if type_name in RAW:

@@ -10,6 +10,8 @@ pub struct ByteBudget {
     capacity: usize,
     used: Mutex<usize>,
     freed: Condvar,
+    /// Threads blocked in `acquire`.
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl ByteBudget {
@@ -18,6 +20,7 @@ impl ByteBudget {
             capacity,
             used: Mutex::new(0),
             freed: Condvar::new(),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -54,6 +57,11 @@ impl ByteBudget {
             budget: Some(Arc::clone(self)),
             bytes,
         }
+    }
+
+    /// Whether someone waits for bytes: what holds them must then be written at once.
+    pub fn has_waiters(&self) -> bool {
+        self.waiting.load(std::sync::atomic::Ordering::SeqCst) > 0
     }
 
     fn fits(&self, used: usize, bytes: usize) -> bool {

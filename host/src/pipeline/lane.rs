@@ -1,7 +1,7 @@
 //! One type's lane: batches of documents through its plugin, on a blocking thread, and the
 //! results on to the writer.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -9,13 +9,16 @@ use tokio::task::JoinHandle;
 use super::budget::{ByteBudget, Permit};
 use super::prepare::Lane;
 use super::writer::{Transformed, WriterMessage};
-use crate::config::{RunConfig, Window};
+use crate::config::{Progress, RunConfig, Window};
 use crate::document::Envelope;
 use crate::model::{FailedDocument, Stage};
 use crate::plugin::{DocumentResult, TransformWorker};
 
 /// Batches waiting for a lane's plugin; the byte budget bounds them too.
 const QUEUED_BATCHES: usize = 4;
+
+/// A lane's plugin thread; it ends with its type's name and capability notes.
+pub type LaneTask = JoinHandle<(String, Vec<String>)>;
 
 /// Documents of one type, with the bytes they hold.
 #[derive(Debug, Default)]
@@ -41,45 +44,64 @@ pub struct LaneInput {
     pub documents_per_batch: usize,
 }
 
-/// Starts a lane's plugin thread; returns its input and the task, which ends with the type's
-/// capability notes once the input is dropped and everything was handed to the writer.
+/// Starts a lane's plugin threads, one per worker (each with its own plugin instance, taking
+/// whole batches, so the rows of a batch keep their order); returns the lane's input and the
+/// tasks, which end with the type's capability notes once the input is dropped and everything
+/// was handed to the writer.
 pub fn start(
     lane: &Lane,
-    worker: TransformWorker,
+    workers: Vec<TransformWorker>,
     writer: mpsc::Sender<WriterMessage>,
     config: &RunConfig,
-) -> (LaneInput, JoinHandle<(String, Vec<String>)>) {
+) -> (LaneInput, Vec<LaneTask>) {
     let (sender, receiver) = mpsc::channel(QUEUED_BATCHES);
+    let receiver = Arc::new(Mutex::new(receiver));
     let type_name = lane.table.name().to_owned();
     let index = lane.index;
-    let task = {
-        let type_name = type_name.clone();
-        tokio::task::spawn_blocking(move || {
-            transform_all(worker, receiver, writer, index, type_name)
+    let tasks = workers
+        .into_iter()
+        .map(|worker| {
+            let (type_name, receiver, writer) =
+                (type_name.clone(), Arc::clone(&receiver), writer.clone());
+            let progress = Arc::clone(&config.progress);
+            tokio::task::spawn_blocking(move || {
+                transform_all(worker, &receiver, writer, index, type_name, progress)
+            })
         })
-    };
+        .collect();
     let input = LaneInput {
         type_name,
         window: lane.window,
         sender,
-        budget: ByteBudget::new(config.lane_bytes),
+        budget: Arc::clone(&lane.budget),
         documents_per_batch: config.documents_per_call.max(1),
     };
-    (input, task)
+    (input, tasks)
 }
 
 fn transform_all(
     mut worker: TransformWorker,
-    mut batches: mpsc::Receiver<LaneMessage>,
+    batches: &Mutex<mpsc::Receiver<LaneMessage>>,
     writer: mpsc::Sender<WriterMessage>,
     lane: usize,
     type_name: String,
+    progress: Arc<Progress>,
 ) -> (String, Vec<String>) {
-    while let Some(message) = batches.blocking_recv() {
+    // The lock is held only while waiting for the next batch, not while transforming it.
+    let next = || {
+        batches
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .blocking_recv()
+    };
+    while let Some(message) = next() {
         let message = match message {
             LaneMessage::Flush => WriterMessage::Flush { lane },
             LaneMessage::Batch(batch) => {
-                WriterMessage::Transformed(transform(&mut worker, batch, lane, &type_name))
+                let started = std::time::Instant::now();
+                let transformed = transform(&mut worker, batch, lane, &type_name);
+                Progress::add_elapsed(&progress.plugin_nanos, started);
+                WriterMessage::Transformed(transformed)
             }
         };
         if writer.blocking_send(message).is_err() {

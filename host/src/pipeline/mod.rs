@@ -22,7 +22,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
-use crate::capability::CapabilityHub;
+use crate::capability::{Backends, CapabilityHub};
 use crate::config::RunConfig;
 use crate::error::RunError;
 use crate::plugin::{PluginEngine, PluginSet};
@@ -67,38 +67,51 @@ pub(crate) async fn run_prepared(
         selected,
         plan,
         config.max_window_attempts,
+        config.lane_bytes,
         &mut summary,
     )
     .await?;
 
-    let hub = Arc::new(CapabilityHub::new(config.backends.clone()));
+    let backends = match &config.backends {
+        Some(backends) => backends.clone(),
+        None => Backends::configure(&config.capabilities).await?,
+    };
+    let hub = Arc::new(CapabilityHub::new(backends));
     let (writer_tx, writer_rx) = mpsc::channel(8);
     let mut inputs = Vec::new();
     let mut lane_tasks = Vec::new();
     for lane in &lanes {
-        let grants = hub.grants(lane.table.name(), &lane.plugin.info.capabilities);
-        let worker = engine.worker(Arc::clone(&lane.plugin), grants);
-        let (input, task) = lane::start(lane, worker, writer_tx.clone(), &config);
+        let workers = (0..config.plugin_instances.max(1))
+            .map(|_| {
+                let grants = hub.grants(lane.table.name(), &lane.plugin.info.capabilities);
+                engine.worker(Arc::clone(&lane.plugin), grants)
+            })
+            .collect();
+        let (input, tasks) = lane::start(lane, workers, writer_tx.clone(), &config);
         inputs.push(input);
-        lane_tasks.push(task);
+        lane_tasks.extend(tasks);
     }
     let writer = tokio::spawn(writer::write_all(
         Arc::clone(&sink),
-        lanes.iter().map(|lane| lane.table.clone()).collect(),
+        lanes
+            .iter()
+            .map(|lane| (lane.table.clone(), Arc::clone(&lane.budget)))
+            .collect(),
         writer_rx,
         config.rows_per_write,
         summary.run_id.clone(),
         Arc::clone(&config.progress),
+        config.pause.clone(),
     ));
 
     let read = router::read_source(source, inputs, writer_tx, &config).await?;
 
-    let mut notes = BTreeMap::new();
+    let mut notes: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
     for task in lane_tasks {
         let (type_name, lane_notes) = task
             .await
             .map_err(|error| RunError::Task(error.to_string()))?;
-        notes.insert(type_name, lane_notes);
+        notes.entry(type_name).or_default().extend(lane_notes);
     }
     let counts = writer
         .await
@@ -128,6 +141,7 @@ pub(crate) async fn run_prepared(
         summary.type_mut(&type_name).notes.extend(lane_notes);
     }
     summary.total();
+    summary.stages = crate::summary::StageTimes::from_progress(&config.progress);
     // A window counts as done only when the source was read to its end: every document of it
     // was then stored, counted as a duplicate or refusal, or kept as failed. A read stopped at
     // the deadline is done up to the last document it handed on, when the source gave them in

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use super::budget::ByteBudget;
 use crate::config::{RunConfig, Window, WindowPlan, unix_now};
 use crate::error::RunError;
 use crate::plugin::{LoadedPlugin, PluginSet};
@@ -23,6 +24,9 @@ pub struct Lane {
     /// This scheduled window failed so often before that, should its body be unreadable
     /// again, it is given up (its unread bytes kept) so that catch-up moves on.
     pub last_attempt: bool,
+    /// The lane's bytes in flight, shared by the router (which takes them) and the writer
+    /// (which writes at once while the router waits for them).
+    pub budget: Arc<ByteBudget>,
 }
 
 /// A source, checked and ready to read.
@@ -89,6 +93,7 @@ pub async fn lanes(
     plugins: Vec<Arc<LoadedPlugin>>,
     plan: WindowPlan,
     max_window_attempts: u64,
+    lane_bytes: usize,
     summary: &mut RunSummary,
 ) -> Result<Vec<Lane>, RunError> {
     let mut lanes = Vec::new();
@@ -136,6 +141,7 @@ pub async fn lanes(
             plugin,
             window,
             last_attempt,
+            budget: ByteBudget::new(lane_bytes),
         });
     }
     Ok(lanes)

@@ -147,6 +147,8 @@ struct Router {
     stopped_by_deadline: bool,
     skipped: u64,
     report: Arc<Mutex<ReadReport>>,
+    /// When `route` last returned: the time until it is called again is the source's.
+    returned: Instant,
 }
 
 impl Router {
@@ -175,6 +177,7 @@ impl Router {
             stopped_by_deadline: false,
             skipped: 0,
             report: Arc::clone(report),
+            returned: Instant::now(),
         }
     }
 
@@ -183,6 +186,15 @@ impl Router {
     }
 
     fn route(&mut self, item: SourceItem) -> ControlFlow<()> {
+        Progress::add_elapsed(&self.progress.read_nanos, self.returned);
+        let started = Instant::now();
+        let flow = self.route_timed(item);
+        Progress::add_elapsed(&self.progress.handoff_nanos, started);
+        self.returned = Instant::now();
+        flow
+    }
+
+    fn route_timed(&mut self, item: SourceItem) -> ControlFlow<()> {
         Progress::add(&self.progress.documents, 1);
         let mut envelope = match item {
             Ok(envelope) => envelope,

@@ -9,8 +9,9 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 
+use super::budget::ByteBudget;
 use super::lane::{Batch, document_failure};
-use crate::config::Progress;
+use crate::config::{Pause, Progress};
 use crate::model::{FailedDocument, Row, Stage};
 use crate::sink::{InsertOutcome, Sink, SinkError, TableSpec};
 use crate::summary::TypeSummary;
@@ -56,6 +57,10 @@ struct Pending {
 
 impl Pending {
     fn add(&mut self, transformed: Transformed) {
+        if transformed.rows.is_empty() {
+            // Nothing of it is written: its documents and their bytes can go now.
+            return;
+        }
         let batch = self.batches.len();
         self.documents.extend(
             transformed
@@ -87,12 +92,15 @@ impl Pending {
 
 pub async fn write_all(
     sink: Arc<Sink>,
-    tables: Vec<TableSpec>,
+    lanes: Vec<(TableSpec, Arc<ByteBudget>)>,
     mut messages: mpsc::Receiver<WriterMessage>,
     rows_per_write: usize,
     run_id: String,
     progress: Arc<Progress>,
+    pause: Option<Pause>,
 ) -> Result<BTreeMap<String, TypeSummary>, SinkError> {
+    let mut writes_done = 0;
+    let (tables, budgets): (Vec<TableSpec>, Vec<Arc<ByteBudget>>) = lanes.into_iter().unzip();
     let mut counts: BTreeMap<String, TypeSummary> = BTreeMap::new();
     let mut pending: Vec<Pending> = tables.iter().map(|_| Pending::default()).collect();
     let mut failures = Failures::default();
@@ -100,8 +108,11 @@ pub async fn write_all(
     let write = |lane: usize, rows: Pending| {
         let sink = Arc::clone(&sink);
         let table = tables[lane].clone();
+        let progress = Arc::clone(&progress);
         async move {
+            let started = std::time::Instant::now();
             let outcome = sink.insert(&table, &rows.rows).await;
+            Progress::add_elapsed(&progress.write_nanos, started);
             (lane, rows, outcome)
         }
     };
@@ -134,9 +145,11 @@ pub async fn write_all(
                     }
                     WriterMessage::Flush { lane } => Some(lane),
                 };
-                let full = pending
-                    .iter()
-                    .position(|rows| rows.rows.len() >= rows_per_write);
+                // A full write goes; so does everything of a lane whose router waits for bytes.
+                let full = pending.iter().enumerate().position(|(lane, rows)| {
+                    rows.rows.len() >= rows_per_write
+                        || (budgets[lane].has_waiters() && !rows.batches.is_empty())
+                });
                 for lane in flush.into_iter().chain(full) {
                     if !pending[lane].batches.is_empty() {
                         writes.push(write(lane, std::mem::take(&mut pending[lane])));
@@ -153,6 +166,11 @@ pub async fn write_all(
                 Progress::add(&progress.duplicates, outcome.duplicates);
                 failures.extend(rows.refused(name, &outcome));
                 // `rows` drops here, and with it its documents' bytes.
+                writes_done += 1;
+                if let Some(pause) = pause.as_ref().filter(|p| p.after_writes == writes_done) {
+                    pause.reached.notify_one();
+                    pause.resume.notified().await;
+                }
             }
         }
         if failures.is_due() {
