@@ -9,6 +9,7 @@ mod fetch;
 mod golden;
 mod hostile;
 mod lambda;
+mod lambda_deadline;
 mod loading;
 mod resilience;
 mod sandbox;

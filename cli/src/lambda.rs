@@ -1,37 +1,301 @@
-//! The AWS Lambda entry point: the old job's event in, its response out. Glue only: the event
-//! and the environment become a run config (afresh at every invocation), one library call runs
-//! it.
+//! The AWS Lambda entry point, `bootstrap` for the `provided.al2023` runtime. Glue only:
+//!
+//! - the container's init, once, before the first `/next`: the engine and the plugins
+//!   (precompiled `.cwasm` where they match), the backends, the environment read once
+//!   ([`LambdaJob::init`]); a failure is POSTed to `/runtime/init/error` with its `errorType`;
+//! - per invocation ([`LambdaJob::invoke`]): the event checked before any work, the deadline
+//!   from `Lambda-Runtime-Deadline-Ms`, then the run; errors answer with a short stable
+//!   `errorType` and are logged as errors;
+//! - logs as JSON when `AWS_LAMBDA_LOG_FORMAT=JSON` (Lambda's own switch), and CloudWatch
+//!   Embedded Metric Format lines on stdout.
+//!
+//! `bootstrap --precompile IN.wasm OUT.cwasm [--portable]` (hidden; used by `cargo xtask
+//! lambda`) compiles a plugin under exactly this engine's configuration.
+
+// The Runtime API loop's future (lambda_runtime's tower layers around the handler) is deeper
+// than rustc's default layout limit.
+#![recursion_limit = "256"]
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use batch_job_aurora::config::unix_now;
-use batch_job_aurora::invocation::{InvocationEvent, InvocationResponse, invocation_config};
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use batch_job_aurora::invocation::{InvocationFailure, InvocationResponse, LambdaJob};
+use batch_job_aurora::metrics::{DEFAULT_NAMESPACE, InvocationMetrics};
+use batch_job_aurora::plugin::{PluginEngine, SandboxLimits};
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use tracing::Instrument;
 
-async fn handle(event: LambdaEvent<serde_json::Value>) -> Result<InvocationResponse, Error> {
-    // A scheduled event carries keys of its own; `null` or `{}` means every default.
-    let event: InvocationEvent = match event.payload {
-        serde_json::Value::Null => InvocationEvent::default(),
-        payload => serde_json::from_value(payload)?,
-    };
-    let config = invocation_config(&event, |name| std::env::var(name).ok(), unix_now()).await?;
-    let summary = batch_job_aurora::run(config).await?;
-    tracing::info!(summary = %serde_json::to_string(&summary)?, "run finished");
-    if !summary.completed() {
-        // A type or the source stopped early: fail the invocation so that it is retried and
-        // alarmed on; what was stored stays stored, and catch-up fills the rest.
-        return Err(format!("run did not complete: {}", summary.table()).into());
+/// How long before the invocation's deadline the run stops starting new work, so that it can
+/// commit what it has and answer in time (`BATCH_JOB_AURORA_DEADLINE_MARGIN_MS`).
+const DEFAULT_DEADLINE_MARGIN: Duration = Duration::from_millis(1000);
+
+fn main() -> ExitCode {
+    let started = Instant::now();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--precompile") {
+        return precompile(&args[1..]);
     }
-    Ok(InvocationResponse::from(&summary))
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(started))
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BATCH_JOB_AURORA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(false)
-        .without_time()
-        .init();
-    lambda_runtime::run(service_fn(handle)).await
+/// What every invocation needs besides the job.
+struct Settings {
+    namespace: String,
+    function_name: String,
+    deadline_margin: Duration,
+}
+
+async fn serve(started: Instant) -> ExitCode {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let settings = Settings {
+        namespace: env
+            .get("BATCH_JOB_AURORA_METRICS_NAMESPACE")
+            .filter(|namespace| !namespace.is_empty())
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+        function_name: env
+            .get("AWS_LAMBDA_FUNCTION_NAME")
+            .cloned()
+            .unwrap_or_default(),
+        deadline_margin: env
+            .get("BATCH_JOB_AURORA_DEADLINE_MARGIN_MS")
+            .and_then(|ms| ms.parse().ok())
+            .map_or(DEFAULT_DEADLINE_MARGIN, Duration::from_millis),
+    };
+    let lambda = match LambdaJob::init(env).await {
+        Ok(lambda) => lambda,
+        Err(failure) => {
+            tracing::error!(
+                error_type = failure.kind.as_str(),
+                "init failed: {}",
+                failure.message
+            );
+            report_init_error(&failure).await;
+            return ExitCode::FAILURE;
+        }
+    };
+    let plugins: Vec<String> = lambda
+        .job()
+        .plugins()
+        .iter()
+        .map(|plugin| {
+            let how = if plugin.precompiled {
+                "precompiled"
+            } else {
+                "compiled"
+            };
+            format!("{} {} ({how})", plugin.info.type_name, plugin.info.version)
+        })
+        .collect();
+    tracing::info!(
+        init_ms = started.elapsed().as_millis() as u64,
+        plugins = %plugins.join(", "),
+        "initialised"
+    );
+    // Both live as long as the process; the handler borrows them for every invocation.
+    let lambda: &'static LambdaJob = Box::leak(Box::new(lambda));
+    let settings: &'static Settings = Box::leak(Box::new(settings));
+    let handler =
+        service_fn(move |event: LambdaEvent<serde_json::Value>| handle(lambda, settings, event));
+    match lambda_runtime::run(handler).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("the Runtime API loop stopped: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An invocation's failure as the Runtime API takes it: `errorType` is the short stable kind.
+struct Failure(InvocationFailure);
+
+impl std::fmt::Debug for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<Failure> for Diagnostic {
+    fn from(Failure(failure): Failure) -> Diagnostic {
+        Diagnostic {
+            error_type: failure.kind.as_str().to_owned(),
+            error_message: failure.message,
+        }
+    }
+}
+
+async fn handle(
+    lambda: &'static LambdaJob,
+    settings: &'static Settings,
+    event: LambdaEvent<serde_json::Value>,
+) -> Result<InvocationResponse, Failure> {
+    let started = Instant::now();
+    let span = tracing::info_span!("invocation", request_id = %event.context.request_id);
+    async move {
+        let deadline = run_deadline(event.context.deadline, settings.deadline_margin);
+        let outcome = lambda.invoke(&event.payload, unix_now(), deadline).await;
+        let (window_from, window_to) = outcome
+            .window
+            .map_or((None, None), |window| (Some(window.from), Some(window.to)));
+        if let Some(summary) = &outcome.summary {
+            let types: Vec<&str> = summary.types.keys().map(String::as_str).collect();
+            tracing::info!(
+                run_id = %summary.run_id,
+                types = %types.join(","),
+                window_from,
+                window_to,
+                inserted = summary.inserted,
+                duplicates = summary.duplicates,
+                refused = summary.refused,
+                failed = summary.failed,
+                counts = %serde_json::to_string(summary).unwrap_or_default(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "run finished"
+            );
+        }
+        if let Err(failure) = &outcome.result {
+            tracing::error!(
+                error_type = failure.kind.as_str(),
+                run_id = outcome
+                    .summary
+                    .as_ref()
+                    .map(|summary| summary.run_id.as_str()),
+                "{}",
+                failure.message
+            );
+        }
+        let metrics = InvocationMetrics {
+            namespace: &settings.namespace,
+            function_name: &settings.function_name,
+            summary: outcome.summary.as_ref(),
+            duration: started.elapsed(),
+            incomplete: outcome.result.is_err(),
+            timestamp_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |now| now.as_millis() as u64),
+        };
+        // EMF lines go to stdout, one JSON object per line, apart from the log.
+        for line in metrics.emf_lines() {
+            println!("{line}");
+        }
+        outcome.result.map_err(Failure)
+    }
+    .instrument(span)
+    .await
+}
+
+/// The invocation's deadline (Unix milliseconds) less the margin, as an instant; `None` when
+/// the Runtime API gave none.
+fn run_deadline(deadline_ms: u64, margin: Duration) -> Option<Instant> {
+    if deadline_ms == 0 {
+        return None;
+    }
+    let deadline = UNIX_EPOCH + Duration::from_millis(deadline_ms);
+    let left = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    Some(Instant::now() + left.saturating_sub(margin))
+}
+
+/// Tells the Runtime API that the init failed; Lambda then reports the errorType and stops
+/// the container. lambda_runtime has no call for this.
+async fn report_init_error(failure: &InvocationFailure) {
+    let Ok(api) = std::env::var("AWS_LAMBDA_RUNTIME_API") else {
+        return;
+    };
+    let body = serde_json::json!({
+        "errorMessage": failure.message,
+        "errorType": failure.kind.as_str(),
+        "stackTrace": [],
+    });
+    let answer = reqwest::Client::new()
+        .post(format!("http://{api}/2018-06-01/runtime/init/error"))
+        .header("Lambda-Runtime-Function-Error-Type", failure.kind.as_str())
+        .json(&body)
+        .send()
+        .await;
+    if let Err(error) = answer.and_then(|response| response.error_for_status()) {
+        tracing::error!("cannot report the init error to the Runtime API: {error}");
+    }
+}
+
+/// Logs to stderr: JSON objects when Lambda's `AWS_LAMBDA_LOG_FORMAT` is `JSON`, else plain
+/// lines. `BATCH_JOB_AURORA_LOG` takes a full tracing filter; Lambda's `AWS_LAMBDA_LOG_LEVEL`
+/// is the default.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let mut filter = std::env::var("BATCH_JOB_AURORA_LOG")
+        .ok()
+        .filter(|filter| !filter.trim().is_empty())
+        .or_else(|| {
+            std::env::var("AWS_LAMBDA_LOG_LEVEL")
+                .ok()
+                .map(|level| level.to_ascii_lowercase())
+        })
+        .unwrap_or_else(|| "info".into());
+    // lambda_runtime logs a handler's error again, with Debug formatting, as if it crashed;
+    // the handler logs its errors itself. A real panic still reaches stderr through the
+    // panic hook. A filter that names lambda_runtime decides for itself.
+    if !filter.contains("lambda_runtime") {
+        filter.push_str(",lambda_runtime::layers::panic=off");
+    }
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|error| {
+        eprintln!(
+            "BATCH_JOB_AURORA_LOG={filter:?} is not a tracing filter ({error}); logging at info"
+        );
+        EnvFilter::new("info,lambda_runtime::layers::panic=off")
+    });
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|format| format == "JSON");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        builder.without_time().init();
+    }
+}
+
+/// `bootstrap --precompile IN.wasm OUT.cwasm [--portable]`: compiles a plugin under this very
+/// engine's configuration; `--portable` for any CPU of this architecture, not only this one.
+fn precompile(args: &[String]) -> ExitCode {
+    let (wasm, out, portable) = match args {
+        [wasm, out] => (wasm, out, false),
+        [wasm, out, flag] if flag == "--portable" => (wasm, out, true),
+        _ => {
+            eprintln!("usage: bootstrap --precompile IN.wasm OUT.cwasm [--portable]");
+            return ExitCode::from(2);
+        }
+    };
+    let result = PluginEngine::new(SandboxLimits::default())
+        .and_then(|engine| engine.precompile(wasm.as_ref(), out.as_ref(), portable));
+    match result {
+        Ok(info) => {
+            println!("{} {} -> {out}", info.type_name, info.version);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("cannot precompile {wasm}: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,16 +1,30 @@
 //! One scheduled invocation, as the old Lambda took it: its event, its response, and a config
-//! built from the environment afresh each time (the old code computed its window once, when the
-//! module loaded, so a warm container kept fetching a stale window).
+//! built afresh each time (the old code computed its window once, when the module loaded, so a
+//! warm container kept fetching a stale window).
+//!
+//! [`LambdaJob`] is what a container keeps: prepared at init (engine, plugins, backends, the
+//! environment read once), then [`LambdaJob::invoke`] per event. Every way an invocation fails
+//! is an [`InvocationFailure`] with a short stable [`FailureKind`] name for machines (the
+//! `errorType` of the Runtime API) and a message that names the field or the cause.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{CatchUp, ConfigError, RunConfig, Window, WindowPlan, from_env};
+use crate::capability::Backends;
+use crate::config::{CatchUp, ConfigError, Environment, RunConfig, Window, WindowPlan, from_env};
+use crate::credentials::{CredentialsError, DatabaseCredentials};
+use crate::error::RunError;
+use crate::job::Job;
+use crate::plugin::SandboxLimits;
+use crate::sink::SinkError;
 use crate::source::{SourceError, SourceSpec};
 use crate::summary::RunSummary;
 
 /// The event (every key optional). Other keys, such as an EventBridge schedule's, are ignored.
+/// [`InvocationEvent::from_payload`] checks it with messages that name the field.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct InvocationEvent {
     pub types: Option<Vec<String>>,
@@ -18,6 +32,92 @@ pub struct InvocationEvent {
     pub timestamp_to: Option<i64>,
     /// Gap-free windows for this invocation; `BATCH_JOB_AURORA_CATCH_UP=true` sets it for all.
     pub catch_up: Option<bool>,
+}
+
+impl InvocationEvent {
+    /// Checks an event: `null` or `{}` means every default; each key must have its kind, and
+    /// the message of a wrong one names the key (`timestamp_from: expected Unix seconds, got
+    /// "yesterday"`).
+    pub fn from_payload(payload: &serde_json::Value) -> Result<Self, InvocationFailure> {
+        use serde_json::Value;
+        let invalid = |message: String| InvocationFailure::new(FailureKind::InvalidEvent, message);
+        let object = match payload {
+            Value::Null => return Ok(InvocationEvent::default()),
+            Value::Object(object) => object,
+            other => {
+                return Err(invalid(format!(
+                    "expected a JSON object (or null), got {}",
+                    shown(other)
+                )));
+            }
+        };
+        let field = |name: &str| object.get(name).filter(|value| !value.is_null());
+        let types = match field("types") {
+            None => None,
+            Some(Value::Array(items)) if !items.is_empty() => Some(
+                items
+                    .iter()
+                    .map(|item| {
+                        item.as_str().map(str::to_owned).ok_or_else(|| {
+                            invalid(format!(
+                                "types: expected type names (strings), got {}",
+                                shown(item)
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "types: expected a non-empty list of type names, got {}",
+                    shown(other)
+                )));
+            }
+        };
+        let seconds = |name: &str| match field(name) {
+            None => Ok(None),
+            Some(value) => value.as_i64().map(Some).ok_or_else(|| {
+                invalid(format!(
+                    "{name}: expected Unix seconds, got {}",
+                    shown(value)
+                ))
+            }),
+        };
+        let timestamp_from = seconds("timestamp_from")?;
+        let timestamp_to = seconds("timestamp_to")?;
+        if let (Some(from), Some(to)) = (timestamp_from, timestamp_to)
+            && from > to
+        {
+            return Err(invalid(format!(
+                "timestamp_from: {from} is after timestamp_to ({to})"
+            )));
+        }
+        let catch_up = match field("catch_up") {
+            None => None,
+            Some(Value::Bool(flag)) => Some(*flag),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "catch_up: expected true or false, got {}",
+                    shown(other)
+                )));
+            }
+        };
+        Ok(InvocationEvent {
+            types,
+            timestamp_from,
+            timestamp_to,
+            catch_up,
+        })
+    }
+}
+
+/// A value as JSON, cut short: it goes into an error message and a log line.
+fn shown(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
 }
 
 /// `{"statusCode": 200, "body": "N records inserted into Aurora. M duplicates skipped. E errors."}`
@@ -51,21 +151,51 @@ pub enum InvocationError {
 }
 
 /// The run config of one invocation, from the event and the environment (`var`), at `now`.
+/// The run sets up the backends; a [`LambdaJob`] sets them up once.
 pub async fn invocation_config(
     event: &InvocationEvent,
     var: impl Fn(&str) -> Option<String>,
     now: i64,
 ) -> Result<RunConfig, InvocationError> {
     let environment = from_env(var)?;
-    let base_url = environment.fetch_api_url.ok_or(InvocationError::NoSource)?;
-    let source = SourceSpec::parse(&base_url, environment.fetch_key.as_deref())?;
+    let source = source_of(&environment)?;
     let database = environment
         .database_url
+        .clone()
         .ok_or(InvocationError::NoDatabase)?;
-    let plugins = environment.plugins_dir.unwrap_or_else(default_plugins_dir);
+    let plugins = environment
+        .plugins_dir
+        .clone()
+        .unwrap_or_else(default_plugins_dir);
+    let mut config = event_config(event, source, database, plugins, environment.catch_up, now);
+    config.capabilities = environment.capabilities;
+    Ok(config)
+}
+
+fn source_of(environment: &Environment) -> Result<SourceSpec, InvocationError> {
+    let base_url = environment
+        .fetch_api_url
+        .as_deref()
+        .ok_or(InvocationError::NoSource)?;
+    Ok(SourceSpec::parse(
+        base_url,
+        environment.fetch_key.as_deref(),
+    )?)
+}
+
+/// The config of one invocation without its capabilities. `catch_up` is the environment's
+/// default (`BATCH_JOB_AURORA_CATCH_UP`), which the event's own `catch_up` beats.
+fn event_config(
+    event: &InvocationEvent,
+    source: SourceSpec,
+    database: String,
+    plugins: PathBuf,
+    catch_up: bool,
+    now: i64,
+) -> RunConfig {
     let mut config = RunConfig::new(source, database, plugins);
     config.types = event.types.clone();
-    let catch_up = event.catch_up.unwrap_or(environment.catch_up);
+    let catch_up = event.catch_up.unwrap_or(catch_up);
     config.windows = if event.timestamp_from.is_some() || event.timestamp_to.is_some() {
         let default = Window::last_70_minutes(now);
         WindowPlan::Fixed(Window {
@@ -78,8 +208,300 @@ pub async fn invocation_config(
         // The contract's default, a scheduled window: the run takes the last 70 minutes.
         WindowPlan::Scheduled { now }
     };
-    config.capabilities = environment.capabilities;
-    Ok(config)
+    config
+}
+
+/// Why an invocation (or the container's init) failed, as a short stable name: the
+/// `errorType` that alarms and Step Functions match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum FailureKind {
+    /// The event is not the expected shape; the message names the key.
+    InvalidEvent,
+    /// The event asks for a type no installed plugin serves.
+    UnknownType,
+    /// The environment does not describe a usable setup (a variable is missing or wrong).
+    InvalidConfig,
+    /// The container could not be set up (the plugins folder cannot be loaded).
+    InitFailed,
+    /// The source could not be used at all.
+    SourceFailed,
+    /// The database could not be reached or used.
+    DatabaseUnavailable,
+    /// The database credentials (a secret, an IAM token) could not be had.
+    CredentialsUnavailable,
+    /// The run went through, but a type or its window was not read to the end; what was
+    /// stored stays stored, and catch-up fills the rest.
+    IncompleteRun,
+    /// A bug or an unexpected failure of the host itself.
+    Internal,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::InvalidEvent => "InvalidEvent",
+            FailureKind::UnknownType => "UnknownType",
+            FailureKind::InvalidConfig => "InvalidConfig",
+            FailureKind::InitFailed => "InitFailed",
+            FailureKind::SourceFailed => "SourceFailed",
+            FailureKind::DatabaseUnavailable => "DatabaseUnavailable",
+            FailureKind::CredentialsUnavailable => "CredentialsUnavailable",
+            FailureKind::IncompleteRun => "IncompleteRun",
+            FailureKind::Internal => "Internal",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed invocation: its kind and a one-line message with the whole cause chain.
+#[derive(Clone, PartialEq, Eq)]
+pub struct InvocationFailure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl InvocationFailure {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        InvocationFailure {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// From an error, with its whole source chain in the message.
+    pub fn from_error(kind: FailureKind, error: &dyn std::error::Error) -> Self {
+        InvocationFailure::new(kind, error_chain(error))
+    }
+}
+
+/// As `Kind: message`, so that even a Debug print (as the Lambda runtime crate's layers make) reads
+/// like an error, not like a crash dump.
+impl std::fmt::Debug for InvocationFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+impl std::fmt::Display for InvocationFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for InvocationFailure {}
+
+impl From<RunError> for InvocationFailure {
+    fn from(error: RunError) -> Self {
+        let kind = match &error {
+            RunError::Plugins(_) | RunError::NoPlugins { .. } => FailureKind::InitFailed,
+            RunError::NoPluginForType {
+                type_name,
+                installed,
+            } => {
+                return InvocationFailure::new(
+                    FailureKind::UnknownType,
+                    format!("types: no plugin for type {type_name:?} (installed: {installed})"),
+                );
+            }
+            RunError::Sink(SinkError::UnsupportedUrl(_)) | RunError::Capabilities(_) => {
+                FailureKind::InvalidConfig
+            }
+            RunError::Sink(SinkError::IncompatibleColumn { .. }) => FailureKind::IncompleteRun,
+            RunError::Sink(sink) if sink.is_unavailable() => FailureKind::DatabaseUnavailable,
+            RunError::Sink(_) | RunError::Task(_) => FailureKind::Internal,
+            RunError::Source(_) => FailureKind::SourceFailed,
+        };
+        InvocationFailure::from_error(kind, &error)
+    }
+}
+
+impl From<InvocationError> for InvocationFailure {
+    fn from(error: InvocationError) -> Self {
+        let kind = match &error {
+            InvocationError::Source(_) => FailureKind::SourceFailed,
+            _ => FailureKind::InvalidConfig,
+        };
+        InvocationFailure::from_error(kind, &error)
+    }
+}
+
+impl From<CredentialsError> for InvocationFailure {
+    fn from(error: CredentialsError) -> Self {
+        let kind = match &error {
+            CredentialsError::Config(_) => FailureKind::InvalidConfig,
+            _ => FailureKind::CredentialsUnavailable,
+        };
+        InvocationFailure::from_error(kind, &error)
+    }
+}
+
+/// The rule of a scheduled invocation: a run that did not read every type's window to its end
+/// is an error ([`FailureKind::IncompleteRun`]), so that it is retried and alarmed on. Failed
+/// documents alone are not: they are counted and kept.
+pub fn check_completed(summary: &RunSummary) -> Result<(), InvocationFailure> {
+    if summary.completed() {
+        return Ok(());
+    }
+    let mut reasons: Vec<String> = summary
+        .types
+        .iter()
+        .filter_map(|(type_name, counts)| {
+            counts
+                .error
+                .as_ref()
+                .map(|error| format!("{type_name}: {error}"))
+        })
+        .collect();
+    if let Some(error) = &summary.error {
+        reasons.push(error.clone());
+    }
+    Err(InvocationFailure::new(
+        FailureKind::IncompleteRun,
+        format!(
+            "the run did not complete (what was read is stored; {}): {}",
+            summary.lambda_body(),
+            reasons.join("; ")
+        ),
+    ))
+}
+
+/// An error with its whole chain, secrets scrubbed.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    crate::error::chain(error)
+}
+
+/// What a Lambda container keeps between invocations: the prepared job (engine and plugins),
+/// the backends, the credentials, and the environment as it was at init.
+#[derive(Debug)]
+pub struct LambdaJob {
+    job: Job,
+    env: HashMap<String, String>,
+    /// `BATCH_JOB_AURORA_CATCH_UP`, which an event's own `catch_up` beats.
+    catch_up: bool,
+    source: SourceSpec,
+    backends: Backends,
+    credentials: DatabaseCredentials,
+}
+
+/// One invocation's result: the summary when the run went through (also when it did not
+/// complete), and the response or the failure.
+#[derive(Debug)]
+pub struct InvocationOutcome {
+    pub summary: Option<RunSummary>,
+    /// The window every type took, when the event or the default fixed one (not with
+    /// catch-up, where each type has its own).
+    pub window: Option<Window>,
+    pub result: Result<InvocationResponse, InvocationFailure>,
+}
+
+impl LambdaJob {
+    /// The container's init, from the environment `env` (read once): checks the settings,
+    /// builds the engine, loads the plugins and sets up the backends. No database connection
+    /// is made: a database that is down fails an invocation, not the init.
+    pub async fn init(env: HashMap<String, String>) -> Result<LambdaJob, InvocationFailure> {
+        let var = |name: &str| env.get(name).cloned();
+        let invalid = |error: &dyn std::error::Error| {
+            InvocationFailure::from_error(FailureKind::InvalidConfig, error)
+        };
+        let environment = from_env(var).map_err(|error| invalid(&error))?;
+        let source = source_of(&environment)?;
+        let credentials = DatabaseCredentials::from_env(var).map_err(|error| invalid(&error))?;
+        if environment.database_url.is_none() {
+            return Err(InvocationError::NoDatabase.into());
+        }
+        let plugins_dir = environment
+            .plugins_dir
+            .clone()
+            .unwrap_or_else(default_plugins_dir);
+        let job = Job::prepare(&plugins_dir, SandboxLimits::default())?;
+        let backends = Backends::configure(&environment.capabilities)
+            .await
+            .map_err(|error| invalid(&error))?;
+        Ok(LambdaJob {
+            job,
+            env,
+            catch_up: environment.catch_up,
+            source,
+            backends,
+            credentials,
+        })
+    }
+
+    pub fn job(&self) -> &Job {
+        &self.job
+    }
+
+    /// One invocation: the event is checked first (its keys, then its types against the
+    /// installed plugins), then the database URL is made (reading the secret or making a token
+    /// when needed), then the job runs. A refused login reads the credentials again and runs
+    /// once more.
+    pub async fn invoke(
+        &self,
+        payload: &serde_json::Value,
+        now: i64,
+        deadline: Option<Instant>,
+    ) -> InvocationOutcome {
+        let failed = |failure: InvocationFailure| InvocationOutcome {
+            summary: None,
+            window: None,
+            result: Err(failure),
+        };
+        let event = match InvocationEvent::from_payload(payload) {
+            Ok(event) => event,
+            Err(failure) => return failed(failure),
+        };
+        if let Err(error) = self.job.check_types(event.types.as_deref()) {
+            return failed(error.into());
+        }
+        let var = |name: &str| self.env.get(name).cloned();
+        let mut refresh = false;
+        loop {
+            let database = match self.credentials.database_url(var, refresh).await {
+                Ok(Some(url)) => url,
+                Ok(None) => return failed(InvocationError::NoDatabase.into()),
+                Err(error) => return failed(error.into()),
+            };
+            let mut config = event_config(
+                &event,
+                self.source.clone(),
+                database,
+                PathBuf::new(),
+                self.catch_up,
+                now,
+            );
+            // The clients made at init, not new ones per invocation.
+            config.backends = Some(self.backends.clone());
+            config.deadline = deadline;
+            let window = match config.windows {
+                WindowPlan::Fixed(window) => Some(window),
+                WindowPlan::Scheduled { now } => Some(Window::last_70_minutes(now)),
+                _ => None,
+            };
+            match self.job.run(config).await {
+                Ok(summary) => {
+                    let result =
+                        check_completed(&summary).map(|()| InvocationResponse::from(&summary));
+                    return InvocationOutcome {
+                        summary: Some(summary),
+                        window,
+                        result,
+                    };
+                }
+                Err(RunError::Sink(error))
+                    if !refresh && error.is_login_failure() && self.credentials.can_refresh() =>
+                {
+                    tracing::warn!("the database refused the login; reading the credentials again");
+                    refresh = true;
+                }
+                Err(error) => return failed(error.into()),
+            }
+        }
+    }
 }
 
 /// The plugins of a Lambda: a layer's `/opt/plugins`, else `plugins/` beside the executable.
@@ -142,6 +564,97 @@ mod tests {
         };
         let config = invocation_config(&catch_up, env, 5).await.unwrap();
         assert_eq!(config.windows, WindowPlan::CatchUp(CatchUp::at(5)));
+    }
+
+    #[test]
+    fn a_bad_event_names_its_key() {
+        let failure = |payload: serde_json::Value| {
+            let failure = InvocationEvent::from_payload(&payload).unwrap_err();
+            assert_eq!(failure.kind, FailureKind::InvalidEvent);
+            failure.message
+        };
+        assert_eq!(
+            failure(serde_json::json!({"timestamp_from": "yesterday"})),
+            r#"timestamp_from: expected Unix seconds, got "yesterday""#
+        );
+        assert_eq!(
+            failure(serde_json::json!({"timestamp_to": 1.5})),
+            "timestamp_to: expected Unix seconds, got 1.5"
+        );
+        assert_eq!(
+            failure(serde_json::json!({"types": "GithubType"})),
+            r#"types: expected a non-empty list of type names, got "GithubType""#
+        );
+        assert_eq!(
+            failure(serde_json::json!({"types": [7]})),
+            "types: expected type names (strings), got 7"
+        );
+        assert_eq!(
+            failure(serde_json::json!({"timestamp_from": 5, "timestamp_to": 3})),
+            "timestamp_from: 5 is after timestamp_to (3)"
+        );
+        assert_eq!(
+            failure(serde_json::json!({"catch_up": "yes"})),
+            r#"catch_up: expected true or false, got "yes""#
+        );
+        assert_eq!(
+            failure(serde_json::json!([1])),
+            "expected a JSON object (or null), got [1]"
+        );
+        // Nulls are absent keys, and other keys (an EventBridge event's) are ignored.
+        let event = InvocationEvent::from_payload(
+            &serde_json::json!({"types": null, "timestamp_from": 0, "source": "aws.events"}),
+        )
+        .unwrap();
+        assert_eq!((event.types, event.timestamp_from), (None, Some(0)));
+    }
+
+    #[test]
+    fn an_incomplete_run_is_an_error_and_failed_documents_are_not() {
+        let mut summary = RunSummary {
+            inserted: 3,
+            failed: 2,
+            ..Default::default()
+        };
+        summary.type_mut("GithubType").inserted = 3;
+        summary.type_mut("GithubType").failed = 2;
+        assert_eq!(check_completed(&summary), Ok(()));
+        summary.type_mut("SlackType").error = Some("the body was cut off".into());
+        let failure = check_completed(&summary).unwrap_err();
+        assert_eq!(failure.kind, FailureKind::IncompleteRun);
+        assert_eq!(failure.kind.as_str(), "IncompleteRun");
+        assert!(
+            failure.message.contains("SlackType: the body was cut off"),
+            "{}",
+            failure.message
+        );
+        let source_stopped = RunSummary {
+            error: Some("cannot read the source".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            check_completed(&source_stopped).unwrap_err().kind,
+            FailureKind::IncompleteRun
+        );
+    }
+
+    #[test]
+    fn run_errors_have_stable_kinds() {
+        let unknown = InvocationFailure::from(RunError::NoPluginForType {
+            type_name: "Nope; DROP".into(),
+            installed: "GithubType".into(),
+        });
+        assert_eq!(unknown.kind, FailureKind::UnknownType);
+        assert_eq!(
+            unknown.message,
+            r#"types: no plugin for type "Nope; DROP" (installed: GithubType)"#
+        );
+        assert_eq!(
+            format!("{unknown:?}"),
+            format!("UnknownType: {}", unknown.message)
+        );
+        let down = InvocationFailure::from(RunError::Sink(SinkError::UnsupportedUrl("x".into())));
+        assert_eq!(down.kind, FailureKind::InvalidConfig);
     }
 
     #[test]

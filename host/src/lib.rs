@@ -3,15 +3,21 @@
 //!
 //! The one entry point is [`run`]: it loads the plugins, opens the sink, streams documents from
 //! the source through each type's plugin, and writes rows and failures. The binaries only turn
-//! their input into a [`RunConfig`] and print the [`RunSummary`].
-#![forbid(unsafe_code)]
+//! their input into a [`RunConfig`] and print the [`RunSummary`]. A process that runs many
+//! times (the Lambda) prepares a [`Job`] once, which keeps the engine, the plugins and the
+//! database pool between runs.
+// `unsafe` only where wasmtime requires it: mapping a precompiled plugin (`plugin/load.rs`).
+#![deny(unsafe_code)]
 
 pub mod capability;
 pub mod config;
+pub mod credentials;
 pub mod document;
 pub mod error;
 pub mod http;
 pub mod invocation;
+pub mod job;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod plugin;
@@ -22,5 +28,6 @@ pub mod summary;
 
 pub use config::RunConfig;
 pub use error::RunError;
+pub use job::Job;
 pub use pipeline::run;
 pub use summary::{RunSummary, TypeSummary};

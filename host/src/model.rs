@@ -88,6 +88,33 @@ pub struct Row {
     pub cells: Vec<Cell>,
 }
 
+/// A row as a plugin returned it, before the host checks it against the declared columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginRow {
+    /// The row's own id; `None` means the document's.
+    pub id: Option<String>,
+    pub cells: Vec<Cell>,
+}
+
+/// What a plugin made of one document, before the host checks its rows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Rows(Vec<PluginRow>),
+    /// The type does not want the document (not an error).
+    Refused(String),
+    /// The plugin's own error for the document (not a trap).
+    Failed(String),
+}
+
+/// The severity of a plugin's log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
 /// Whether a name may reach SQL as an identifier: ASCII letters, digits and `_`, starting with a
 /// letter or `_`, at most 64 characters (MySQL's limit).
 pub fn is_safe_identifier(name: &str) -> bool {

@@ -3,6 +3,10 @@
 //! - `dist`: the release host and every plugin as a wasm component, laid out as
 //!   `dist/batch-job-aurora` and `dist/plugins/<name>.wasm` (a stable interface), plus the
 //!   Lambda as `dist/lambda/bootstrap` with `dist/lambda/plugins/`;
+//! - `lambda`: `dist`, then `dist/lambda.zip`: `bootstrap` and `plugins/*.cwasm` precompiled by
+//!   that very `bootstrap` (with each `.wasm` beside it, which the loader falls back on), after
+//!   checking that `bootstrap` needs no glibc newer than Amazon Linux 2023's (2.34); also an
+//!   arm64 zip when the aarch64 cross linker and Rust target are installed;
 //! - `demo`: `dist`, then a run of the bundled examples into `demo.db` (SQLite);
 //! - `bench`: `dist`, then generated documents through the fetch API into each database, next
 //!   to the databases' own tools and the plugin's native cost (see `bench.rs`).
@@ -12,7 +16,7 @@
 mod bench;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, ensure};
 use clap::{Parser, Subcommand};
@@ -27,6 +31,8 @@ struct Cli {
 enum Task {
     /// Builds dist/batch-job-aurora and dist/plugins/*.wasm.
     Dist,
+    /// Builds dist, then dist/lambda.zip (bootstrap + precompiled plugins).
+    Lambda,
     /// Builds dist, then runs the bundled examples into demo.db.
     Demo {
         /// Where the demo writes.
@@ -51,6 +57,7 @@ fn main() -> Result<()> {
     let target = target_dir(&root);
     match Cli::parse().command {
         Task::Dist => dist(&root, &target, &[]).map(drop),
+        Task::Lambda => lambda(&root, &target),
         Task::Demo { database } => demo(&root, &target, &database),
         Task::Bench(args) => bench::run(&root, &target, args),
     }
@@ -133,6 +140,191 @@ fn dist(root: &Path, target: &Path, also: &[&str]) -> Result<PathBuf> {
         dist.join("batch-job-aurora").display()
     );
     Ok(dist)
+}
+
+/// The newest glibc symbol version the Lambda OS (Amazon Linux 2023) provides.
+const LAMBDA_GLIBC: (u32, u32) = (2, 34);
+
+/// Builds `dist/lambda.zip` (and `dist/lambda-arm64.zip` when it can).
+fn lambda(root: &Path, target: &Path) -> Result<()> {
+    let dist = dist(root, target, &[])?;
+    let folder = dist.join("lambda");
+    let bootstrap = folder.join("bootstrap");
+    check_glibc(&bootstrap)?;
+    for (_, name) in PLUGINS {
+        let wasm = folder.join("plugins").join(format!("{name}.wasm"));
+        let cwasm = folder.join("plugins").join(format!("{name}.cwasm"));
+        // Portable: for any x86_64 CPU, not only this machine's (Lambda's may lack a feature
+        // of it, and wasmtime would refuse the artifact).
+        run(Command::new(&bootstrap)
+            .arg("--precompile")
+            .arg(&wasm)
+            .arg(&cwasm)
+            .arg("--portable"))?;
+    }
+    let zip = dist.join("lambda.zip");
+    make_zip(&folder, &zip)?;
+    println!(
+        "{:>10} bytes  {} (x86_64: bootstrap, plugins/*.cwasm and *.wasm)",
+        std::fs::metadata(&zip)?.len(),
+        zip.display()
+    );
+    lambda_arm64(target, &dist)
+}
+
+/// The arm64 (Graviton) zip, when Debian's aarch64 cross linker and the Rust target are
+/// installed; skipped with a message otherwise. Its plugins are `.wasm`, compiled at init: the
+/// precompiler is the x86_64 `bootstrap`, whose engine compiles for its own CPU only.
+fn lambda_arm64(target_dir: &Path, dist: &Path) -> Result<()> {
+    const TARGET: &str = "aarch64-unknown-linux-gnu";
+    const LINKER: &str = "aarch64-linux-gnu-gcc";
+    let linker = Command::new(LINKER)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()?;
+    let sysroot = String::from_utf8(sysroot.stdout)?;
+    let target = Path::new(sysroot.trim())
+        .join("lib/rustlib")
+        .join(TARGET)
+        .exists();
+    if !linker || !target {
+        println!(
+            "arm64 skipped: needs {LINKER} (apt-get install gcc-aarch64-linux-gnu) and the Rust target (rustup target add {TARGET}); found linker: {linker}, target: {target}"
+        );
+        return Ok(());
+    }
+    run(cargo()
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "batch-job-aurora-cli",
+            "--bin",
+            "bootstrap",
+        ])
+        .args(["--target", TARGET])
+        .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", LINKER)
+        .env("CC_aarch64_unknown_linux_gnu", LINKER))?;
+    let folder = dist.join("lambda-arm64");
+    std::fs::create_dir_all(folder.join("plugins"))?;
+    let bootstrap = folder.join("bootstrap");
+    copy(
+        &target_dir.join(TARGET).join("release/bootstrap"),
+        &bootstrap,
+    )?;
+    check_glibc(&bootstrap)?;
+    for (_, name) in PLUGINS {
+        let wasm = format!("{name}.wasm");
+        copy(
+            &dist.join("plugins").join(&wasm),
+            &folder.join("plugins").join(&wasm),
+        )?;
+    }
+    let zip = dist.join("lambda-arm64.zip");
+    make_zip(&folder, &zip)?;
+    println!(
+        "{:>10} bytes  {} (arm64: bootstrap, plugins/*.wasm)",
+        std::fs::metadata(&zip)?.len(),
+        zip.display()
+    );
+    Ok(())
+}
+
+/// Fails when `binary` needs a glibc symbol newer than the Lambda OS has.
+fn check_glibc(binary: &Path) -> Result<()> {
+    let output = Command::new("objdump")
+        .arg("-T")
+        .arg(binary)
+        .output()
+        .context("cannot run objdump (binutils) to check the glibc symbol versions")?;
+    ensure!(
+        output.status.success(),
+        "objdump -T {} failed: {}",
+        binary.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let newest = newest_glibc(&String::from_utf8_lossy(&output.stdout));
+    let Some((version, symbol)) = newest else {
+        println!("{}: no versioned glibc symbols", binary.display());
+        return Ok(());
+    };
+    ensure!(
+        version <= LAMBDA_GLIBC,
+        "{} needs GLIBC_{}.{} (for {symbol}), but the Lambda OS (Amazon Linux 2023) has glibc {}.{}: build on an older system, or for musl",
+        binary.display(),
+        version.0,
+        version.1,
+        LAMBDA_GLIBC.0,
+        LAMBDA_GLIBC.1
+    );
+    println!(
+        "{}: newest glibc symbol GLIBC_{}.{} ({symbol}), Amazon Linux 2023 has {}.{}",
+        binary.display(),
+        version.0,
+        version.1,
+        LAMBDA_GLIBC.0,
+        LAMBDA_GLIBC.1
+    );
+    Ok(())
+}
+
+/// The newest `GLIBC_x.y` version in `objdump -T` output, with a symbol that needs it.
+fn newest_glibc(objdump: &str) -> Option<((u32, u32), String)> {
+    objdump
+        .lines()
+        .filter_map(|line| {
+            let start = line.find("GLIBC_")?;
+            let version = line[start + "GLIBC_".len()..]
+                .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .next()?;
+            let mut parts = version.split('.').map(|part| part.parse::<u32>().ok());
+            let major = parts.next()??;
+            let minor = parts.next().flatten().unwrap_or(0);
+            let symbol = line
+                .split_whitespace()
+                .last()
+                .unwrap_or_default()
+                .to_owned();
+            Some(((major, minor), symbol))
+        })
+        .max_by_key(|(version, _)| *version)
+}
+
+/// Zips the contents of `folder` (keeping `bootstrap` executable) into `zip`.
+fn make_zip(folder: &Path, zip: &Path) -> Result<()> {
+    let _ = std::fs::remove_file(zip);
+    let zip = std::path::absolute(zip)?;
+    let with_zip = Command::new("zip")
+        .current_dir(folder)
+        .args(["-q", "-r", "-X", "-9"])
+        .arg(&zip)
+        .args(["bootstrap", "plugins"])
+        .status();
+    if with_zip.is_ok_and(|status| status.success()) {
+        return Ok(());
+    }
+    // No zip(1): Python's zipfile, with the Unix mode of each file kept.
+    let script = r#"
+import os, sys, zipfile
+folder, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+    for base, _, files in os.walk(folder):
+        for name in sorted(files):
+            path = os.path.join(base, name)
+            info = zipfile.ZipInfo.from_file(path, os.path.relpath(path, folder))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with open(path, "rb") as f:
+                z.writestr(info, f.read())
+"#;
+    run(Command::new("python3")
+        .args(["-c", script])
+        .arg(folder)
+        .arg(&zip))
+    .context("neither zip nor python3 could make the zip")
 }
 
 fn copy(from: &Path, to: &Path) -> Result<()> {

@@ -25,22 +25,37 @@ use tokio::sync::mpsc;
 use crate::capability::{Backends, CapabilityHub};
 use crate::config::RunConfig;
 use crate::error::RunError;
-use crate::plugin::PluginEngine;
+use crate::plugin::{PluginEngine, PluginSet};
 use crate::sink::{RunStatus, Sink};
 use crate::summary::RunSummary;
 
 pub use prepare::Lane;
+pub(crate) use prepare::select;
 
 /// Runs the job once: every selected type's documents from the source, through its plugin,
 /// into the database. Documents that fail are counted and kept; the run goes on.
+///
+/// Loads the plugins and opens the database for this one run; a process that runs many times
+/// prepares a [`Job`](crate::Job) once instead.
 pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
+    let job = crate::job::Job::prepare(&config.plugins_dir, config.limits.clone())?;
+    let summary = job.run(config).await;
+    job.close().await;
+    summary
+}
+
+/// One run with a prepared engine, its plugins, and the database (`sink`) for
+/// `config.database_url`, which the caller opens and closes.
+pub(crate) async fn run_prepared(
+    config: RunConfig,
+    engine: &PluginEngine,
+    plugins: &PluginSet,
+    sink: Arc<Sink>,
+) -> Result<RunSummary, RunError> {
     let started = Instant::now();
-    let engine = PluginEngine::new(config.limits.clone())?;
-    let plugins = engine.load_folder(&config.plugins_dir)?;
-    let selected = prepare::select(&plugins, &config.plugins_dir, config.types.as_deref())?;
+    let selected = prepare::select(plugins, &config.plugins_dir, config.types.as_deref())?;
     // The source is checked before anything is written: an unreadable one stops the run.
     let source = prepare::open_source(&config)?;
-    let sink = Arc::new(Sink::connect(&config.database_url).await?);
     let mut summary = RunSummary {
         run_id: new_run_id(),
         ..Default::default()
@@ -146,7 +161,6 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         sink.run_finished(&summary.run_id, type_name, &logged, status, window_end)
             .await?;
     }
-    sink.close().await;
     tracing::info!(
         run_id = %summary.run_id,
         elapsed_ms = started.elapsed().as_millis() as u64,

@@ -1,15 +1,27 @@
-//! The only place that calls `bindgen!`. Generated types are converted into the host's own
-//! [`crate::model`] types at this module's edge and never leak further.
+//! The only place that calls `bindgen!`, and the only module that names a generated type.
+//!
+//! The rest of the host sees a thin facade: [`PluginPre`] (a component checked against the
+//! world, ready to instantiate), [`PluginInstance`] with `describe` and `transform`, and
+//! [`add_to_linker`]. Generated types are converted into the host's own [`crate::model`] types
+//! at this module's edge. As in Zed's `wasm_host/wit`, a call answers
+//! `Result<_, Trap>`: the outer error is a trap (the instance is dead), while a plugin's own
+//! error for a document is a [`model::Outcome::Failed`].
 
-use crate::model::{Capability, Cell, Column, ColumnType, PluginInfo};
+use wasmtime::Store;
+use wasmtime::component::{HasSelf, InstancePre, Linker};
+
+use super::sandbox::PluginState;
+use crate::capability::LookupFailure;
+use crate::document::Envelope;
+use crate::model::{self, Capability, Cell, Column, ColumnType, PluginInfo};
 
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "type-plugin",
 });
 
-pub use aurora::plugin::host::{LogLevel, LookupError, SlackChannel};
-pub use aurora::plugin::types::{Document, Outcome, PluginError, Row, Value};
+use aurora::plugin::host::{LogLevel, LookupError, SlackChannel};
+use aurora::plugin::types::{Document, Outcome, PluginError, Value};
 
 /// The WIT package this host serves, as plugins name it in their exports.
 pub const PACKAGE: &str = "aurora:plugin";
@@ -17,6 +29,81 @@ pub const PACKAGE: &str = "aurora:plugin";
 pub const PACKAGE_VERSION: (u64, u64, u64) = (1, 0, 0);
 /// The interface every plugin exports.
 pub const PLUGIN_INTERFACE: &str = "aurora:plugin/plugin";
+
+/// A trap: the call did not return, and the instance cannot be entered again.
+#[derive(Debug)]
+pub struct Trap(pub wasmtime::Error);
+
+/// Adds the host interface to a linker.
+pub fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+    TypePlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |state| state)
+}
+
+/// A component whose imports and exports were checked against the world, ready to instantiate.
+#[derive(Clone)]
+pub struct PluginPre(TypePluginPre<PluginState>);
+
+impl PluginPre {
+    pub fn new(pre: InstancePre<PluginState>) -> wasmtime::Result<Self> {
+        TypePluginPre::new(pre).map(PluginPre)
+    }
+
+    pub fn instantiate(&self, store: &mut Store<PluginState>) -> wasmtime::Result<PluginInstance> {
+        self.0.instantiate(store).map(PluginInstance)
+    }
+}
+
+/// A live instance's exports.
+pub struct PluginInstance(TypePlugin);
+
+impl PluginInstance {
+    pub fn describe(&self, store: &mut Store<PluginState>) -> Result<PluginInfo, Trap> {
+        self.0
+            .aurora_plugin_plugin()
+            .call_describe(store)
+            .map(PluginInfo::from)
+            .map_err(Trap)
+    }
+
+    /// One outcome per document, as the plugin answered (the count is checked by the caller).
+    pub fn transform(
+        &self,
+        store: &mut Store<PluginState>,
+        documents: &[Envelope],
+    ) -> Result<Vec<model::Outcome>, Trap> {
+        let batch: Vec<Document> = documents
+            .iter()
+            .map(|envelope| Document {
+                id: envelope.id.clone(),
+                timestamp: envelope.timestamp,
+                data: envelope.data().to_owned(),
+            })
+            .collect();
+        let outcomes = self
+            .0
+            .aurora_plugin_plugin()
+            .call_transform(store, &batch)
+            .map_err(Trap)?;
+        Ok(outcomes.into_iter().map(model::Outcome::from).collect())
+    }
+}
+
+impl From<Outcome> for model::Outcome {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Rows(rows) => model::Outcome::Rows(
+                rows.into_iter()
+                    .map(|row| model::PluginRow {
+                        id: row.id,
+                        cells: row.values.into_iter().map(Cell::from).collect(),
+                    })
+                    .collect(),
+            ),
+            Outcome::Refused(reason) => model::Outcome::Refused(reason),
+            Outcome::Failed(error) => model::Outcome::Failed(error.to_string()),
+        }
+    }
+}
 
 impl From<aurora::plugin::types::PluginInfo> for PluginInfo {
     fn from(info: aurora::plugin::types::PluginInfo) -> Self {
@@ -81,5 +168,44 @@ impl std::fmt::Display for PluginError {
             PluginError::CapabilityFailed(message) => write!(f, "capability failed: {message}"),
             PluginError::Internal(message) => write!(f, "plugin error: {message}"),
         }
+    }
+}
+
+impl From<LookupFailure> for LookupError {
+    fn from(failure: LookupFailure) -> Self {
+        match failure {
+            LookupFailure::Denied => LookupError::Denied,
+            LookupFailure::NotConfigured(what) => LookupError::NotConfigured(what),
+            LookupFailure::Unavailable(why) => LookupError::Unavailable(why),
+        }
+    }
+}
+
+impl aurora::plugin::types::Host for PluginState {}
+
+impl aurora::plugin::host::Host for PluginState {
+    fn log(&mut self, level: LogLevel, message: String) {
+        let level = match level {
+            LogLevel::Debug => model::LogLevel::Debug,
+            LogLevel::Info => model::LogLevel::Info,
+            LogLevel::Warn => model::LogLevel::Warn,
+            LogLevel::Error => model::LogLevel::Error,
+        };
+        self.plugin_log(level, &message);
+    }
+
+    fn lookup_slack_channel(
+        &mut self,
+        channel_id: String,
+    ) -> Result<Option<SlackChannel>, LookupError> {
+        let name = self.timed(|grants| grants.slack_channel(&channel_id))?;
+        Ok(name.map(|name| SlackChannel {
+            id: channel_id,
+            name,
+        }))
+    }
+
+    fn reference_lookup(&mut self, table: String, key: String) -> Result<Vec<String>, LookupError> {
+        Ok(self.timed(|grants| grants.reference(&table, &key))?)
     }
 }

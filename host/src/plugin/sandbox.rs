@@ -3,16 +3,17 @@
 
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{
     HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
 };
 
-use super::bindings::{self, LogLevel, LookupError, SlackChannel};
+use super::bindings::{self, PluginInstance, PluginPre, Trap};
 use crate::capability::{Grants, LookupFailure};
-use crate::model::PluginInfo;
+use crate::document::Envelope;
+use crate::model::{LogLevel, Outcome, PluginInfo};
 
 /// The limits every plugin call runs under.
 #[derive(Debug, Clone)]
@@ -89,17 +90,14 @@ impl HostMonotonicClock for StoppedClock {
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<PluginState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-    bindings::TypePlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(
-        &mut linker,
-        |state| state,
-    )?;
+    bindings::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
 /// A live plugin instance in its own store.
 pub struct Instance {
     store: Store<PluginState>,
-    plugin: bindings::TypePlugin,
+    plugin: PluginInstance,
     stderr: MemoryOutputPipe,
     call_budget: Duration,
     budget_per_document: Duration,
@@ -110,7 +108,7 @@ impl Instance {
     /// every lookup is denied.
     pub fn new(
         engine: &Engine,
-        pre: &bindings::TypePluginPre<PluginState>,
+        pre: &PluginPre,
         limits: &super::SandboxLimits,
         grants: Option<Grants>,
     ) -> wasmtime::Result<Self> {
@@ -164,25 +162,20 @@ impl Instance {
 
     pub fn describe(&mut self) -> wasmtime::Result<PluginInfo> {
         self.arm(0);
-        let info: PluginInfo = self
+        let info = self
             .plugin
-            .aurora_plugin_plugin()
-            .call_describe(&mut self.store)?
-            .into();
+            .describe(&mut self.store)
+            .map_err(|Trap(trap)| trap)?;
         self.store.data_mut().type_name = info.type_name.clone();
         Ok(info)
     }
 
     /// Transforms a batch; `Err` carries the trap with the tail of the plugin's stderr.
-    pub fn transform(
-        &mut self,
-        batch: &[bindings::Document],
-    ) -> Result<Vec<bindings::Outcome>, String> {
+    pub fn transform(&mut self, batch: &[Envelope]) -> Result<Vec<Outcome>, String> {
         self.arm(batch.len());
         self.plugin
-            .aurora_plugin_plugin()
-            .call_transform(&mut self.store, batch)
-            .map_err(|trap| self.trap_message(&trap))
+            .transform(&mut self.store, batch)
+            .map_err(|Trap(trap)| self.trap_message(&trap))
     }
 
     /// Whether stderr is filling up; a fresh instance starts with an empty pipe.
@@ -215,36 +208,23 @@ impl Instance {
     }
 }
 
-impl From<LookupFailure> for LookupError {
-    fn from(failure: LookupFailure) -> Self {
-        match failure {
-            LookupFailure::Denied => LookupError::Denied,
-            LookupFailure::NotConfigured(what) => LookupError::NotConfigured(what),
-            LookupFailure::Unavailable(why) => LookupError::Unavailable(why),
-        }
-    }
-}
-
 impl PluginState {
     /// Runs a host lookup, pushing the call's deadline back by the time it took.
-    fn timed<T>(
+    pub(super) fn timed<T>(
         &mut self,
         lookup: impl FnOnce(&Grants) -> Result<T, LookupFailure>,
-    ) -> Result<T, LookupError> {
+    ) -> Result<T, LookupFailure> {
         let Some(grants) = &self.grants else {
-            return Err(LookupError::Denied);
+            return Err(LookupFailure::Denied);
         };
         let started = Instant::now();
         let answer = lookup(grants);
         self.deadline += started.elapsed();
-        answer.map_err(LookupError::from)
+        answer
     }
-}
 
-impl bindings::aurora::plugin::types::Host for PluginState {}
-
-impl bindings::aurora::plugin::host::Host for PluginState {
-    fn log(&mut self, level: LogLevel, message: String) {
+    /// A plugin's log line, tagged with its type.
+    pub(super) fn plugin_log(&self, level: LogLevel, message: &str) {
         // Plugins run once per document; cap a line so a runaway plugin cannot flood the log.
         let message: String = message.chars().take(1000).collect();
         let type_name = self.type_name.as_str();
@@ -254,20 +234,5 @@ impl bindings::aurora::plugin::host::Host for PluginState {
             LogLevel::Warn => tracing::warn!(type_name, "plugin: {message}"),
             LogLevel::Error => tracing::error!(type_name, "plugin: {message}"),
         }
-    }
-
-    fn lookup_slack_channel(
-        &mut self,
-        channel_id: String,
-    ) -> Result<Option<SlackChannel>, LookupError> {
-        let name = self.timed(|grants| grants.slack_channel(&channel_id))?;
-        Ok(name.map(|name| SlackChannel {
-            id: channel_id,
-            name,
-        }))
-    }
-
-    fn reference_lookup(&mut self, table: String, key: String) -> Result<Vec<String>, LookupError> {
-        self.timed(|grants| grants.reference(&table, &key))
     }
 }

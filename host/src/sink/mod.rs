@@ -67,6 +67,29 @@ pub enum SinkError {
     },
 }
 
+impl SinkError {
+    /// Whether the database refused the login (wrong password, expired token): the credentials
+    /// are worth reading again.
+    pub fn is_login_failure(&self) -> bool {
+        let (SinkError::Connect { source, .. } | SinkError::Database { source, .. }) = self else {
+            return false;
+        };
+        let Some(database) = source.as_database_error() else {
+            return false;
+        };
+        // MySQL 1045 (access denied) has SQLSTATE 28000, PostgreSQL's are 28000 and 28P01.
+        database
+            .code()
+            .is_some_and(|code| code == "28000" || code == "28P01")
+    }
+
+    /// Whether the database could not be reached or used (as opposed to a table that does
+    /// not fit, or a URL that is not one).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, SinkError::Connect { .. } | SinkError::Database { .. })
+    }
+}
+
 /// A database to write to.
 #[derive(Debug)]
 pub enum Sink {
@@ -184,21 +207,35 @@ impl Sink {
             })
     }
 
+    /// Checks that the database still answers: a pooled connection is pinged (a broken one is
+    /// replaced by a new one), so a warm process learns at once that the database went away.
+    pub async fn health_check(&self) -> Result<(), SinkError> {
+        engine!(self, engine => engine.execute("SELECT 1").await).map_err(|source| {
+            SinkError::Database {
+                table: "-".into(),
+                operation: "health check",
+                source,
+            }
+        })
+    }
+
     pub async fn close(&self) {
         engine!(self, engine => engine.close().await)
     }
 }
 
-/// Opens and closes one connection to `url`, failing with the real cause when it cannot.
-async fn probe<C: sqlx::Connection>(url: &str) -> Result<(), SinkError> {
+/// Opens and closes one connection to `url` (with `options`, made from it), failing with the
+/// real cause when it cannot.
+async fn probe<C: sqlx::Connection>(url: &str, options: &C::Options) -> Result<(), SinkError> {
     let connect_error = |source| SinkError::Connect {
         url: crate::http::redact(url),
         source,
     };
-    let connection = tokio::time::timeout(std::time::Duration::from_secs(15), C::connect(url))
-        .await
-        .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?
-        .map_err(connect_error)?;
+    let connection =
+        tokio::time::timeout(std::time::Duration::from_secs(15), C::connect_with(options))
+            .await
+            .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?
+            .map_err(connect_error)?;
     let _ = connection.close().await;
     Ok(())
 }

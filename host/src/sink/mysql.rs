@@ -8,7 +8,9 @@
 
 use std::time::Duration;
 
-use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlPoolOptions};
+use sqlx::mysql::{
+    MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlSslMode,
+};
 use sqlx::{Connection, Executor, MySql, QueryBuilder, Row as _};
 
 use super::{Dialect, SinkError, TableSpec, WriteError};
@@ -30,9 +32,22 @@ pub struct MysqlSink {
 
 impl MysqlSink {
     pub async fn open(url: &str) -> Result<Self, SinkError> {
+        let connect_error = |source| SinkError::Connect {
+            url: crate::http::redact(url),
+            source,
+        };
+        let mut options: MySqlConnectOptions = url.parse().map_err(connect_error)?;
+        // IAM database authentication sends its token through the cleartext plugin; allowed
+        // only when TLS is required, so the token never crosses the network in the clear.
+        if matches!(
+            options.get_ssl_mode(),
+            MySqlSslMode::Required | MySqlSslMode::VerifyCa | MySqlSslMode::VerifyIdentity
+        ) {
+            options = options.enable_cleartext_plugin(true);
+        }
         // One connection first, so that a refused port or a wrong password fails now with its
         // real cause, instead of a pool retrying it until "pool timed out".
-        super::probe::<MySqlConnection>(url).await?;
+        super::probe::<MySqlConnection>(url, &options).await?;
         let pool = MySqlPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
@@ -45,7 +60,7 @@ impl MysqlSink {
                         .map(drop)
                 })
             })
-            .connect(url)
+            .connect_with(options)
             .await
             .map_err(|source| SinkError::Connect {
                 url: crate::http::redact(url),

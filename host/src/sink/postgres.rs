@@ -23,7 +23,12 @@ impl PostgresSink {
     pub async fn open(url: &str) -> Result<Self, SinkError> {
         // One connection first, so that a refused port or a wrong password fails now with its
         // real cause, instead of a pool retrying it until "pool timed out".
-        super::probe::<PgConnection>(url).await?;
+        let options: sqlx::postgres::PgConnectOptions =
+            url.parse().map_err(|source| SinkError::Connect {
+                url: crate::http::redact(url),
+                source,
+            })?;
+        super::probe::<PgConnection>(url, &options).await?;
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))

@@ -1,0 +1,99 @@
+//! A job prepared once and run many times: the engine is built and the plugins are loaded
+//! when the job is prepared (a Lambda container's init), and the database pool is opened at
+//! the first run and kept, checked before each run, for the next ones.
+//!
+//! ```no_run
+//! # async fn example(config: batch_job_aurora::RunConfig) -> Result<(), batch_job_aurora::RunError> {
+//! use batch_job_aurora::{Job, plugin::SandboxLimits};
+//! let job = Job::prepare(std::path::Path::new("plugins"), SandboxLimits::default())?;
+//! let summary = job.run(config.clone()).await?; // the first run opens the database
+//! let again = job.run(config).await?; // later runs reuse the engine, plugins and pool
+//! job.close().await;
+//! # Ok(()) }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::RunConfig;
+use crate::error::RunError;
+use crate::pipeline;
+use crate::plugin::{PluginEngine, PluginSet, SandboxLimits};
+use crate::sink::Sink;
+use crate::summary::RunSummary;
+
+/// The engine and the loaded plugins, plus the database pool once a run opened it.
+#[derive(Debug)]
+pub struct Job {
+    plugins_dir: PathBuf,
+    engine: PluginEngine,
+    plugins: PluginSet,
+    /// The open database and the URL it was opened with.
+    sink: tokio::sync::Mutex<Option<(String, Arc<Sink>)>>,
+}
+
+impl Job {
+    /// Builds the engine and loads every plugin of `plugins_dir` (precompiled `.cwasm` where
+    /// it matches the engine, else `.wasm`). Touches no database and no network. A folder
+    /// without plugins is an error: nothing could be stored.
+    pub fn prepare(plugins_dir: &Path, limits: SandboxLimits) -> Result<Job, RunError> {
+        let engine = PluginEngine::new(limits)?;
+        let plugins = engine.load_folder(plugins_dir)?;
+        pipeline::select(&plugins, plugins_dir, None)?;
+        Ok(Job {
+            plugins_dir: plugins_dir.to_owned(),
+            engine,
+            plugins,
+            sink: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The loaded plugins.
+    pub fn plugins(&self) -> &PluginSet {
+        &self.plugins
+    }
+
+    /// Checks that every requested type has a plugin; cheap, so it runs before any work.
+    pub fn check_types(&self, types: Option<&[String]>) -> Result<(), RunError> {
+        pipeline::select(&self.plugins, &self.plugins_dir, types).map(drop)
+    }
+
+    /// Runs once: the requested types are checked first, then the database is opened (or
+    /// the open one checked), then the pipeline runs. The job's own sandbox limits apply;
+    /// `config.limits` and `config.plugins_dir` were used when the job was prepared.
+    pub async fn run(&self, mut config: RunConfig) -> Result<RunSummary, RunError> {
+        self.check_types(config.types.as_deref())?;
+        let sink = self.sink(&config.database_url).await?;
+        config.plugins_dir.clone_from(&self.plugins_dir);
+        pipeline::run_prepared(config, &self.engine, &self.plugins, sink).await
+    }
+
+    /// The database for `url`: the open one when it still answers, else a new one. A database
+    /// that is down fails here, at the run, not when the job was prepared.
+    async fn sink(&self, url: &str) -> Result<Arc<Sink>, RunError> {
+        let mut open = self.sink.lock().await;
+        if let Some((open_url, sink)) = open.as_ref()
+            && open_url == url
+        {
+            match sink.health_check().await {
+                Ok(()) => return Ok(Arc::clone(sink)),
+                Err(error) => {
+                    tracing::warn!("the open database does not answer ({error}); reconnecting")
+                }
+            }
+        }
+        if let Some((_, old)) = open.take() {
+            old.close().await;
+        }
+        let sink = Arc::new(Sink::connect(url).await?);
+        *open = Some((url.to_owned(), Arc::clone(&sink)));
+        Ok(sink)
+    }
+
+    /// Closes the database pool, if one is open. The job can still run: it opens a new one.
+    pub async fn close(&self) {
+        if let Some((_, sink)) = self.sink.lock().await.take() {
+            sink.close().await;
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! The engine and loading: a folder of plugin components, each either precompiled for this
+//! engine (`NAME.cwasm`, made by [`PluginEngine::precompile`]) or compiled at load
+//! (`NAME.wasm`). Every plugin is checked (WIT version, what it declares) before it is used.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::component::{Component, Linker, types::ComponentItem};
+use wasmtime::{Config, Engine};
+
+use super::SandboxLimits;
+use super::bindings;
+use super::sandbox::{self, PluginState};
+use super::worker::TransformWorker;
+use crate::capability::Grants;
+use crate::model::{PluginInfo, is_safe_identifier};
+
+/// Why a plugin file could not be loaded. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read plugin folder {path}")]
+    Folder {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a WebAssembly component: {reason}")]
+    NotAComponent { path: PathBuf, reason: String },
+    #[error("{path} is not a batch-job-aurora plugin: it exports no {interface} interface")]
+    NotAPlugin {
+        path: PathBuf,
+        interface: &'static str,
+    },
+    #[error(
+        "{path} speaks WIT {found}, which this host (aurora:plugin@{served}) cannot serve; rebuild it against aurora:plugin@{served}"
+    )]
+    UnsupportedVersion {
+        path: PathBuf,
+        found: String,
+        served: String,
+    },
+    #[error("{path} cannot be instantiated: {reason}")]
+    Instantiate { path: PathBuf, reason: String },
+    #[error("{path} declares an invalid plugin: {reason}")]
+    InvalidInfo { path: PathBuf, reason: String },
+    #[error("{first} and {second} both claim type {type_name}")]
+    DuplicateType {
+        type_name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error("cannot start the WebAssembly engine: {0}")]
+    Engine(String),
+}
+
+/// The engine configuration of the host. A `.cwasm` loads only into an engine of the same
+/// configuration, so the precompiler (`bootstrap --precompile`) uses this very function.
+pub fn engine_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config
+}
+
+/// The WebAssembly engine, with the ticker thread that drives every call's time budget.
+pub struct PluginEngine {
+    engine: Engine,
+    linker: Arc<Linker<PluginState>>,
+    limits: SandboxLimits,
+    stop_ticker: Arc<AtomicBool>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for PluginEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginEngine")
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// How often the ticker advances the epoch: the granularity of time budgets.
+const TICK: Duration = Duration::from_millis(10);
+
+impl PluginEngine {
+    pub fn new(limits: SandboxLimits) -> Result<Self, LoadError> {
+        let engine = Engine::new(&engine_config())
+            .map_err(|error| LoadError::Engine(format!("{error:#}")))?;
+        let linker =
+            sandbox::linker(&engine).map_err(|error| LoadError::Engine(format!("{error:#}")))?;
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let engine = engine.clone();
+            let stop = Arc::clone(&stop_ticker);
+            std::thread::Builder::new()
+                .name("epoch-ticker".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|error| LoadError::Engine(error.to_string()))?
+        };
+        Ok(PluginEngine {
+            engine,
+            linker: Arc::new(linker),
+            limits,
+            stop_ticker,
+            ticker: Some(ticker),
+        })
+    }
+
+    /// Loads every plugin of `folder`, in name order, and indexes the plugins by type. A plugin
+    /// is `NAME.cwasm` (precompiled for this engine) or `NAME.wasm`; when both are there the
+    /// `.cwasm` is taken if it matches this engine, else the `.wasm` is compiled (and logged).
+    ///
+    /// A `.cwasm` is native code: only the operator's folder is read, never a path that a
+    /// document or a plugin could name.
+    pub fn load_folder(&self, folder: &Path) -> Result<PluginSet, LoadError> {
+        let folder_error = |source| LoadError::Folder {
+            path: folder.to_owned(),
+            source,
+        };
+        // By name: (the .cwasm, the .wasm).
+        let mut artifacts: BTreeMap<String, (Option<PathBuf>, Option<PathBuf>)> = BTreeMap::new();
+        for entry in std::fs::read_dir(folder).map_err(folder_error)? {
+            let path = entry.map_err(folder_error)?.path();
+            let (Some(stem), Some(extension)) = (path.file_stem(), path.extension()) else {
+                continue;
+            };
+            if !path.is_file() {
+                continue;
+            }
+            let slot = artifacts
+                .entry(stem.to_string_lossy().into_owned())
+                .or_default();
+            if extension == "cwasm" {
+                slot.0 = Some(path);
+            } else if extension == "wasm" {
+                slot.1 = Some(path);
+            }
+        }
+        let mut plugins: BTreeMap<String, Arc<LoadedPlugin>> = BTreeMap::new();
+        for (precompiled, wasm) in artifacts.into_values() {
+            let plugin = match (precompiled, wasm) {
+                (Some(precompiled), wasm) => match self.load_precompiled(&precompiled) {
+                    Ok(plugin) => plugin,
+                    Err(error) => match wasm {
+                        Some(wasm) => {
+                            tracing::warn!(
+                                "{error}; compiling {} instead (slower start)",
+                                wasm.display()
+                            );
+                            self.load(&wasm)?
+                        }
+                        None => return Err(error),
+                    },
+                },
+                (None, Some(wasm)) => {
+                    let started = std::time::Instant::now();
+                    let plugin = self.load(&wasm)?;
+                    tracing::info!(
+                        "compiled {} in {} ms (no precompiled .cwasm)",
+                        wasm.display(),
+                        started.elapsed().as_millis()
+                    );
+                    plugin
+                }
+                (None, None) => continue,
+            };
+            if let Some(first) = plugins.get(&plugin.info.type_name) {
+                return Err(LoadError::DuplicateType {
+                    type_name: plugin.info.type_name.clone(),
+                    first: first.path.clone(),
+                    second: plugin.path.clone(),
+                });
+            }
+            plugins.insert(plugin.info.type_name.clone(), Arc::new(plugin));
+        }
+        Ok(PluginSet { plugins })
+    }
+
+    /// Loads a `.cwasm` made by [`PluginEngine::precompile`]. wasmtime refuses one made by
+    /// another version or configuration, or for CPU features this machine lacks.
+    pub fn load_precompiled(&self, path: &Path) -> Result<LoadedPlugin, LoadError> {
+        let component = deserialize(&self.engine, path)?;
+        let mut plugin = self.check(path, component)?;
+        plugin.precompiled = true;
+        Ok(plugin)
+    }
+
+    /// Compiles a plugin (`.wasm`) into `out` (`.cwasm`) under this engine's configuration,
+    /// after checking that it loads as a plugin, and checks that the result loads back.
+    ///
+    /// `portable` compiles for the architecture's baseline instead of this machine's CPU
+    /// features, so that the artifact loads on any CPU of the architecture (wasmtime refuses a
+    /// `.cwasm` that uses a feature the running CPU lacks, and the loader would then compile
+    /// the `.wasm` at start). Everything else about the configuration is the same.
+    pub fn precompile(
+        &self,
+        wasm: &Path,
+        out: &Path,
+        portable: bool,
+    ) -> Result<PluginInfo, LoadError> {
+        let plugin = self.load(wasm)?;
+        let engine_error = |error: wasmtime::Error| LoadError::Engine(format!("{error:#}"));
+        let bytes = std::fs::read(wasm).map_err(|error| LoadError::NotAComponent {
+            path: wasm.to_owned(),
+            reason: error.to_string(),
+        })?;
+        let engine = if portable {
+            let mut config = engine_config();
+            config
+                .target(&format!(
+                    "{}-unknown-{}-gnu",
+                    std::env::consts::ARCH,
+                    std::env::consts::OS
+                ))
+                .map_err(engine_error)?;
+            Engine::new(&config).map_err(engine_error)?
+        } else {
+            self.engine.clone()
+        };
+        let compiled =
+            engine
+                .precompile_component(&bytes)
+                .map_err(|error| LoadError::NotAComponent {
+                    path: wasm.to_owned(),
+                    reason: format!("{error:#}"),
+                })?;
+        std::fs::write(out, compiled).map_err(|error| {
+            LoadError::Engine(format!("cannot write {}: {error}", out.display()))
+        })?;
+        self.load_precompiled(out)?;
+        Ok(plugin.info)
+    }
+
+    /// Loads one plugin file (`.wasm`): compiles it, checks its WIT version, asks it to
+    /// describe itself and checks what it says.
+    pub fn load(&self, path: &Path) -> Result<LoadedPlugin, LoadError> {
+        let component =
+            Component::from_file(&self.engine, path).map_err(|error| LoadError::NotAComponent {
+                path: path.to_owned(),
+                // The parser's own words, first line: its full text spans a dozen lines.
+                reason: error
+                    .root_cause()
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            })?;
+        self.check(path, component)
+    }
+
+    /// Checks a component's WIT version, asks it to describe itself and checks what it says.
+    fn check(&self, path: &Path, component: Component) -> Result<LoadedPlugin, LoadError> {
+        self.check_version(path, &component)?;
+        let instantiate_error = |error: wasmtime::Error| LoadError::Instantiate {
+            path: path.to_owned(),
+            reason: format!("{error:#}"),
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(instantiate_error)?;
+        let pre = bindings::PluginPre::new(pre).map_err(instantiate_error)?;
+        let mut instance = sandbox::Instance::new(&self.engine, &pre, &self.limits, None)
+            .map_err(instantiate_error)?;
+        let info: PluginInfo = instance.describe().map_err(instantiate_error)?;
+        check_info(&info).map_err(|reason| LoadError::InvalidInfo {
+            path: path.to_owned(),
+            reason,
+        })?;
+        Ok(LoadedPlugin {
+            path: path.to_owned(),
+            info,
+            precompiled: false,
+            pre,
+        })
+    }
+
+    /// Refuses a component built against a WIT version this host cannot serve. The host serves
+    /// its own version and older minors of the same major.
+    fn check_version(&self, path: &Path, component: &Component) -> Result<(), LoadError> {
+        let prefix = format!("{}@", bindings::PLUGIN_INTERFACE);
+        let exported = component
+            .component_type()
+            .exports(&self.engine)
+            .find_map(|(name, item)| {
+                (matches!(item.ty, ComponentItem::ComponentInstance(_))
+                    && name.starts_with(&prefix))
+                .then(|| name[prefix.len()..].to_owned())
+            });
+        let Some(version) = exported else {
+            return Err(LoadError::NotAPlugin {
+                path: path.to_owned(),
+                interface: bindings::PLUGIN_INTERFACE,
+            });
+        };
+        let (major, minor, _) = bindings::PACKAGE_VERSION;
+        let parsed: Vec<u64> = version
+            .split(['.', '-', '+'])
+            .take(2)
+            .map(|part| part.parse().unwrap_or(u64::MAX))
+            .collect();
+        if parsed.first() == Some(&major) && parsed.get(1).is_some_and(|found| *found <= minor) {
+            return Ok(());
+        }
+        let (served_major, served_minor, served_patch) = bindings::PACKAGE_VERSION;
+        Err(LoadError::UnsupportedVersion {
+            path: path.to_owned(),
+            found: format!("{}@{version}", bindings::PACKAGE),
+            served: format!("{served_major}.{served_minor}.{served_patch}"),
+        })
+    }
+
+    /// A worker that transforms documents of one plugin's type with the given grants.
+    pub fn worker(&self, plugin: Arc<LoadedPlugin>, grants: Grants) -> TransformWorker {
+        TransformWorker::new(self.engine.clone(), self.limits.clone(), plugin, grants)
+    }
+}
+
+impl Drop for PluginEngine {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.join();
+        }
+    }
+}
+
+/// Checks what a plugin declares before anything of it reaches SQL.
+fn check_info(info: &PluginInfo) -> Result<(), String> {
+    if !is_safe_identifier(&info.type_name) {
+        return Err(format!(
+            "type name {:?} is not a safe table name (letters, digits and _ only)",
+            info.type_name
+        ));
+    }
+    if info.version.trim().is_empty() {
+        return Err("empty version".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    for column in &info.columns {
+        if !is_safe_identifier(&column.name) {
+            return Err(format!(
+                "column name {:?} is not a safe column name (letters, digits and _ only)",
+                column.name
+            ));
+        }
+        let lower = column.name.to_ascii_lowercase();
+        if lower == "id" || lower == "timestamp" {
+            return Err(format!(
+                "column {} is implicit and must not be declared",
+                column.name
+            ));
+        }
+        if !seen.insert(lower) {
+            return Err(format!("column {} is declared twice", column.name));
+        }
+    }
+    Ok(())
+}
+
+/// A loaded, checked plugin, ready to instantiate.
+pub struct LoadedPlugin {
+    /// The file it was loaded from (`.cwasm` or `.wasm`).
+    pub path: PathBuf,
+    pub info: PluginInfo,
+    /// Whether it was loaded precompiled (`.cwasm`) rather than compiled at load.
+    pub precompiled: bool,
+    pub(super) pre: bindings::PluginPre,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("path", &self.path)
+            .field("info", &self.info)
+            .field("precompiled", &self.precompiled)
+            .finish()
+    }
+}
+
+/// The plugins of a folder, by type.
+#[derive(Debug, Default)]
+pub struct PluginSet {
+    plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+}
+
+impl PluginSet {
+    pub fn get(&self, type_name: &str) -> Option<&Arc<LoadedPlugin>> {
+        self.plugins.get(type_name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<LoadedPlugin>> {
+        self.plugins.values()
+    }
+
+    pub fn type_names(&self) -> impl Iterator<Item = &str> {
+        self.plugins.keys().map(String::as_str)
+    }
+}
+
+/// Maps a `.cwasm` into memory as a component of `engine`.
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, path: &Path) -> Result<Component, LoadError> {
+    // SAFETY: a `.cwasm` is native code that wasmtime runs without verifying it; it checks only
+    // that the file was made by the same wasmtime version and configuration for this CPU. So
+    // only files from the operator's plugin folder reach this point (the same trust as the
+    // binary beside it), and the file is not modified while it is mapped (a deployed Lambda's
+    // files are read-only).
+    unsafe { Component::deserialize_file(engine, path) }.map_err(|error| LoadError::NotAComponent {
+        path: path.to_owned(),
+        reason: format!("not a precompiled plugin of this engine: {error:#}"),
+    })
+}

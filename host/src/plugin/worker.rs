@@ -1,0 +1,186 @@
+//! Calling a plugin: batches of documents in, one checked result per document out.
+
+use std::sync::Arc;
+
+use wasmtime::Engine;
+
+use super::SandboxLimits;
+use super::load::LoadedPlugin;
+use super::sandbox;
+use crate::capability::Grants;
+use crate::document::{Envelope, MAX_ID_LEN};
+use crate::model::{Cell, Column, Outcome, PluginRow, Row, Stage};
+
+/// What became of one document.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DocumentResult {
+    Rows(Vec<Row>),
+    Refused(String),
+    Failed { stage: Stage, error: String },
+}
+
+/// Transforms documents of one type. Owns at most one live instance; it is replaced after a
+/// trap, and lazily created.
+pub struct TransformWorker {
+    engine: Engine,
+    limits: SandboxLimits,
+    plugin: Arc<LoadedPlugin>,
+    grants: Grants,
+    instance: Option<sandbox::Instance>,
+}
+
+impl TransformWorker {
+    pub(super) fn new(
+        engine: Engine,
+        limits: SandboxLimits,
+        plugin: Arc<LoadedPlugin>,
+        grants: Grants,
+    ) -> Self {
+        TransformWorker {
+            engine,
+            limits,
+            plugin,
+            grants,
+            instance: None,
+        }
+    }
+
+    /// One result per document, in order. Never fails as a whole: traps and bad rows fail only
+    /// the documents they hit.
+    pub fn transform(&mut self, documents: &[Envelope]) -> Vec<DocumentResult> {
+        if documents.is_empty() {
+            return Vec::new();
+        }
+        match self.call(documents) {
+            Ok(outcomes) if outcomes.len() == documents.len() => documents
+                .iter()
+                .zip(outcomes)
+                .map(|(document, outcome)| self.check(document, outcome))
+                .collect(),
+            Ok(outcomes) if documents.len() == 1 => vec![DocumentResult::Failed {
+                stage: Stage::Validation,
+                error: format!("plugin returned {} outcomes for 1 document", outcomes.len()),
+            }],
+            Ok(_) => self.one_by_one(documents),
+            Err(trap) => {
+                // The instance cannot be entered again after a trap.
+                self.instance = None;
+                if documents.len() == 1 {
+                    vec![DocumentResult::Failed {
+                        stage: Stage::Trap,
+                        error: trap,
+                    }]
+                } else {
+                    tracing::debug!(
+                        type_name = %self.plugin.info.type_name,
+                        "plugin trapped on a batch of {}; retrying its documents one by one",
+                        documents.len()
+                    );
+                    self.one_by_one(documents)
+                }
+            }
+        }
+    }
+
+    fn one_by_one(&mut self, documents: &[Envelope]) -> Vec<DocumentResult> {
+        documents
+            .iter()
+            .flat_map(|document| self.transform(std::slice::from_ref(document)))
+            .collect()
+    }
+
+    /// Calls the plugin; `Err` is a trap (or an instance that could not be made), with the
+    /// plugin's stderr appended so the real reason (a panic message) is kept.
+    fn call(&mut self, batch: &[Envelope]) -> Result<Vec<Outcome>, String> {
+        if self
+            .instance
+            .as_ref()
+            .is_none_or(sandbox::Instance::should_recycle)
+        {
+            let instance = sandbox::Instance::new(
+                &self.engine,
+                &self.plugin.pre,
+                &self.limits,
+                Some(self.grants.clone()),
+            )
+            .map_err(|error| format!("cannot instantiate plugin: {error:#}"))?;
+            self.instance = Some(instance);
+        }
+        let instance = self.instance.as_mut().expect("instance was just made");
+        instance.transform(batch)
+    }
+
+    /// Turns an outcome into checked rows, or fails the document with the reason.
+    fn check(&self, document: &Envelope, outcome: Outcome) -> DocumentResult {
+        match outcome {
+            Outcome::Refused(reason) => DocumentResult::Refused(reason),
+            Outcome::Failed(error) => DocumentResult::Failed {
+                stage: Stage::Plugin,
+                error,
+            },
+            // Zero rows would leave the document counted nowhere.
+            Outcome::Rows(rows) if rows.is_empty() => {
+                DocumentResult::Refused("the plugin returned no rows".into())
+            }
+            Outcome::Rows(rows) => match check_rows(document, &self.plugin.info.columns, rows) {
+                Ok(rows) => DocumentResult::Rows(rows),
+                Err(error) => DocumentResult::Failed {
+                    stage: Stage::Validation,
+                    error,
+                },
+            },
+        }
+    }
+
+    /// The notes the plugin's capability calls left, for the run summary.
+    pub fn notes(&self) -> Vec<String> {
+        self.grants.notes()
+    }
+}
+
+/// Checks rows against the declared columns: count, types, and ids.
+fn check_rows(
+    document: &Envelope,
+    columns: &[Column],
+    rows: Vec<PluginRow>,
+) -> Result<Vec<Row>, String> {
+    let mut ids = std::collections::HashSet::new();
+    rows.into_iter()
+        .enumerate()
+        .map(|(index, row)| {
+            if row.cells.len() != columns.len() {
+                return Err(format!(
+                    "row {index} has {} values for {} declared columns",
+                    row.cells.len(),
+                    columns.len()
+                ));
+            }
+            let cells: Vec<Cell> = row.cells;
+            for (cell, column) in cells.iter().zip(columns) {
+                if let Some(kind) = cell.kind()
+                    && kind != column.kind
+                {
+                    return Err(format!(
+                        "row {index}: column {} is declared {} but the plugin gave {kind}",
+                        column.name, column.kind
+                    ));
+                }
+            }
+            let id = row.id.unwrap_or_else(|| document.id.clone());
+            if id.is_empty() || id.len() > MAX_ID_LEN {
+                return Err(format!(
+                    "row {index}: id must have 1 to {MAX_ID_LEN} characters, has {}",
+                    id.len()
+                ));
+            }
+            if !ids.insert(id.clone()) {
+                return Err(format!("row {index}: id {id} is given to two rows"));
+            }
+            Ok(Row {
+                id,
+                timestamp: document.timestamp,
+                cells,
+            })
+        })
+        .collect()
+}
