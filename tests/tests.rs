@@ -7,6 +7,7 @@ mod cli;
 mod end_to_end;
 mod fetch;
 mod golden;
+mod kit;
 mod lambda;
 mod loading;
 mod resilience;

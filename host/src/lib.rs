@@ -12,6 +12,7 @@ pub mod document;
 pub mod error;
 pub mod http;
 pub mod invocation;
+pub mod kit;
 pub mod model;
 pub mod pipeline;
 pub mod plugin;
