@@ -76,7 +76,10 @@ fn copy_project(from: &Path, to: &Path) {
 /// `plugin build` of a copy of an example; returns the component, its last line of output.
 fn plugin_build(example: &str, scratch: &Path) -> PathBuf {
     let project = scratch.join(example);
-    copy_project(&workspace_root().join("examples/plugins").join(example), &project);
+    copy_project(
+        &workspace_root().join("examples/plugins").join(example),
+        &project,
+    );
     // The Rust build keeps its target folder in the workspace's, so reruns are quick.
     let target = std::env::current_exe()
         .unwrap()
@@ -153,7 +156,169 @@ fn ubw_type_written_in_rust_and_in_python_gives_identical_rows() {
     assert_eq!(failures(&rust), failures(&python));
     let stats = &python["stats"];
     assert!(
-        stats["peak_memory_bytes"].as_u64().unwrap() < stats["memory_limit_bytes"].as_u64().unwrap(),
+        stats["peak_memory_bytes"].as_u64().unwrap()
+            < stats["memory_limit_bytes"].as_u64().unwrap(),
         "{stats}"
     );
+}
+
+fn check_output(args: &[&str]) -> std::process::Output {
+    Command::new(binary())
+        .args(["plugin", "check"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn plugin_check_json_has_the_documented_shape_and_expect_fails_on_a_difference() {
+    let github = wasm("github");
+    let fixture = workspace_root().join("plugins/github/fixtures/push-and-ping.json");
+    let output = check_output(&[
+        github.to_str().unwrap(),
+        "--docs",
+        fixture.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let keys: Vec<&String> = report.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "columns", "failed", "refused", "rows", "stats", "type", "version"
+        ]
+    );
+    assert_eq!(report["type"], "GithubType");
+    assert_eq!(
+        report["columns"][8],
+        serde_json::json!({"name": "ref", "kind": "text"})
+    );
+    assert_eq!(report["rows"][0]["id"], "AAAAAF0Qp79lNx8dkdk1qQ==");
+    assert_eq!(report["rows"][0]["timestamp"], 1561372607);
+    assert_eq!(report["rows"][0]["repository_name"], "o/r");
+    assert_eq!(
+        report["refused"],
+        serde_json::json!([{"id": "AAAAAF0Qp79lNx8dkdk1qg==", "reason": "no head_commit: not a push"}])
+    );
+    assert_eq!(report["failed"], serde_json::json!([]));
+    let stats = &report["stats"];
+    assert_eq!(stats["documents"], 2);
+    assert_eq!(stats["budget_ms_per_document"], 2050);
+    assert_eq!(stats["memory_limit_bytes"], 256 << 20);
+    assert!(stats["peak_memory_bytes"].as_u64().unwrap() > 0, "{stats}");
+
+    // The SDK's golden file is a valid --expect; a changed value exits 1 and names it.
+    let expect = workspace_root().join("plugins/github/fixtures/push-and-ping.rows.json");
+    let output = check_output(&[
+        github.to_str().unwrap(),
+        "--docs",
+        fixture.to_str().unwrap(),
+        "--expect",
+        expect.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let scratch = tempfile::tempdir().unwrap();
+    let wrong = scratch.path().join("wrong.json");
+    let mut expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(&expect).unwrap()).unwrap();
+    expected["rows"][0]["language"] = "Go".into();
+    std::fs::write(&wrong, expected.to_string()).unwrap();
+    let output = check_output(&[
+        github.to_str().unwrap(),
+        "--docs",
+        fixture.to_str().unwrap(),
+        "--expect",
+        wrong.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("language is \"Rust\", expected \"Go\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn plugin_check_takes_a_bare_data_object_and_reports_capability_calls() {
+    let scratch = tempfile::tempdir().unwrap();
+    let docs = scratch.path().join("one.json");
+    std::fs::write(
+        &docs,
+        r#"{"type": "event_callback", "team_id": "T1", "event_time": 5,
+            "event": {"type": "message", "channel": "C012AB3CD"}}"#,
+    )
+    .unwrap();
+    let channels = format!(
+        "file:{}",
+        workspace_root()
+            .join("examples/lookups/slack-channels.json")
+            .display()
+    );
+    let slack = wasm("slack");
+    let output = check_output(&[
+        slack.to_str().unwrap(),
+        "--docs",
+        docs.to_str().unwrap(),
+        "--slack-channels",
+        &channels,
+        "--json",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["rows"][0]["id"], "doc-1");
+    assert_eq!(report["rows"][0]["team_id"], "T1");
+    assert_eq!(
+        report["stats"]["capability_calls"],
+        serde_json::json!({"slack-channels": 1})
+    );
+    // Without the lookup the table says why the name is NULL.
+    let output = check_output(&[slack.to_str().unwrap(), "--docs", docs.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{table}");
+    assert!(table.contains("channel_name=null"), "{table}");
+    assert!(
+        table.contains("note: slack-channels not configured"),
+        "{table}"
+    );
+}
+
+/// The examples are what `plugin new` writes today: their copies of the SDK, the Python helper
+/// package and the WIT are the current ones.
+#[test]
+fn the_examples_carry_the_current_sdk_helper_and_wit() {
+    let root = workspace_root();
+    let mut pairs: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(root.join("plugins/sdk/src")).unwrap() {
+        let path = entry.unwrap().path();
+        pairs.push((
+            path.clone(),
+            root.join("examples/plugins/ubw-rust/vendor/aurora-plugin-sdk/src")
+                .join(path.file_name().unwrap()),
+        ));
+    }
+    for file in ["__init__.py", "wit.py"] {
+        pairs.push((
+            root.join("kit/python/aurora_kit").join(file),
+            root.join("examples/plugins/ubw-python/aurora_kit")
+                .join(file),
+        ));
+    }
+    for example in ["ubw-rust", "ubw-python"] {
+        pairs.push((
+            root.join("wit/plugin.wit"),
+            root.join("examples/plugins")
+                .join(example)
+                .join("wit/plugin.wit"),
+        ));
+    }
+    for (current, copy) in pairs {
+        assert_eq!(
+            std::fs::read_to_string(&current).unwrap(),
+            std::fs::read_to_string(&copy).unwrap_or_default(),
+            "{} is not a copy of {}: copy it again",
+            copy.display(),
+            current.display()
+        );
+    }
 }

@@ -152,7 +152,13 @@ pub fn componentize_py() -> Result<PathBuf, KitError> {
     run_checked(Command::new(&python).args(["-m", "venv"]).arg(&venv))?;
     run_checked(
         Command::new(bin.join("python"))
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
             .arg(format!("componentize-py=={COMPONENTIZE_PY_VERSION}")),
     )?;
     Ok(tool)

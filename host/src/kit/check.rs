@@ -182,7 +182,10 @@ pub fn check(
     }
 
     let micros = |duration: &Duration| duration.as_secs_f64() * 1e6;
-    let rest = times.get(1..).filter(|rest| !rest.is_empty()).unwrap_or(&times);
+    let rest = times
+        .get(1..)
+        .filter(|rest| !rest.is_empty())
+        .unwrap_or(&times);
     let mean = if rest.is_empty() {
         0.0
     } else {
@@ -284,7 +287,10 @@ pub fn compare(report: &CheckReport, expected: &Json, made_up: bool) -> Vec<Stri
     if let Some(refused) = refused {
         let actual = serde_json::to_value(&report.refused).unwrap_or_default();
         if actual.as_array() != Some(refused) {
-            differences.push(format!("refused {actual}, expected {}", Json::from(refused.clone())));
+            differences.push(format!(
+                "refused {actual}, expected {}",
+                Json::from(refused.clone())
+            ));
         }
     }
     if let Some(failed) = failed {
@@ -344,7 +350,11 @@ impl CheckReport {
             columns.join(", ")
         );
         if !self.stats.capabilities.is_empty() {
-            let _ = writeln!(out, "  capabilities: {}", self.stats.capabilities.join(", "));
+            let _ = writeln!(
+                out,
+                "  capabilities: {}",
+                self.stats.capabilities.join(", ")
+            );
         }
         let _ = writeln!(out);
         let _ = writeln!(out, "{:<26} {:<8} detail", "id", "outcome");
@@ -364,7 +374,11 @@ impl CheckReport {
             let _ = writeln!(out, "{id:<26} {:<8} {}", "row", cells.join(" "));
         }
         for refusal in &self.refused {
-            let _ = writeln!(out, "{:<26} {:<8} {}", refusal.id, "refused", refusal.reason);
+            let _ = writeln!(
+                out,
+                "{:<26} {:<8} {}",
+                refusal.id, "refused", refusal.reason
+            );
         }
         for failure in &self.failed {
             let _ = writeln!(

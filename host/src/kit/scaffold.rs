@@ -17,29 +17,59 @@ pub const WIT_VERSION: &str = "1.0.0";
 /// The SDK's sources, as the workspace has them.
 const SDK_SOURCES: [(&str, &str); 6] = [
     ("lib.rs", include_str!("../../../plugins/sdk/src/lib.rs")),
-    ("columns.rs", include_str!("../../../plugins/sdk/src/columns.rs")),
-    ("field.rs", include_str!("../../../plugins/sdk/src/field.rs")),
+    (
+        "columns.rs",
+        include_str!("../../../plugins/sdk/src/columns.rs"),
+    ),
+    (
+        "field.rs",
+        include_str!("../../../plugins/sdk/src/field.rs"),
+    ),
     ("host.rs", include_str!("../../../plugins/sdk/src/host.rs")),
-    ("paths.rs", include_str!("../../../plugins/sdk/src/paths.rs")),
-    ("testing.rs", include_str!("../../../plugins/sdk/src/testing.rs")),
+    (
+        "paths.rs",
+        include_str!("../../../plugins/sdk/src/paths.rs"),
+    ),
+    (
+        "testing.rs",
+        include_str!("../../../plugins/sdk/src/testing.rs"),
+    ),
 ];
 
 const FIXTURE: &str = include_str!("../../../kit/fixtures.json.tmpl");
 const FIXTURE_ROWS: &str = include_str!("../../../kit/fixtures.rows.json.tmpl");
 
 const RUST_FILES: [(&str, &str); 4] = [
-    ("Cargo.toml", include_str!("../../../kit/rust/Cargo.toml.tmpl")),
+    (
+        "Cargo.toml",
+        include_str!("../../../kit/rust/Cargo.toml.tmpl"),
+    ),
     (".gitignore", include_str!("../../../kit/rust/gitignore")),
-    ("README.md", include_str!("../../../kit/rust/README.md.tmpl")),
-    ("src/lib.rs", include_str!("../../../kit/rust/src/lib.rs.tmpl")),
+    (
+        "README.md",
+        include_str!("../../../kit/rust/README.md.tmpl"),
+    ),
+    (
+        "src/lib.rs",
+        include_str!("../../../kit/rust/src/lib.rs.tmpl"),
+    ),
 ];
 
 const PYTHON_FILES: [(&str, &str); 7] = [
     (".gitignore", include_str!("../../../kit/python/gitignore")),
-    ("README.md", include_str!("../../../kit/python/README.md.tmpl")),
+    (
+        "README.md",
+        include_str!("../../../kit/python/README.md.tmpl"),
+    ),
     ("app.py", include_str!("../../../kit/python/app.py")),
-    ("plugin.py", include_str!("../../../kit/python/plugin.py.tmpl")),
-    ("test_plugin.py", include_str!("../../../kit/python/test_plugin.py")),
+    (
+        "plugin.py",
+        include_str!("../../../kit/python/plugin.py.tmpl"),
+    ),
+    (
+        "test_plugin.py",
+        include_str!("../../../kit/python/test_plugin.py"),
+    ),
     (
         "aurora_kit/__init__.py",
         include_str!("../../../kit/python/aurora_kit/__init__.py"),
@@ -94,7 +124,11 @@ pub fn new_project(type_name: &str, lang: Lang, dir: &Path) -> Result<Vec<PathBu
     ];
     match lang {
         Lang::Rust => {
-            files.extend(RUST_FILES.iter().map(|(path, text)| (path.into(), fill(text))));
+            files.extend(
+                RUST_FILES
+                    .iter()
+                    .map(|(path, text)| (path.into(), fill(text))),
+            );
             files.push((
                 "vendor/aurora-plugin-sdk/Cargo.toml".into(),
                 fill(include_str!("../../../kit/rust/sdk-Cargo.toml.tmpl")),
@@ -107,7 +141,11 @@ pub fn new_project(type_name: &str, lang: Lang, dir: &Path) -> Result<Vec<PathBu
             }));
         }
         Lang::Python => {
-            files.extend(PYTHON_FILES.iter().map(|(path, text)| (path.into(), fill(text))));
+            files.extend(
+                PYTHON_FILES
+                    .iter()
+                    .map(|(path, text)| (path.into(), fill(text))),
+            );
         }
     }
     for (relative, text) in &files {
@@ -167,7 +205,10 @@ mod tests {
         let files = new_project("UBWType", Lang::Rust, &project).unwrap();
         assert!(files.contains(&PathBuf::from("vendor/aurora-plugin-sdk/src/lib.rs")));
         let lib = std::fs::read_to_string(project.join("src/lib.rs")).unwrap();
-        assert!(lib.contains("const TYPE_NAME: &'static str = \"UBWType\";"), "{lib}");
+        assert!(
+            lib.contains("const TYPE_NAME: &'static str = \"UBWType\";"),
+            "{lib}"
+        );
         assert!(!lib.contains("__"), "{lib}");
         let cargo = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
         assert!(cargo.contains("name = \"ubw_type\""), "{cargo}");

@@ -222,7 +222,10 @@ mod tests {
 
     #[test]
     fn golden_fixtures() {
-        aurora_plugin_sdk::testing::golden::<Github>(env!("CARGO_MANIFEST_DIR"), &StaticHost::new());
+        aurora_plugin_sdk::testing::golden::<Github>(
+            env!("CARGO_MANIFEST_DIR"),
+            &StaticHost::new(),
+        );
     }
 
     #[test]

@@ -97,7 +97,8 @@ pub fn read_documents(text: &str) -> Result<Vec<Document>, String> {
     }
     let trimmed = text.trim_start();
     if trimmed.starts_with('[') {
-        let items: Vec<&RawValue> = serde_json::from_str(text).map_err(|error| error.to_string())?;
+        let items: Vec<&RawValue> =
+            serde_json::from_str(text).map_err(|error| error.to_string())?;
         return items
             .into_iter()
             .enumerate()
@@ -187,12 +188,19 @@ pub fn golden<P: Plugin>(dir: impl AsRef<Path>, host: &dyn Host) {
         .unwrap_or_else(|error| panic!("cannot read {}: {error}", fixtures.display()))
         .map(|entry| entry.expect("readable fixtures folder").path())
         .filter(|path| {
-            let name = path.file_name().and_then(|name| name.to_str()).unwrap_or("");
+            let name = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .unwrap_or("");
             name.ends_with(".json") && !name.ends_with(".rows.json")
         })
         .collect();
     cases.sort();
-    assert!(!cases.is_empty(), "no fixtures/<case>.json in {}", fixtures.display());
+    assert!(
+        !cases.is_empty(),
+        "no fixtures/<case>.json in {}",
+        fixtures.display()
+    );
     let mut differences = Vec::new();
     for case in cases {
         let text = std::fs::read_to_string(&case)
@@ -203,8 +211,9 @@ pub fn golden<P: Plugin>(dir: impl AsRef<Path>, host: &dyn Host) {
         let expected_path = case.with_extension("rows.json");
         let pretty = serde_json::to_string_pretty(&actual).expect("JSON values serialize") + "\n";
         if bless {
-            std::fs::write(&expected_path, pretty)
-                .unwrap_or_else(|error| panic!("cannot write {}: {error}", expected_path.display()));
+            std::fs::write(&expected_path, pretty).unwrap_or_else(|error| {
+                panic!("cannot write {}: {error}", expected_path.display())
+            });
             continue;
         }
         let expected: Option<Json> = std::fs::read_to_string(&expected_path)
@@ -214,7 +223,11 @@ pub fn golden<P: Plugin>(dir: impl AsRef<Path>, host: &dyn Host) {
             differences.push(format!(
                 "{}: expected {}, got:\n{pretty}",
                 case.display(),
-                if expected.is_some() { "otherwise" } else { "a .rows.json file" },
+                if expected.is_some() {
+                    "otherwise"
+                } else {
+                    "a .rows.json file"
+                },
             ));
         }
     }
