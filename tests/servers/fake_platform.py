@@ -10,6 +10,10 @@ Control endpoints (used by the tests):
     PUT  /control/documents/<Type>      body: a JSON array of envelopes to serve for <Type>
     PUT  /control/generate/<Type>       body: {"count": N, "data": {...}, "first_timestamp": T}
     PUT  /control/raw/<Type>            body: served as <Type>'s body byte for byte (bent JSON)
+    PUT  /control/documents-file/<Type> body: {"path": "/abs/file.json"}: serves that file (a
+                                        JSON array) as it is, whatever the window, with sendfile,
+                                        so that the benchmark's large windows never go through
+                                        a request body or Python's JSON
     PUT  /control/faults                body: {"api_503": n, "api_429": n, "store_503": n,
                                                "retry_after": s (the 429's Retry-After, 1),
                                                "api_500_echo": n (a 500 echoing the headers),
@@ -21,6 +25,7 @@ Control endpoints (used by the tests):
 """
 
 import json
+import os
 import re
 import sys
 import threading
@@ -37,6 +42,7 @@ LOCK = threading.Lock()
 DOCUMENTS = {}  # type -> list of envelopes (dicts)
 GENERATED = {}  # type -> {"count", "data", "first_timestamp"}
 RAW = {}  # type -> bytes served as the body
+FILES = {}  # type -> path of a JSON array served as it is
 RELEASE = threading.Event()  # lets held first bytes go
 FAULTS = {}
 REQUESTS = []
@@ -98,14 +104,16 @@ class Handler(BaseHTTPRequestHandler):
                 DOCUMENTS[url.path.rsplit("/", 1)[1]] = body
             elif url.path.startswith("/control/generate/"):
                 GENERATED[url.path.rsplit("/", 1)[1]] = body
+            elif url.path.startswith("/control/documents-file/"):
+                FILES[url.path.rsplit("/", 1)[1]] = body["path"]
             elif url.path == "/control/faults":
                 FAULTS.clear()
                 FAULTS.update(body)
             elif url.path == "/control/release":
                 RELEASE.set()
             elif url.path == "/control/reset":
-                DOCUMENTS.clear(); GENERATED.clear(); RAW.clear(); FAULTS.clear(); REQUESTS.clear()
-                RELEASE.clear()
+                DOCUMENTS.clear(); GENERATED.clear(); RAW.clear(); FILES.clear(); FAULTS.clear()
+                REQUESTS.clear(); RELEASE.clear()
         self.send_json(200, {"ok": True})
 
     def do_GET(self):
@@ -177,6 +185,10 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return self.wfile.write(body)
         with LOCK:
+            served_file = FILES.get(type_name)
+        if served_file is not None:
+            return self.file(served_file)
+        with LOCK:
             documents = [d for d in DOCUMENTS.get(type_name, []) if first <= d.get("timestamp", first) <= last]
         body = json.dumps(documents).encode()
         self.send_response(200)
@@ -219,6 +231,17 @@ class Handler(BaseHTTPRequestHandler):
                     self.close_connection = True
                     return
         self.wfile.write(b"]")
+
+    def file(self, path):
+        """Sends a file from disk with sendfile: the benchmark's serving costs almost nothing."""
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            self.wfile.flush()
+            self.connection.sendfile(file)
 
     def slack(self, query):
         if self.headers.get("Authorization") != f"Bearer {SLACK_TOKEN}":
