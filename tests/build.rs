@@ -7,13 +7,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PLUGINS: [&str; 6] = [
+const PLUGINS: [&str; 7] = [
     "plugin-github",
     "plugin-slack",
     "plugin-event-rating",
     "test-plugin-misbehaving",
     "test-plugin-bad-name",
     "test-plugin-future-wit",
+    "test-plugin-frozen-1-0-0",
 ];
 
 fn main() {

@@ -8,6 +8,7 @@ mod end_to_end;
 mod fetch;
 mod golden;
 mod hostile;
+mod kit;
 mod lambda;
 mod lambda_deadline;
 mod loading;

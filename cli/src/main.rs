@@ -1,4 +1,4 @@
-//! The local runner: `batch-job-aurora run | plugins`. Glue only: flags in, one library call,
+//! The local runner: `batch-job-aurora run | plugins | plugin new|build|check`. Glue only: flags in, one library call,
 //! the summary out.
 
 use std::io::IsTerminal;
@@ -12,6 +12,7 @@ use batch_job_aurora::capability::CapabilitySpecs;
 use batch_job_aurora::config::{
     CatchUp, Environment, Pause, Progress, Window, WindowPlan, from_env, unix_now,
 };
+use batch_job_aurora::kit;
 use batch_job_aurora::plugin::{PluginEngine, SandboxLimits};
 use batch_job_aurora::source::SourceSpec;
 use batch_job_aurora::{RunConfig, RunSummary};
@@ -41,6 +42,66 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The plugin author's kit: start, build and check a type plugin.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Creates a standalone plugin project (with the SDK and the WIT copied in).
+    New {
+        /// The document type, which is also the table name (`UBWType`).
+        type_name: String,
+        /// The plugin's language.
+        #[arg(long, value_enum, default_value_t = LangArg::Rust)]
+        lang: LangArg,
+        /// The project folder (must not exist or be empty). Default: the type in snake_case.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Builds a project into a component and prints its path as the last line.
+    Build {
+        /// The project folder (a Cargo.toml makes it Rust, an app.py Python).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Runs a component over documents under the production sandbox and limits.
+    Check(Box<CheckArgs>),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LangArg {
+    Rust,
+    Python,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// The component (.wasm).
+    wasm: PathBuf,
+    /// The documents: a JSON array or NDJSON of envelopes, or one bare data object.
+    #[arg(long, value_name = "FILE")]
+    docs: PathBuf,
+    /// The expected outcomes: an array of rows, or {"rows", "refused", "failed"}; any
+    /// difference exits with 1.
+    #[arg(long, value_name = "ROWS.json")]
+    expect: Option<PathBuf>,
+    /// Slack channel names: file:PATH of a JSON map {"C…": "name"}.
+    #[arg(long, value_name = "SPEC")]
+    slack_channels: Option<String>,
+    /// The event-code table: file:PATH of a JSON array of events, or a DynamoDB table name.
+    #[arg(long, value_name = "SPEC")]
+    event_codes: Option<String>,
+    /// Each plugin call's time budget (as in `run`).
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    plugin_budget_ms: u64,
+    /// The memory cap of each plugin instance (as in `run`).
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    plugin_memory_mib: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -157,7 +218,75 @@ fn run(command: Command) -> Result<ExitCode> {
             list_plugins(&plugins_dir(plugins)?, json)
         }
         Command::Run(args) => run_job(*args),
+        Command::Plugin(command) => plugin_command(command),
     }
+}
+
+fn plugin_command(command: PluginCommand) -> Result<ExitCode> {
+    match command {
+        PluginCommand::New {
+            type_name,
+            lang,
+            dir,
+        } => {
+            let lang = match lang {
+                LangArg::Rust => kit::Lang::Rust,
+                LangArg::Python => kit::Lang::Python,
+            };
+            let dir = dir.unwrap_or_else(|| kit::scaffold::snake_case(&type_name).into());
+            kit::scaffold::new_project(&type_name, lang, &dir)?;
+            println!("created {} ({type_name})", dir.display());
+            println!("next: batch-job-aurora plugin build {}", dir.display());
+        }
+        PluginCommand::Build { dir } => {
+            let wasm = kit::build::build(&dir)?;
+            println!("{}", wasm.display());
+        }
+        PluginCommand::Check(args) => return check_plugin(*args),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_plugin(args: CheckArgs) -> Result<ExitCode> {
+    let documents = kit::check::read_documents(&args.docs)?;
+    let specs = CapabilitySpecs {
+        slack_channels: args.slack_channels,
+        event_codes: args.event_codes,
+        ..CapabilitySpecs::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let backends = runtime.block_on(batch_job_aurora::capability::Backends::configure(&specs))?;
+    let limits = SandboxLimits {
+        memory_bytes: args.plugin_memory_mib << 20,
+        call_budget: Duration::from_millis(args.plugin_budget_ms),
+        ..SandboxLimits::default()
+    };
+    let report = kit::check::check(&args.wasm, &documents, limits, backends)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    if let Some(expect) = args.expect {
+        let text = std::fs::read_to_string(&expect)
+            .with_context(|| format!("cannot read {}", expect.display()))?;
+        let expected: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", expect.display()))?;
+        let differences = kit::check::compare(&report, &expected, documents.made_up);
+        if !differences.is_empty() {
+            for difference in &differences {
+                eprintln!("difference: {difference}");
+            }
+            eprintln!(
+                "error: {} difference(s) from {}",
+                differences.len(),
+                expect.display()
+            );
+            return Ok(ExitCode::from(1));
+        }
+        eprintln!("as expected: {}", expect.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_job(args: RunArgs) -> Result<ExitCode> {

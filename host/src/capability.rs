@@ -4,7 +4,7 @@
 //! Backends are synchronous: plugins run on blocking threads, so a backend that talks to the
 //! network blocks that thread only.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -284,6 +284,7 @@ impl CapabilityHub {
                 })
                 .collect(),
             notes: Arc::default(),
+            calls: Arc::default(),
         }
     }
 }
@@ -297,6 +298,8 @@ pub struct Grants {
     slack: bool,
     tables: HashSet<String>,
     notes: Arc<Mutex<BTreeSet<String>>>,
+    /// How often the plugin called each capability, answered or not (for `plugin check`).
+    calls: Arc<Mutex<BTreeMap<String, u64>>>,
 }
 
 impl fmt::Debug for Grants {
@@ -311,6 +314,7 @@ impl fmt::Debug for Grants {
 
 impl Grants {
     pub fn slack_channel(&self, channel_id: &str) -> Result<Option<String>, LookupFailure> {
+        self.count("slack-channels");
         if !self.slack {
             return Err(self.note(LookupFailure::Denied, "slack-channels"));
         }
@@ -331,6 +335,7 @@ impl Grants {
 
     pub fn reference(&self, table: &str, key: &str) -> Result<Vec<String>, LookupFailure> {
         let capability = format!("reference-table({table})");
+        self.count(&capability);
         if !self.tables.contains(table) {
             return Err(self.note(LookupFailure::Denied, &capability));
         }
@@ -356,6 +361,15 @@ impl Grants {
     /// The notes left so far, for the run summary.
     pub fn notes(&self) -> Vec<String> {
         lock(&self.notes).iter().cloned().collect()
+    }
+
+    /// How often the plugin called each capability so far, by capability.
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        lock(&self.calls).clone()
+    }
+
+    fn count(&self, capability: &str) {
+        *lock(&self.calls).entry(capability.to_owned()).or_default() += 1;
     }
 
     fn note(&self, failure: LookupFailure, capability: &str) -> LookupFailure {

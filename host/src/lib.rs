@@ -17,6 +17,7 @@ pub mod error;
 pub mod http;
 pub mod invocation;
 pub mod job;
+pub mod kit;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{
     HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
@@ -46,7 +46,7 @@ const STDERR_TAIL: usize = 2 << 10;
 pub struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: MeteredLimits,
     grants: Option<Grants>,
     type_name: String,
     /// When the current call runs out of time. Host lookups push it back by the time they
@@ -61,6 +61,56 @@ impl WasiView for PluginState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+/// The store limits, remembering the largest linear memory they allowed (for `plugin check`).
+struct MeteredLimits {
+    limits: StoreLimits,
+    peak_memory: usize,
+}
+
+impl ResourceLimiter for MeteredLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.peak_memory = self.peak_memory.max(desired);
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
     }
 }
 
@@ -126,10 +176,13 @@ impl Instance {
         let state = PluginState {
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: MeteredLimits {
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(limits.memory_bytes)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                peak_memory: 0,
+            },
             grants,
             type_name: String::new(),
             deadline: Instant::now() + limits.call_budget,
@@ -176,6 +229,11 @@ impl Instance {
         self.plugin
             .transform(&mut self.store, batch)
             .map_err(|Trap(trap)| self.trap_message(&trap))
+    }
+
+    /// The largest linear memory this instance has grown to, in bytes.
+    pub fn peak_memory(&self) -> usize {
+        self.store.data().limits.peak_memory
     }
 
     /// Whether stderr is filling up; a fresh instance starts with an empty pipe.

@@ -27,6 +27,8 @@ pub struct TransformWorker {
     plugin: Arc<LoadedPlugin>,
     grants: Grants,
     instance: Option<sandbox::Instance>,
+    /// The largest linear memory any of this worker's instances has grown to.
+    peak_memory: usize,
 }
 
 impl TransformWorker {
@@ -42,6 +44,7 @@ impl TransformWorker {
             plugin,
             grants,
             instance: None,
+            peak_memory: 0,
         }
     }
 
@@ -107,7 +110,9 @@ impl TransformWorker {
             self.instance = Some(instance);
         }
         let instance = self.instance.as_mut().expect("instance was just made");
-        instance.transform(batch)
+        let result = instance.transform(batch);
+        self.peak_memory = self.peak_memory.max(instance.peak_memory());
+        result
     }
 
     /// Turns an outcome into checked rows, or fails the document with the reason.
@@ -130,6 +135,11 @@ impl TransformWorker {
                 },
             },
         }
+    }
+
+    /// The largest linear memory, in bytes, that any instance of this worker has grown to.
+    pub fn peak_memory_bytes(&self) -> usize {
+        self.peak_memory
     }
 
     /// The notes the plugin's capability calls left, for the run summary.

@@ -3,10 +3,8 @@
 //! A rating names its event only by a code, and codes are reused over time, so the event is the
 //! one whose code was valid at the moment of the press (strictly inside its validity window).
 
-use aurora_plugin_sdk::ColumnType::{Int, Text};
 use aurora_plugin_sdk::{
-    Capability, Column, Document, Field, Host, Outcome, Plugin, PluginError, Value, column,
-    export_plugin,
+    Capability, Document, Field, Host, Outcome, Plugin, PluginError, export_plugin,
 };
 use serde::Deserialize;
 
@@ -52,13 +50,18 @@ impl Event {
     }
 }
 
+aurora_plugin_sdk::columns! {
+    /// One row per press.
+    struct PressRow {
+        button: Int,
+        event_name: Text,
+    }
+}
+
 impl Plugin for EventRating {
     const TYPE_NAME: &'static str = "EventRatingType";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-
-    fn columns() -> Vec<Column> {
-        vec![column("button", Int), column("event_name", Text)]
-    }
+    type Row = PressRow;
 
     fn capabilities() -> Vec<Capability> {
         vec![Capability::ReferenceTable(EVENT_CODES.into())]
@@ -79,12 +82,20 @@ impl Plugin for EventRating {
                 PluginError::CapabilityFailed(format!("event item is not valid: {error}"))
             })?;
             if event.valid_at(document.timestamp) {
-                event_name = Some(event.event_name);
+                event_name = Some(event.event_name.into_option());
                 break;
             }
         }
         match event_name {
-            Some(name) => Ok(Outcome::row(vec![rating.button.into(), Value::from(name)])),
+            Some(Some(name)) => Ok(Outcome::row(PressRow {
+                button: rating.button.into(),
+                event_name: Some(name),
+            })),
+            // The old job's `accept_row` required the event's name.
+            Some(None) => Ok(Outcome::refused(format!(
+                "the event with code {code} valid at {} has no event_name",
+                document.timestamp
+            ))),
             None => Ok(Outcome::refused(format!(
                 "no event with code {code} valid at {}",
                 document.timestamp
@@ -98,6 +109,7 @@ export_plugin!(EventRating);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aurora_plugin_sdk::Value;
     use aurora_plugin_sdk::testing::StaticHost;
     use serde_json::json;
 
@@ -153,6 +165,32 @@ mod tests {
             event_name(press(50, r#"{"button":1,"event_code":101010}"#)).as_deref(),
             Some("asdf")
         );
+    }
+
+    #[test]
+    fn issue_7_a_matched_event_without_a_name_is_refused() {
+        for event in [
+            json!({"event_code": "7", "code_valid_from": 0, "code_valid_to": 1000}),
+            json!({"event_code": "7", "event_name": null, "code_valid_from": 0, "code_valid_to": 1000}),
+            json!({"event_code": "7", "event_name": 5, "code_valid_from": 0, "code_valid_to": 1000}),
+        ] {
+            let host = StaticHost::new().with_reference(EVENT_CODES, "7", event.clone());
+            let document = Document {
+                id: "x".into(),
+                timestamp: 50,
+                data: r#"{"button":1,"event_code":"7"}"#.into(),
+            };
+            let outcome = EventRating::transform(&document, &host).unwrap();
+            assert!(
+                matches!(&outcome, Outcome::Refused(reason) if reason.contains("no event_name")),
+                "{event}: {outcome:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn golden_fixtures() {
+        aurora_plugin_sdk::testing::golden::<EventRating>(env!("CARGO_MANIFEST_DIR"), &host());
     }
 
     #[test]

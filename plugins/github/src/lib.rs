@@ -3,10 +3,7 @@
 //! The raw store holds the body of every webhook delivery of a public repository (push, ping,
 //! create, issues, …). Only real pushes carry a `head_commit`; everything else is refused.
 
-use aurora_plugin_sdk::ColumnType::{Int, Text};
-use aurora_plugin_sdk::{
-    Column, Document, Field, Host, Outcome, Plugin, PluginError, column, export_plugin,
-};
+use aurora_plugin_sdk::{Document, Field, Host, Outcome, Plugin, PluginError, export_plugin};
 use serde::Deserialize;
 
 struct Github;
@@ -48,23 +45,25 @@ struct HeadCommit {
     timestamp: Field<String>,
 }
 
+aurora_plugin_sdk::columns! {
+    /// One row per push: the columns of the old job's `GithubType` table, in its order.
+    struct PushRow {
+        repository_name: Text,
+        github_username: Text,
+        commit_id: Text,
+        commit_timestamp: Text,
+        stargazers_count: Int,
+        language: Text,
+        forks_count: Int,
+        open_issues_count: Int,
+        git_ref as "ref": Text,
+    }
+}
+
 impl Plugin for Github {
     const TYPE_NAME: &'static str = "GithubType";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-
-    fn columns() -> Vec<Column> {
-        vec![
-            column("repository_name", Text),
-            column("github_username", Text),
-            column("commit_id", Text),
-            column("commit_timestamp", Text),
-            column("stargazers_count", Int),
-            column("language", Text),
-            column("forks_count", Int),
-            column("open_issues_count", Int),
-            column("ref", Text),
-        ]
-    }
+    type Row = PushRow;
 
     fn transform(document: &Document, _host: &dyn Host) -> Result<Outcome, PluginError> {
         let delivery: Delivery = document.parse()?;
@@ -75,17 +74,17 @@ impl Plugin for Github {
         let repository = delivery.repository.into_option().unwrap_or_default();
         let sender = delivery.sender.into_option().unwrap_or_default();
         let head_commit = delivery.head_commit.into_option().unwrap_or_default();
-        Ok(Outcome::row(vec![
-            repository.full_name.into(),
-            sender.login.into(),
-            head_commit.id.into(),
-            head_commit.timestamp.into(),
-            repository.stargazers_count.into(),
-            repository.language.into(),
-            repository.forks_count.into(),
-            repository.open_issues_count.into(),
-            delivery.git_ref.into(),
-        ]))
+        Ok(Outcome::row(PushRow {
+            repository_name: repository.full_name.into(),
+            github_username: sender.login.into(),
+            commit_id: head_commit.id.into(),
+            commit_timestamp: head_commit.timestamp.into(),
+            stargazers_count: repository.stargazers_count.into(),
+            language: repository.language.into(),
+            forks_count: repository.forks_count.into(),
+            open_issues_count: repository.open_issues_count.into(),
+            git_ref: delivery.git_ref.into(),
+        }))
     }
 }
 
@@ -172,6 +171,61 @@ mod tests {
         ] {
             assert!(matches!(transform(data), Outcome::Refused(_)), "{data}");
         }
+    }
+
+    #[test]
+    fn issue_7_arrays_are_not_read_as_objects_by_position() {
+        let values = only_row(transform(
+            r#"{"head_commit":{"id":"c"},"repository":["o/r",7,"Rust",1,2],"sender":["octocat"]}"#,
+        ));
+        assert_eq!(values[0], Null, "repository_name");
+        assert_eq!(values[1], Null, "github_username");
+        assert_eq!(&values[4..8], [Null, Null, Null, Null]);
+        // A non-empty list is truthy, so the push is kept, with NULL commit columns.
+        let values = only_row(transform(
+            r#"{"head_commit":["abc","2019-06-24T10:36:47Z"],"repository":{"full_name":"o/r"}}"#,
+        ));
+        assert_eq!(values[..4], [T("o/r".into()), Null, Null, Null]);
+    }
+
+    #[test]
+    fn issue_7_a_repeated_key_keeps_the_last_value_at_every_depth() {
+        let values = only_row(transform(
+            r#"{"ref":"a","head_commit":{"id":"x","id":"c"},"ref":"b",
+                "repository":{"full_name":"o/old","stargazers_count":1,"full_name":"o/r"}}"#,
+        ));
+        assert_eq!(values[0], T("o/r".into()));
+        assert_eq!(values[2], T("c".into()));
+        assert_eq!(values[4], I(1));
+        assert_eq!(values[8], T("b".into()));
+        // Nested twice, and a repeated object replaced whole.
+        let values = only_row(transform(
+            r#"{"head_commit":{"id":"c"},"repository":{"full_name":"o/a"},"repository":{"language":"Go"}}"#,
+        ));
+        assert_eq!(values[0], Null);
+        assert_eq!(values[5], T("Go".into()));
+    }
+
+    #[test]
+    fn issue_7_a_lone_surrogate_fails_the_document_naming_the_fault() {
+        let document = Document {
+            id: "AAAAAF0Qp79lNx8dkdk1qQ==".into(),
+            timestamp: 1,
+            data: r#"{"head_commit":{"id":"\ud800"}}"#.into(),
+        };
+        let error = Github::transform(&document, &StaticHost::new())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("lone surrogate"), "{error}");
+        assert!(!error.contains("end of hex escape"), "{error}");
+    }
+
+    #[test]
+    fn golden_fixtures() {
+        aurora_plugin_sdk::testing::golden::<Github>(
+            env!("CARGO_MANIFEST_DIR"),
+            &StaticHost::new(),
+        );
     }
 
     #[test]

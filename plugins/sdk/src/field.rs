@@ -60,6 +60,12 @@ impl<T> Field<T> {
     }
 }
 
+impl<T> From<Field<T>> for Option<T> {
+    fn from(field: Field<T>) -> Self {
+        field.value
+    }
+}
+
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Field<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(FieldVisitor(PhantomData))
@@ -151,8 +157,16 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for FieldVisitor<T> {
         let mut counted = Counted {
             inner: map,
             seen: 0,
+            broken: false,
         };
-        let value = T::deserialize(MapAccessDeserializer::new(&mut counted)).ok();
+        let value = match T::deserialize(MapAccessDeserializer::new(&mut counted)) {
+            Ok(value) => Some(value),
+            // The parser itself failed (not JSON, a lone surrogate escape): that fails the
+            // document, wherever it happened.
+            Err(error) if counted.broken => return Err(error),
+            // `T` did not want what it saw: NULL.
+            Err(_) => None,
+        };
         // Whatever `T` did not take (all of it, when `T` is not a map type) is skipped in place.
         while counted.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(Field {
@@ -165,8 +179,16 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for FieldVisitor<T> {
         let mut counted = Counted {
             inner: seq,
             seen: 0,
+            broken: false,
         };
-        let value = T::deserialize(SeqAccessDeserializer::new(&mut counted)).ok();
+        // A key step on an array finds nothing: a struct or a map is never read from an array
+        // by position (`"head_commit": ["abc", "2019-…"]` gives NULL columns), as in the old
+        // job and CONTRACT §2. A `Vec` or a tuple still reads it.
+        let value = match T::deserialize(NotByPosition(SeqAccessDeserializer::new(&mut counted))) {
+            Ok(value) => Some(value),
+            Err(error) if counted.broken => return Err(error),
+            Err(_) => None,
+        };
         while counted.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Field {
             value,
@@ -175,10 +197,46 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for FieldVisitor<T> {
     }
 }
 
-/// Counts the entries pulled through it, so that emptiness is known after `T` had its go.
+/// A deserializer over a JSON array that refuses to be read as a struct or a map, which serde's
+/// derive would otherwise allow by position.
+struct NotByPosition<D>(D);
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for NotByPosition<D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.0.deserialize_any(visitor)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        Err(de::Error::invalid_type(de::Unexpected::Seq, &visitor))
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        Err(de::Error::invalid_type(de::Unexpected::Seq, &visitor))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct enum identifier
+        ignored_any
+    }
+}
+
+/// Counts the entries pulled through it, so that emptiness is known after `T` had its go, and
+/// remembers whether the parser underneath failed, which no leniency may hide.
+///
+/// An error that comes out of the parser is a broken document as long as everything inside a
+/// `Field<Struct>` is a `Field` (which never fails on a wrong kind), as [`Field`] asks.
 struct Counted<A> {
     inner: A,
     seen: usize,
+    broken: bool,
 }
 
 impl<'de, A: MapAccess<'de>> MapAccess<'de> for Counted<A> {
@@ -188,13 +246,18 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Counted<A> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, A::Error> {
-        let key = self.inner.next_key_seed(seed)?;
+        let key = self
+            .inner
+            .next_key_seed(seed)
+            .inspect_err(|_| self.broken = true)?;
         self.seen += usize::from(key.is_some());
         Ok(key)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
-        self.inner.next_value_seed(seed)
+        self.inner
+            .next_value_seed(seed)
+            .inspect_err(|_| self.broken = true)
     }
 }
 
@@ -205,7 +268,10 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Counted<A> {
         &mut self,
         seed: S,
     ) -> Result<Option<S::Value>, A::Error> {
-        let element = self.inner.next_element_seed(seed)?;
+        let element = self
+            .inner
+            .next_element_seed(seed)
+            .inspect_err(|_| self.broken = true)?;
         self.seen += usize::from(element.is_some());
         Ok(element)
     }
@@ -273,6 +339,29 @@ mod tests {
         ] {
             let field: Field<IgnoredAny> = serde_json::from_str(json).unwrap();
             assert_eq!(field.is_truthy(), truthy, "{json}");
+        }
+    }
+
+    #[test]
+    fn an_array_is_never_read_as_a_struct_by_position() {
+        let doc = parse(r#"{"repository":["a/b",3],"name":"x"}"#);
+        assert!(doc.repository.get().is_none());
+        assert!(doc.repository.is_truthy(), "a non-empty list is truthy");
+        assert_eq!(doc.name.get().map(String::as_str), Some("x"));
+        let list: Field<Vec<i64>> = serde_json::from_str("[1,2]").unwrap();
+        assert_eq!(list.get(), Some(&vec![1, 2]));
+        let pair: Field<(String, i64)> = serde_json::from_str(r#"["a",1]"#).unwrap();
+        assert_eq!(pair.get(), Some(&("a".to_owned(), 1)));
+    }
+
+    #[test]
+    fn a_broken_document_fails_even_inside_a_lenient_field() {
+        for json in [
+            r#"{"repository":{"full_name":"\ud800"}}"#,
+            r#"{"repository":{"full_name":"a" "stars":1}}"#,
+            r#"{"repository":{"stars":1,"full_name":"\udc00"}}"#,
+        ] {
+            assert!(serde_json::from_str::<Doc>(json).is_err(), "{json}");
         }
     }
 

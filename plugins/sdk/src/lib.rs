@@ -10,14 +10,19 @@
 //! - typed serde structs whose members are [`Field`]s: fastest, and the compiler checks names;
 //! - [`paths::PathColumn`]s: JSON Pointers into the document, as the old `attributes_keep` did.
 //!
+//! Declare the columns once with [`columns!`]: a row struct whose fields are the columns, so
+//! that `describe` and every row agree by construction.
+//!
 //! The host is reached through the [`Host`] trait, so a plugin's transform can be unit-tested
 //! natively with [`testing::StaticHost`].
 
+mod columns;
 mod field;
 mod host;
 pub mod paths;
 pub mod testing;
 
+pub use columns::Columns;
 pub use field::Field;
 pub use host::{Host, WasmHost};
 
@@ -45,8 +50,14 @@ pub trait Plugin {
     /// The plugin's own version; use `env!("CARGO_PKG_VERSION")`.
     const VERSION: &'static str;
 
-    /// The columns of each row, in order, besides the implicit `id` and `timestamp`.
-    fn columns() -> Vec<Column>;
+    /// The row type, declared with [`columns!`]: its fields are the columns.
+    type Row: Columns;
+
+    /// The columns of each row, in order, besides the implicit `id` and `timestamp`: the
+    /// fields of [`Plugin::Row`].
+    fn columns() -> Vec<Column> {
+        Self::Row::columns()
+    }
 
     /// The host capabilities the plugin uses; any other is denied at run time.
     fn capabilities() -> Vec<Capability> {
@@ -73,7 +84,13 @@ pub fn row(values: Vec<Value>) -> Row {
 
 impl Outcome {
     /// A single row keyed by the document id.
-    pub fn row(values: Vec<Value>) -> Outcome {
+    pub fn row(row: impl Columns) -> Outcome {
+        Outcome::Rows(vec![row.into_row()])
+    }
+
+    /// A single row of raw values keyed by the document id, in the declared column order.
+    /// Prefer [`Outcome::row`] with a [`columns!`] struct, which cannot mix columns up.
+    pub fn values(values: Vec<Value>) -> Outcome {
         Outcome::Rows(vec![row(values)])
     }
 
@@ -87,10 +104,43 @@ impl Document {
     /// Parses the document's `data` into `T`. Make `T`'s members [`Field`]s (with
     /// `#[serde(default)]`) so that a missing or wrong-kind attribute gives NULL instead of
     /// failing the whole document.
-    pub fn parse<'a, T: serde::Deserialize<'a>>(&'a self) -> Result<T, PluginError> {
-        serde_json::from_str(&self.data)
-            .map_err(|error| PluginError::InvalidDocument(format!("data is not valid: {error}")))
+    ///
+    /// A key repeated in an object keeps its last value, at every depth, as Python's `json` (and
+    /// so the old job) does.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, PluginError> {
+        match serde_json::from_str(&self.data) {
+            Ok(parsed) => Ok(parsed),
+            // A derived struct refuses a repeated key ("duplicate field"), and inside a lenient
+            // `Field` the refusal leaves the parser mid-object. `serde_json::Value` keeps the
+            // last value instead, so a document that failed is read again through it: only
+            // failing documents pay for the second parse.
+            Err(_) => {
+                let value: serde_json::Value =
+                    serde_json::from_str(&self.data).map_err(data_error)?;
+                T::deserialize(value).map_err(|error| {
+                    PluginError::InvalidDocument(format!("data is not valid: {error}"))
+                })
+            }
+        }
     }
+}
+
+/// The document error for data that is not JSON, naming the real fault where serde_json's
+/// message would mislead.
+pub(crate) fn data_error(error: serde_json::Error) -> PluginError {
+    let message = error.to_string();
+    // serde_json reports a lone surrogate escape (`"\ud800"`) as the end of a hex escape.
+    if message.starts_with("unexpected end of hex escape")
+        || message.starts_with("lone leading surrogate in hex escape")
+    {
+        return PluginError::InvalidDocument(format!(
+            "data is not valid: a lone surrogate escape (\\uD800 to \\uDFFF without its pair) \
+             at line {} column {}; JSON text must be valid Unicode",
+            error.line(),
+            error.column()
+        ));
+    }
+    PluginError::InvalidDocument(format!("data is not valid JSON: {message}"))
 }
 
 impl std::fmt::Display for PluginError {

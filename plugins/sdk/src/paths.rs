@@ -48,8 +48,8 @@ pub struct Parsed<'a> {
 impl<'a> Parsed<'a> {
     /// Parses the document's data.
     pub fn new(document: &'a Document) -> Result<Self, PluginError> {
-        let data = serde_json::from_str(&document.data)
-            .map_err(|error| PluginError::InvalidDocument(format!("data is not JSON: {error}")))?;
+        // `serde_json::Value` keeps the last value of a repeated key, as Python's `json` does.
+        let data = serde_json::from_str(&document.data).map_err(crate::data_error)?;
         Ok(Parsed { document, data })
     }
 
@@ -71,6 +71,29 @@ impl<'a> Parsed<'a> {
     pub fn value(&self, column: &PathColumn) -> Value {
         self.pointer(column.pointer)
             .map_or(Value::Null, |json| cell(column.kind, &json))
+    }
+
+    /// The text at a pointer; `None` when a step is missing or the value is not a string.
+    pub fn text(&self, pointer: &str) -> Option<String> {
+        match self.pointer(pointer)?.as_ref() {
+            Json::String(text) => Some(text.clone()),
+            _ => None,
+        }
+    }
+
+    /// The integer at a pointer; `None` when missing, not an integer or beyond 64 bits.
+    pub fn int(&self, pointer: &str) -> Option<i64> {
+        self.pointer(pointer)?.as_i64()
+    }
+
+    /// The number at a pointer, as a float; `None` when missing or not a number.
+    pub fn float(&self, pointer: &str) -> Option<f64> {
+        self.pointer(pointer)?.as_f64()
+    }
+
+    /// The boolean at a pointer; `None` when missing or not a boolean.
+    pub fn boolean(&self, pointer: &str) -> Option<bool> {
+        self.pointer(pointer)?.as_bool()
     }
 
     /// The values of all columns, in order.

@@ -1,30 +1,26 @@
 //! `SlackType`: one row per Slack Events API envelope, with the channel's name looked up.
 
-use aurora_plugin_sdk::ColumnType::{Int, Text};
-use aurora_plugin_sdk::paths::{self, Parsed, PathColumn, path};
+use aurora_plugin_sdk::paths::Parsed;
 use aurora_plugin_sdk::{
-    Capability, Column, Document, Host, LookupError, Outcome, Plugin, PluginError, Value, column,
-    export_plugin,
+    Capability, Document, Host, LookupError, Outcome, Plugin, PluginError, export_plugin,
 };
 
 struct Slack;
 
-/// The columns taken straight from the envelope.
-const PATH_COLUMNS: [PathColumn; 3] = [
-    path("event_type", Text, "/data/event/type"),
-    path("slack_timestamp", Int, "/data/event_time"),
-    path("team_id", Text, "/data/team_id"),
-];
+aurora_plugin_sdk::columns! {
+    /// One row per Events API envelope.
+    struct EventRow {
+        event_type: Text,
+        slack_timestamp: Int,
+        team_id: Text,
+        channel_name: Text,
+    }
+}
 
 impl Plugin for Slack {
     const TYPE_NAME: &'static str = "SlackType";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-
-    fn columns() -> Vec<Column> {
-        let mut columns = paths::columns(&PATH_COLUMNS);
-        columns.push(column("channel_name", Text));
-        columns
-    }
+    type Row = EventRow;
 
     fn capabilities() -> Vec<Capability> {
         vec![Capability::SlackChannels]
@@ -32,25 +28,28 @@ impl Plugin for Slack {
 
     fn transform(document: &Document, host: &dyn Host) -> Result<Outcome, PluginError> {
         let parsed = Parsed::new(document)?;
-        let mut values = parsed.values(&PATH_COLUMNS);
         // Some events carry no channel, or a channel object (`channel_created`); those get
         // a NULL name rather than a lookup. The old job crashed on them.
-        let channel_name = match parsed.pointer("/data/event/channel").as_deref() {
-            Some(serde_json::Value::String(channel_id)) => channel_name(host, channel_id)?,
-            _ => Value::Null,
+        let channel_name = match parsed.text("/data/event/channel") {
+            Some(channel_id) => channel_name(host, &channel_id)?,
+            None => None,
         };
-        values.push(channel_name);
-        Ok(Outcome::row(values))
+        Ok(Outcome::row(EventRow {
+            event_type: parsed.text("/data/event/type"),
+            slack_timestamp: parsed.int("/data/event_time"),
+            team_id: parsed.text("/data/team_id"),
+            channel_name,
+        }))
     }
 }
 
 /// The channel's name; NULL when Slack does not know the channel or no token is configured
 /// (the host's run summary says so). Any other failure fails the document, so that it is kept
 /// and can be loaded again rather than stored with a name missing for good.
-fn channel_name(host: &dyn Host, channel_id: &str) -> Result<Value, PluginError> {
+fn channel_name(host: &dyn Host, channel_id: &str) -> Result<Option<String>, PluginError> {
     match host.slack_channel(channel_id) {
-        Ok(channel) => Ok(channel.map(|channel| channel.name).into()),
-        Err(LookupError::NotConfigured(_)) => Ok(Value::Null),
+        Ok(channel) => Ok(channel.map(|channel| channel.name)),
+        Err(LookupError::NotConfigured(_)) => Ok(None),
         Err(error) => Err(error.into()),
     }
 }
@@ -60,7 +59,7 @@ export_plugin!(Slack);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aurora_plugin_sdk::Value::{Int as I, Null, Text as T};
+    use aurora_plugin_sdk::Value::{self, Int as I, Null, Text as T};
     use aurora_plugin_sdk::testing::StaticHost;
 
     fn transform(data: &str, host: &StaticHost) -> Vec<Value> {
@@ -101,6 +100,14 @@ mod tests {
     #[test]
     fn no_token_gives_null_names() {
         assert_eq!(transform(MESSAGE, &StaticHost::new())[3], Null);
+    }
+
+    #[test]
+    fn golden_fixtures() {
+        let host = StaticHost::new()
+            .with_channel("C1", Some("Epic Channel name"))
+            .with_channel("C9", None);
+        aurora_plugin_sdk::testing::golden::<Slack>(env!("CARGO_MANIFEST_DIR"), &host);
     }
 
     #[test]

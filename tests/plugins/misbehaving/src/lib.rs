@@ -2,10 +2,7 @@
 //! tests use it to prove that traps, bad rows and denied capabilities fail only the documents
 //! they hit.
 
-use aurora_plugin_sdk::ColumnType::Text;
-use aurora_plugin_sdk::{
-    Column, Document, Host, Outcome, Plugin, PluginError, Row, Value, column, export_plugin,
-};
+use aurora_plugin_sdk::{Document, Host, Outcome, Plugin, PluginError, Row, Value, export_plugin};
 use serde::Deserialize;
 
 struct Misbehaving;
@@ -17,18 +14,24 @@ struct Order {
     ids: Vec<String>,
 }
 
+aurora_plugin_sdk::columns! {
+    struct NoteRow {
+        note: Text,
+    }
+}
+
 impl Plugin for Misbehaving {
     const TYPE_NAME: &'static str = "MisbehavingType";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-
-    fn columns() -> Vec<Column> {
-        vec![column("note", Text)]
-    }
+    // Most rows below are raw values (`Outcome::values`): some are wrong on purpose.
+    type Row = NoteRow;
 
     fn transform(document: &Document, host: &dyn Host) -> Result<Outcome, PluginError> {
         let order: Order = document.parse()?;
         match order.action.as_str() {
-            "ok" => Ok(Outcome::row(vec![Value::Text("ok".into())])),
+            "ok" => Ok(Outcome::row(NoteRow {
+                note: Some("ok".into()),
+            })),
             "refuse" => Ok(Outcome::refused("asked to refuse")),
             "error" => Err(PluginError::Internal("asked to fail".into())),
             "panic" => panic!("deliberate panic on {}", document.id),
@@ -41,12 +44,12 @@ impl Plugin for Misbehaving {
             "alloc" => {
                 // black_box keeps the optimiser from eliding an allocation nobody reads.
                 let block = std::hint::black_box(vec![1u8; 1 << 30]);
-                Ok(Outcome::row(vec![Value::Text(
+                Ok(Outcome::values(vec![Value::Text(
                     block[block.len() - 1].to_string(),
                 )]))
             }
-            "wrong-type" => Ok(Outcome::row(vec![Value::Int(5)])),
-            "wrong-count" => Ok(Outcome::row(vec![Value::Null, Value::Null])),
+            "wrong-type" => Ok(Outcome::values(vec![Value::Int(5)])),
+            "wrong-count" => Ok(Outcome::values(vec![Value::Null, Value::Null])),
             "rows" => Ok(Outcome::Rows(
                 order
                     .ids
@@ -62,7 +65,7 @@ impl Plugin for Misbehaving {
                 let slack = host.slack_channel("C012AB3CD");
                 let events = host.reference_lookup("event-codes", "101010");
                 let note = format!("slack: {slack:?}; events: {events:?}");
-                Ok(Outcome::row(vec![Value::Text(note)]))
+                Ok(Outcome::values(vec![Value::Text(note)]))
             }
             other => Err(PluginError::InvalidDocument(format!(
                 "unknown action {other}"
