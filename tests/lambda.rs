@@ -649,6 +649,7 @@ async fn the_password_comes_from_secrets_manager_and_is_read_again_when_refused(
     let runtime = RuntimeApi::start();
     let mut env = lambda_env(&platform, &database, plugins.path(), proxy.port);
     env.retain(|(name, _)| *name != "DATAPLATTFORM_AURORA_USER");
+    env.push(("DATAPLATTFORM_AURORA_USER", user.clone()));
     env.push(("DATAPLATTFORM_AURORA_PASSWORD_SECRET", secret.into()));
     env.push(("AWS_ENDPOINT_URL", moto.endpoint.clone()));
     let lambda = Bootstrap::start(&runtime, &env);

@@ -26,8 +26,8 @@ const TOKEN_REUSE: Duration = Duration::from_secs(600);
 pub enum PasswordSource {
     /// `DATAPLATTFORM_AURORA_PASSWORD` (or none).
     Environment,
-    /// A Secrets Manager secret, by ARN or name: a plain string, or JSON with `password` (and
-    /// `username`, used when `DATAPLATTFORM_AURORA_USER` is not set), as RDS writes them.
+    /// A Secrets Manager secret, by ARN or name: a plain string, or JSON with `password`, as
+    /// RDS writes them (the user is still `DATAPLATTFORM_AURORA_USER`).
     Secret(String),
     /// IAM database authentication: a fresh token as the password, over TLS.
     IamAuth,
@@ -56,7 +56,6 @@ pub struct DatabaseCredentials {
 #[derive(Debug, Clone)]
 struct SecretValue {
     password: String,
-    username: Option<String>,
 }
 
 impl DatabaseCredentials {
@@ -132,7 +131,6 @@ impl DatabaseCredentials {
                 let secret = self.secret(secret_id, refresh).await?;
                 let url = database_url_from_env(|name| match name {
                     "DATAPLATTFORM_AURORA_PASSWORD" => Some(secret.password.clone()),
-                    "DATAPLATTFORM_AURORA_USER" => var(name).or_else(|| secret.username.clone()),
                     _ => var(name),
                 })?;
                 Ok(url)
@@ -255,7 +253,7 @@ impl DatabaseCredentials {
     }
 }
 
-/// A secret's value: JSON with `password` (and maybe `username`), or the password itself.
+/// A secret's value: JSON with `password`, or the password itself.
 fn parse_secret(text: &str) -> Result<SecretValue, String> {
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(serde_json::Value::Object(object)) => {
@@ -265,15 +263,10 @@ fn parse_secret(text: &str) -> Result<SecretValue, String> {
                 .ok_or("the secret is JSON without a \"password\" string")?;
             Ok(SecretValue {
                 password: password.to_owned(),
-                username: object
-                    .get("username")
-                    .and_then(|value| value.as_str())
-                    .map(str::to_owned),
             })
         }
         _ => Ok(SecretValue {
             password: text.to_owned(),
-            username: None,
         }),
     }
 }
@@ -333,15 +326,9 @@ mod tests {
     fn a_secret_is_json_with_a_password_or_the_password_itself() {
         let secret =
             parse_secret(r#"{"username": "job", "password": "p@ss", "engine": "mysql"}"#).unwrap();
-        assert_eq!(
-            (secret.password.as_str(), secret.username.as_deref()),
-            ("p@ss", Some("job"))
-        );
+        assert_eq!(secret.password, "p@ss");
         let secret = parse_secret("plain secret").unwrap();
-        assert_eq!(
-            (secret.password.as_str(), secret.username),
-            ("plain secret", None)
-        );
+        assert_eq!(secret.password, "plain secret");
         assert!(parse_secret(r#"{"user": "x"}"#).is_err());
     }
 

@@ -363,3 +363,21 @@ fn demo(root: &Path, target: &Path, database: &str) -> Result<()> {
         "file:examples/lookups/event-codes.json",
     ]))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_newest_glibc_version_is_found() {
+        let objdump = "\
+0000000000000000      DF *UND*  0000000000000000 (GLIBC_2.2.5) malloc
+0000000000000000      DF *UND*  0000000000000000 (GLIBC_2.34) __libc_start_main
+0000000000000000  w   DF *UND*  0000000000000000 (GLIBC_2.28) statx
+0000000000000000      DF *UND*  0000000000000000  GLIBC_2.3.4 __sprintf_chk
+";
+        assert_eq!(
+            super::newest_glibc(objdump),
+            Some(((2, 34), "__libc_start_main".to_owned()))
+        );
+        assert_eq!(super::newest_glibc("no symbols"), None);
+    }
+}
