@@ -129,6 +129,13 @@ impl fmt::Display for LookupFailure {
 /// Answers Slack channel lookups: `Ok(None)` when Slack does not know the channel.
 pub trait SlackDirectory: Send + Sync {
     fn channel_name(&self, channel_id: &str) -> Result<Option<String>, String>;
+
+    /// The same with a single try: asked while the backend has just failed, so that a backend
+    /// that is down costs one request per lookup, not a round of retries, until the circuit
+    /// opens.
+    fn channel_name_once(&self, channel_id: &str) -> Result<Option<String>, String> {
+        self.channel_name(channel_id)
+    }
 }
 
 /// Answers reference-table lookups: every item (a JSON object text) under `key`.
@@ -237,10 +244,12 @@ pub struct CapabilityHub {
 
 impl CapabilityHub {
     /// Runs `lookup` unless the capability's circuit is open; counts its failures in a row.
+    /// `lookup` is told whether it may retry: not after a failure, so that a backend that is
+    /// down is tried once per lookup until the circuit opens.
     fn guarded<T>(
         &self,
         capability: &str,
-        lookup: impl FnOnce() -> Result<T, String>,
+        lookup: impl FnOnce(bool) -> Result<T, String>,
     ) -> Result<T, String> {
         let failures = lock(&self.failures_in_a_row)
             .get(capability)
@@ -251,7 +260,7 @@ impl CapabilityHub {
                 "{capability} is taken as down for the rest of the run after {failures} failures in a row"
             ));
         }
-        let result = lookup();
+        let result = lookup(failures == 0);
         let mut counts = lock(&self.failures_in_a_row);
         let count = counts.entry(capability.to_owned()).or_default();
         match &result {
@@ -327,7 +336,13 @@ impl Grants {
         }
         let name = self
             .hub
-            .guarded("slack-channels", || directory.channel_name(channel_id))
+            .guarded("slack-channels", |may_retry| {
+                if may_retry {
+                    directory.channel_name(channel_id)
+                } else {
+                    directory.channel_name_once(channel_id)
+                }
+            })
             .map_err(|why| self.note(LookupFailure::Unavailable(why), "slack-channels"))?;
         lock(&self.hub.slack_cache).insert(channel_id.to_owned(), name.clone());
         Ok(name)
@@ -352,7 +367,7 @@ impl Grants {
         }
         let items = self
             .hub
-            .guarded(&capability, || backend.items(key))
+            .guarded(&capability, |_| backend.items(key))
             .map_err(|why| self.note(LookupFailure::Unavailable(why), &capability))?;
         lock(&self.hub.reference_cache).insert(cache_key, items.clone());
         Ok(items)

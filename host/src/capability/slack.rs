@@ -84,10 +84,14 @@ impl SlackWebApi {
         self
     }
 
-    async fn lookup(&self, channel_id: &str) -> Result<Option<String>, HttpError> {
+    async fn lookup(
+        &self,
+        channel_id: &str,
+        backoff: backon::ExponentialBuilder,
+    ) -> Result<Option<String>, HttpError> {
         let url = format!("{}conversations.info", self.base);
         let what = "asking Slack about a channel at";
-        let answer: Answer = with_retries(self.backoff, crate::http::MAX_WAIT, || async {
+        let answer: Answer = with_retries(backoff, crate::http::MAX_WAIT, || async {
             // The token goes in the Authorization header, never in the query string.
             let response = self
                 .client
@@ -130,7 +134,14 @@ impl SlackWebApi {
 impl SlackDirectory for SlackWebApi {
     fn channel_name(&self, channel_id: &str) -> Result<Option<String>, String> {
         self.runtime
-            .block_on(self.lookup(channel_id))
+            .block_on(self.lookup(channel_id, self.backoff))
+            .map_err(|error| error.to_string())
+    }
+
+    fn channel_name_once(&self, channel_id: &str) -> Result<Option<String>, String> {
+        let no_retries = self.backoff.with_max_times(0);
+        self.runtime
+            .block_on(self.lookup(channel_id, no_retries))
             .map_err(|error| error.to_string())
     }
 }

@@ -177,10 +177,10 @@ fn check_rows(
                 }
             }
             let id = row.id.unwrap_or_else(|| document.id.clone());
-            if id.is_empty() || id.len() > MAX_ID_LEN {
+            let id_length = id.chars().count();
+            if id_length == 0 || id_length > MAX_ID_LEN {
                 return Err(format!(
-                    "row {index}: id must have 1 to {MAX_ID_LEN} characters, has {}",
-                    id.len()
+                    "row {index}: id must have 1 to {MAX_ID_LEN} characters, has {id_length}"
                 ));
             }
             if !ids.insert(id.clone()) {
