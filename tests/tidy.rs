@@ -145,3 +145,28 @@ fn no_test_is_ignored() {
     let found = offenders(&rust, "#[ignore", |file| *file == this_file);
     assert!(found.is_empty(), "ignored tests:\n{}", found.join("\n"));
 }
+
+#[test]
+fn generated_wit_types_stay_in_the_bindings() {
+    let host = files("host/src", &[".rs"]);
+    let bindings = workspace_root().join("host/src/plugin/bindings.rs");
+    let mut found = offenders(&host, "aurora::plugin::", |file| *file == bindings);
+    for generated in [
+        "bindings::Document",
+        "bindings::Outcome",
+        "bindings::Row",
+        "bindings::Value",
+        "bindings::PluginError",
+        "bindings::LookupError",
+        "bindings::SlackChannel",
+        "bindings::LogLevel",
+        "bindgen!",
+    ] {
+        found.extend(offenders(&host, generated, |file| *file == bindings));
+    }
+    assert!(
+        found.is_empty(),
+        "generated WIT types outside host/src/plugin/bindings.rs:\n{}",
+        found.join("\n")
+    );
+}
