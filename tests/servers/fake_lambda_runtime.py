@@ -83,6 +83,8 @@ def parse(body):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Answers are written in pieces; without this each reused connection stalls ~40 ms.
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass

@@ -62,6 +62,8 @@ def take_fault(name):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Answers are written in pieces; without this each reused connection stalls ~40 ms.
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass
