@@ -126,11 +126,9 @@ fn nothing_reaches_outside_the_repository() {
         ".",
         &[".rs", ".sh", ".py", ".toml", ".yaml", ".yml", "run", ".md"],
     );
-    let this_file = workspace_root().join("tests/tidy.rs");
-    let mut found = offenders(&sources, "../shared", |file| {
-        *file == this_file || file.extension().is_some_and(|e| e == "md")
-    });
-    found.extend(offenders(&sources, "/work/", |file| *file == this_file));
+    // Spelled in pieces so that this file does not match itself.
+    let mut found = offenders(&sources, concat!("..", "/shared"), |_| false);
+    found.extend(offenders(&sources, concat!("/work", "/"), |_| false));
     assert!(
         found.is_empty(),
         "paths outside the repository:\n{}",
