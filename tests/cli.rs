@@ -6,38 +6,12 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::support::{plugin_folder, workspace_root};
+use crate::support::{cli_binary, plugin_folder, workspace_root};
 
-/// The binary, built once per test run (cargo builds a package's binaries only for that
-/// package's own tests).
+/// The `batch-job-aurora` binary, built once per test run.
 pub fn binary() -> &'static PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        // A binary built already (a loop of many runs of the same tests).
-        if let Some(path) = std::env::var_os("BATCH_JOB_AURORA_TEST_BINARY") {
-            return PathBuf::from(path);
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(workspace_root())
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "batch-job-aurora-cli",
-                "--bin",
-                "batch-job-aurora",
-            ])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deps = std::env::current_exe().unwrap();
-        deps.parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("batch-job-aurora")
-    })
+    BINARY.get_or_init(|| cli_binary("batch-job-aurora", "BATCH_JOB_AURORA_TEST_BINARY"))
 }
 
 fn cli(args: &[&str]) -> Output {

@@ -88,28 +88,8 @@ async fn the_old_event_and_environment_give_the_old_response_and_tables() {
 /// The `bootstrap` binary, built once per test run.
 pub(crate) fn bootstrap() -> &'static PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        // A bootstrap built already (a loop of many runs of the same tests, or a release build).
-        if let Some(path) = std::env::var_os("BATCH_JOB_AURORA_TEST_BOOTSTRAP") {
-            return PathBuf::from(path);
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(workspace_root())
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "batch-job-aurora-cli",
-                "--bin",
-                "bootstrap",
-            ])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deps = std::env::current_exe().unwrap();
-        deps.parent().unwrap().parent().unwrap().join("bootstrap")
-    })
+    BINARY
+        .get_or_init(|| crate::support::cli_binary("bootstrap", "BATCH_JOB_AURORA_TEST_BOOTSTRAP"))
 }
 
 /// The shipped plugins as the zip has them: each `.wasm` with its `.cwasm`, precompiled by

@@ -22,6 +22,32 @@ pub fn plugin_folder(names: &[&str]) -> TempDir {
     folder
 }
 
+/// A binary of the `batch-job-aurora-cli` package, built once per test run (cargo builds a
+/// package's binaries only for that package's own tests), or the prebuilt one that the
+/// environment variable `prebuilt` names (a loop of many runs of the same tests, a release
+/// build).
+pub fn cli_binary(name: &str, prebuilt: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(prebuilt) {
+        return PathBuf::from(path);
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(workspace_root())
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "batch-job-aurora-cli",
+            "--bin",
+            name,
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "cannot build {name}");
+    let deps = std::env::current_exe().unwrap();
+    deps.parent().unwrap().parent().unwrap().join(name)
+}
+
 /// A run config with short sandbox budgets, so that the deliberately bad plugins fail fast.
 pub fn config(source: &Path, database: &Path, plugins: &Path) -> RunConfig {
     let mut config = RunConfig::new(

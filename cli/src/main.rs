@@ -87,18 +87,10 @@ struct CheckArgs {
     /// difference exits with 1.
     #[arg(long, value_name = "ROWS.json")]
     expect: Option<PathBuf>,
-    /// Slack channel names: file:PATH of a JSON map {"C…": "name"}.
-    #[arg(long, value_name = "SPEC")]
-    slack_channels: Option<String>,
-    /// The event-code table: file:PATH of a JSON array of events, or a DynamoDB table name.
-    #[arg(long, value_name = "SPEC")]
-    event_codes: Option<String>,
-    /// Each plugin call's time budget (as in `run`).
-    #[arg(long, value_name = "MS", default_value_t = 2000)]
-    plugin_budget_ms: u64,
-    /// The memory cap of each plugin instance (as in `run`).
-    #[arg(long, value_name = "MIB", default_value_t = 256)]
-    plugin_memory_mib: usize,
+    #[command(flatten)]
+    lookups: LookupArgs,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -110,6 +102,42 @@ struct PluginArgs {
     /// `plugins` beside the executable.
     #[arg(long, value_name = "DIR")]
     plugins: Option<PathBuf>,
+}
+
+/// Where the plugins' lookups go, for local runs and checks.
+#[derive(Args)]
+struct LookupArgs {
+    /// Slack channel names for local runs: file:PATH of a JSON map {"C…": "name"}. Without
+    /// it, DATAPLATTFORM_AURORA_SLACK_TOKEN selects Slack's Web API
+    /// (DATAPLATTFORM_AURORA_SLACK_API_URL, default https://slack.com/api/).
+    #[arg(long, value_name = "SPEC")]
+    slack_channels: Option<String>,
+    /// The event-code table for the event_rating plugin: a DynamoDB table name (through the
+    /// standard AWS configuration; AWS_ENDPOINT_URL overrides the endpoint), or file:PATH of a
+    /// JSON array of events.
+    #[arg(long, value_name = "SPEC")]
+    event_codes: Option<String>,
+}
+
+/// The sandbox every plugin call runs in.
+#[derive(Args)]
+struct SandboxArgs {
+    /// Each plugin call's time budget, plus this per document.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    plugin_budget_ms: u64,
+    /// The memory cap of each plugin instance.
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    plugin_memory_mib: usize,
+}
+
+impl SandboxArgs {
+    fn limits(&self) -> SandboxLimits {
+        SandboxLimits {
+            memory_bytes: self.plugin_memory_mib << 20,
+            call_budget: Duration::from_millis(self.plugin_budget_ms),
+            ..SandboxLimits::default()
+        }
+    }
 }
 
 #[derive(Args)]
@@ -155,22 +183,10 @@ struct RunArgs {
         hide = true
     )]
     now: Option<i64>,
-    /// Slack channel names for local runs: file:PATH of a JSON map {"C…": "name"}. Without
-    /// it, DATAPLATTFORM_AURORA_SLACK_TOKEN selects Slack's Web API
-    /// (DATAPLATTFORM_AURORA_SLACK_API_URL, default https://slack.com/api/).
-    #[arg(long, value_name = "SPEC")]
-    slack_channels: Option<String>,
-    /// The event-code table for the event_rating plugin: a DynamoDB table name (through the
-    /// standard AWS configuration; AWS_ENDPOINT_URL overrides the endpoint), or file:PATH of a
-    /// JSON array of events.
-    #[arg(long, value_name = "SPEC")]
-    event_codes: Option<String>,
-    /// Each plugin call's time budget, plus this per document.
-    #[arg(long, value_name = "MS", default_value_t = 2000)]
-    plugin_budget_ms: u64,
-    /// The memory cap of each plugin instance.
-    #[arg(long, value_name = "MIB", default_value_t = 256)]
-    plugin_memory_mib: usize,
+    #[command(flatten)]
+    lookups: LookupArgs,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
     /// Stop starting new work this many seconds after the start: what was stored stays
     /// stored, unfinished types fail with the reason, and the run ends in time.
     #[arg(long, value_name = "SECONDS")]
@@ -250,17 +266,13 @@ fn plugin_command(command: PluginCommand) -> Result<ExitCode> {
 fn check_plugin(args: CheckArgs) -> Result<ExitCode> {
     let documents = kit::check::read_documents(&args.docs)?;
     let specs = CapabilitySpecs {
-        slack_channels: args.slack_channels,
-        event_codes: args.event_codes,
+        slack_channels: args.lookups.slack_channels,
+        event_codes: args.lookups.event_codes,
         ..CapabilitySpecs::default()
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let backends = runtime.block_on(batch_job_aurora::capability::Backends::configure(&specs))?;
-    let limits = SandboxLimits {
-        memory_bytes: args.plugin_memory_mib << 20,
-        call_budget: Duration::from_millis(args.plugin_budget_ms),
-        ..SandboxLimits::default()
-    };
+    let limits = args.sandbox.limits();
     let report = kit::check::check(&args.wasm, &documents, limits, backends)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -330,8 +342,11 @@ fn run_config(args: RunArgs, environment: Environment) -> Result<RunConfig> {
     };
     let mut config = RunConfig::new(source, database, plugins_dir(plugins)?);
     config.capabilities = CapabilitySpecs {
-        slack_channels: args.slack_channels,
-        event_codes: args.event_codes.or(environment.capabilities.event_codes),
+        slack_channels: args.lookups.slack_channels,
+        event_codes: args
+            .lookups
+            .event_codes
+            .or(environment.capabilities.event_codes),
         ..environment.capabilities
     };
     config.types = args.types;
@@ -356,11 +371,7 @@ fn run_config(args: RunArgs, environment: Environment) -> Result<RunConfig> {
     config.pause = args.pause_after_writes.map(Pause::after_writes);
     config.rows_per_write = args.rows_per_write.max(1);
     config.plugin_instances = args.plugin_instances.max(1);
-    config.limits = SandboxLimits {
-        memory_bytes: args.plugin_memory_mib << 20,
-        call_budget: Duration::from_millis(args.plugin_budget_ms),
-        ..SandboxLimits::default()
-    };
+    config.limits = args.sandbox.limits();
     Ok(config)
 }
 
