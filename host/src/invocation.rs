@@ -275,7 +275,7 @@ impl InvocationFailure {
 
     /// From an error, with its whole source chain in the message.
     pub fn from_error(kind: FailureKind, error: &dyn std::error::Error) -> Self {
-        InvocationFailure::new(kind, error_chain(error))
+        InvocationFailure::new(kind, crate::error::chain(error))
     }
 }
 
@@ -368,11 +368,6 @@ pub fn check_completed(summary: &RunSummary) -> Result<(), InvocationFailure> {
             reasons.join("; ")
         ),
     ))
-}
-
-/// An error with its whole chain, secrets scrubbed.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    crate::error::chain(error)
 }
 
 /// What a Lambda container keeps between invocations: the prepared job (engine and plugins),

@@ -219,5 +219,3 @@ fn new_run_id() -> String {
         .unwrap_or_default();
     format!("{}-{}", now.as_millis(), std::process::id())
 }
-
-pub(crate) use crate::error::chain as error_chain;

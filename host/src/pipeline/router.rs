@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::error_chain;
 use super::lane::{Batch, LaneInput, LaneMessage, document_failure};
 use super::prepare::Source;
 use super::writer::WriterMessage;
@@ -64,7 +63,8 @@ pub async fn read_source(
                 (Err(error), false) => {
                     // Documents read before the error are stored; the run says it did not
                     // complete.
-                    lock(&report).source_error = Some(error_chain(&RunError::Source(error)));
+                    lock(&report).source_error =
+                        Some(crate::error::chain(&RunError::Source(error)));
                 }
                 (Ok(()), _) => {}
             }
@@ -109,7 +109,7 @@ pub async fn read_source(
                             .unreadable
                             .insert(type_name.clone(), error.unread_tail().cloned());
                     }
-                    let message = error_chain(&RunError::Source(error));
+                    let message = crate::error::chain(&RunError::Source(error));
                     tracing::error!(type_name, "{message}");
                     report.type_errors.insert(type_name, message);
                 }
