@@ -197,6 +197,13 @@ struct RunArgs {
     /// Print one JSON object with the counts on stdout at the end.
     #[arg(long)]
     json: bool,
+    /// Where plugins compiled from .wasm are kept, so that the next run starts without
+    /// compiling them again (each entry is named by the plugin's SHA-256 and this build's
+    /// engine, so a rebuilt plugin is compiled afresh). `off` compiles at every start.
+    /// Default: BATCH_JOB_AURORA_COMPILE_CACHE, else $XDG_CACHE_HOME/batch-job-aurora, else
+    /// ~/.cache/batch-job-aurora.
+    #[arg(long, value_name = "DIR|off")]
+    compile_cache: Option<String>,
     /// Instances of each type's plugin working at once (each on whole batches).
     #[arg(long, value_name = "N", default_value_t = 1)]
     plugin_instances: usize,
@@ -372,7 +379,22 @@ fn run_config(args: RunArgs, environment: Environment) -> Result<RunConfig> {
     config.rows_per_write = args.rows_per_write.max(1);
     config.plugin_instances = args.plugin_instances.max(1);
     config.limits = args.sandbox.limits();
+    config.compile_cache = compile_cache(args.compile_cache.or(environment.compile_cache));
     Ok(config)
+}
+
+/// The compile cache's folder: the one given, else the user's cache folder; none for `off`
+/// or when there is no home to put it in.
+fn compile_cache(given: Option<String>) -> Option<PathBuf> {
+    match given.as_deref() {
+        Some("off") => None,
+        Some(folder) => Some(PathBuf::from(folder)),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .filter(|folder| !folder.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+            .map(|folder| folder.join("batch-job-aurora")),
+    }
 }
 
 fn plugins_dir(args: PluginArgs) -> Result<PathBuf> {

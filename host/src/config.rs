@@ -204,6 +204,8 @@ pub struct Environment {
     pub capabilities: CapabilitySpecs,
     /// `BATCH_JOB_AURORA_PLUGINS`.
     pub plugins_dir: Option<PathBuf>,
+    /// `BATCH_JOB_AURORA_COMPILE_CACHE`: the local runner's compile cache, or `off`.
+    pub compile_cache: Option<String>,
     /// `BATCH_JOB_AURORA_CATCH_UP=true`.
     pub catch_up: bool,
 }
@@ -241,6 +243,7 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Environment, Con
             event_codes: var("DATAPLATTFORM_EVENT_CODE_TABLE"),
         },
         plugins_dir: var("BATCH_JOB_AURORA_PLUGINS").map(PathBuf::from),
+        compile_cache: var("BATCH_JOB_AURORA_COMPILE_CACHE"),
         catch_up: var("BATCH_JOB_AURORA_CATCH_UP").is_some_and(|value| value == "true"),
     })
 }
@@ -252,6 +255,9 @@ pub struct RunConfig {
     /// `sqlite://PATH`.
     pub database_url: String,
     pub plugins_dir: PathBuf,
+    /// Where the native code compiled from `.wasm` plugins is kept between runs (`None`:
+    /// compiled at every start). A `.cwasm` in the plugin folder needs no cache.
+    pub compile_cache: Option<PathBuf>,
     /// The types to run; `None` runs every installed plugin's type.
     pub types: Option<Vec<String>>,
     /// Which window each type reads; documents outside it are skipped. `All` with the fetch
@@ -336,6 +342,7 @@ impl RunConfig {
             source,
             database_url: database_url.into(),
             plugins_dir,
+            compile_cache: None,
             types: None,
             windows: WindowPlan::All,
             capabilities: CapabilitySpecs::default(),

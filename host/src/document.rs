@@ -3,8 +3,12 @@
 use std::ops::Range;
 
 use bytes::Bytes;
+use bytestring::ByteString;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
+
+use crate::source::scan::{Element, MemberSpan};
 
 /// The longest id the tables accept (`VARCHAR(24)`: base64 of 16 bytes).
 pub const MAX_ID_LEN: usize = 24;
@@ -18,8 +22,8 @@ pub struct Envelope {
     pub timestamp: i64,
     /// The type the document says it is, when it says.
     pub type_name: Option<String>,
-    /// The element as read; valid UTF-8 (checked when the envelope was).
-    raw: Bytes,
+    /// The element as read (UTF-8 was checked once, when the envelope was).
+    raw: ByteString,
     /// Where the payload is in `raw`: always an object.
     data: Range<usize>,
 }
@@ -27,12 +31,12 @@ pub struct Envelope {
 impl Envelope {
     /// The payload as JSON text: always an object.
     pub fn data(&self) -> &str {
-        as_text(&self.raw[self.data.clone()])
+        &self.raw[self.data.clone()]
     }
 
     /// The document exactly as the source had it.
     pub fn raw(&self) -> &str {
-        as_text(&self.raw)
+        &self.raw
     }
 
     /// The bytes this envelope holds on to.
@@ -59,16 +63,10 @@ impl Envelope {
             id: id.to_owned(),
             timestamp,
             type_name: type_name.map(str::to_owned),
-            raw: Bytes::from(raw),
+            raw: ByteString::from(raw),
             data: start..end,
         }
     }
-}
-
-/// `raw` was checked to be UTF-8 when the envelope was made; a range of it taken from the
-/// parser's own slices keeps that.
-fn as_text(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 /// Why an element of a source is not a usable envelope. The raw text is kept with it so that
@@ -96,10 +94,89 @@ struct Loose<'a> {
     data: Option<&'a RawValue>,
 }
 
-/// Checks one element of a source, as read.
+/// Checks one element of a source, as read. When the scan noted the members of the element's
+/// object, only their bytes are read: `id`, `timestamp` and `type` are parsed from their own
+/// few bytes and `data` is checked to be an object by its brackets; its inside is left to the
+/// plugin's parser, the one full pass over it. Anything unusual (a member key with an escape, a
+/// repeated member, a value of the wrong kind, a top level that is not well formed) goes the
+/// long way, [`check_envelope`], which parses the element whole and says what is wrong.
+pub fn check_element(element: Element) -> Result<Envelope, EnvelopeError> {
+    let Element { bytes, members } = element;
+    let Some(members) = members else {
+        return check_envelope(bytes);
+    };
+    // A clone of `Bytes` shares the buffer; the long way needs the bytes to say what is wrong.
+    let Ok(raw) = ByteString::try_from(bytes.clone()) else {
+        return check_envelope(bytes);
+    };
+    match from_members(&raw, &members) {
+        Some(fields) => Ok(Envelope {
+            id: fields.id,
+            timestamp: fields.timestamp,
+            type_name: fields.type_name,
+            raw,
+            data: fields.data,
+        }),
+        None => check_envelope(raw.into_bytes()),
+    }
+}
+
+/// The envelope's fields read from their members, or `None` when anything is unusual.
+struct Fields {
+    id: String,
+    timestamp: i64,
+    type_name: Option<String>,
+    data: Range<usize>,
+}
+
+fn from_members(raw: &str, members: &[MemberSpan]) -> Option<Fields> {
+    let (mut id, mut timestamp, mut type_name, mut data) = (None, None, None, None);
+    for member in members {
+        let value = &raw[member.value.clone()];
+        let slot = match &raw[member.key.clone()] {
+            "\"id\"" => &mut id,
+            "\"timestamp\"" => &mut timestamp,
+            "\"type\"" => &mut type_name,
+            "\"data\"" => &mut data,
+            // Any other member is ignored, as the long way ignores it, once it parses.
+            key if !key.contains('\\') => {
+                serde_json::from_str::<IgnoredAny>(value).ok()?;
+                continue;
+            }
+            _ => return None,
+        };
+        if slot.replace(member.value.clone()).is_some() {
+            return None;
+        }
+    }
+    let id: String = serde_json::from_str(&raw[id?]).ok()?;
+    let id_length = id.chars().count();
+    if id_length == 0 || id_length > MAX_ID_LEN {
+        return None;
+    }
+    let timestamp: i64 = serde_json::from_str(&raw[timestamp?]).ok()?;
+    let type_name = match type_name {
+        None => None,
+        Some(range) => serde_json::from_str::<Option<String>>(&raw[range]).ok()?,
+    };
+    // The scan ended the value at its closing bracket; which bracket it was, it did not say.
+    let data = data?;
+    let text = &raw[data.clone()];
+    if !(text.starts_with('{') && text.ends_with('}')) {
+        return None;
+    }
+    Some(Fields {
+        id,
+        timestamp,
+        type_name,
+        data,
+    })
+}
+
+/// Checks one element of a source by parsing it whole.
 pub fn check_envelope(element: Bytes) -> Result<Envelope, EnvelopeError> {
-    let raw = match std::str::from_utf8(&element) {
-        Ok(raw) => raw,
+    let text = match ByteString::try_from(element.clone()) {
+        Ok(text) => text,
         Err(error) => {
             return Err(EnvelopeError {
                 id: None,
@@ -110,6 +187,7 @@ pub fn check_envelope(element: Bytes) -> Result<Envelope, EnvelopeError> {
             });
         }
     };
+    let raw: &str = &text;
     let fail = |reason: String, id: Option<String>, timestamp, type_name| EnvelopeError {
         id,
         timestamp,
@@ -187,7 +265,7 @@ pub fn check_envelope(element: Bytes) -> Result<Envelope, EnvelopeError> {
         id: checked_id,
         timestamp: checked_timestamp,
         type_name,
-        raw: element,
+        raw: text.clone(),
         data,
     })
 }
@@ -202,6 +280,49 @@ fn abbreviate(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::scan::ArrayScanner;
+
+    /// The element as a source gives it: from the array scanner, with its members noted.
+    fn scanned(raw: &str) -> Element {
+        let body = format!("[{raw}]");
+        let mut scanner = ArrayScanner::new(body.as_bytes());
+        scanner.next_element().unwrap().unwrap()
+    }
+
+    #[test]
+    fn the_scanned_members_give_what_parsing_the_whole_element_gives() {
+        let cases = [
+            r#"{"id":"AAAAAF0Qp79lNx8dkdk1qQ==","timestamp":1561372607,"type":"GithubType","data":{"a":"}"}}"#,
+            " { \"id\" : \"a\" ,\n\t\"timestamp\" : -1 , \"data\" : { \"x\" : [1, {\"y\": \"}]\"}] } } ",
+            r#"{"data":{},"timestamp":1,"id":"a\"b\\c\u00e9","type":null,"extra":[1,{"n":null}],"z":-2.5e3}"#,
+            r#"{"id":"a","timestamp":1,"data":{},"flag":true,"none":null}"#,
+            r#"{"\u0069d":"escaped key","timestamp":1,"data":{}}"#,
+            r#"{"id":"a","id":"b","timestamp":1,"data":{}}"#,
+            r#"{"id":"a" "timestamp":1,"data":{}}"#,
+            r#"{"id":"a","timestamp":1,"data":{},}"#,
+            r#"{"id":"a","timestamp":1,"data":{}]"#,
+            r#"{"id":"a","timestamp":1 2,"data":{}}"#,
+            r#"{"id":"a","timestamp":1e3,"data":{}}"#,
+            r#"{"id":"a","timestamp":1,"data":"{}"}"#,
+            r#"{"id":"a","timestamp":1,"data":[1}}"#,
+            r#"{"id":"a","timestamp":1,"data":{]}"#,
+            r#"{"id":"a","timestamp":1,"data":{},"x":tru}"#,
+            r#"{"id":"\ud800","timestamp":1,"data":{}}"#,
+            r#"{id:"a","timestamp":1,"data":{}}"#,
+            "{}",
+        ];
+        for raw in cases {
+            // The array scanner gives an element without the whitespace around it.
+            let whole = check_envelope(Bytes::from(raw.trim().to_owned()));
+            assert_eq!(check_element(scanned(raw)), whole, "{raw}");
+        }
+        // The usual shape is read from its members, not parsed whole: a payload that does not
+        // parse passes here and is refused by the plugin's parser.
+        let raw = r#"{"id":"a","timestamp":1,"type":"T","data":{"x": tru}}"#;
+        assert!(scanned(raw).members.is_some());
+        assert_eq!(check_element(scanned(raw)).unwrap().data(), r#"{"x": tru}"#);
+        assert!(check_envelope(Bytes::from_static(raw.as_bytes())).is_err());
+    }
 
     #[test]
     fn a_good_envelope_passes_with_its_data_untouched() {
@@ -253,11 +374,17 @@ mod tests {
             ),
         ];
         let accented = format!(r#"{{"id":"{}","timestamp":1,"data":{{}}}}"#, "é".repeat(24));
-        assert!(check_envelope(Bytes::from(accented)).is_ok());
+        assert!(check_envelope(Bytes::from(accented.clone())).is_ok());
+        assert!(check_element(scanned(&accented)).is_ok());
         for (raw, reason) in cases {
             let error = check_envelope(Bytes::from_static(raw.as_bytes())).unwrap_err();
             assert!(error.reason.starts_with(reason), "{raw}: {}", error.reason);
             assert_eq!(error.raw, raw);
+            assert_eq!(
+                check_element(scanned(raw)),
+                Err(error),
+                "read from an array"
+            );
         }
         let error = check_envelope(Bytes::from_static(
             br#"{"id":"a","timestamp":"x","data":{}}"#,

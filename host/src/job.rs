@@ -37,7 +37,17 @@ impl Job {
     /// it matches the engine, else `.wasm`). Touches no database and no network. A folder
     /// without plugins is an error: nothing could be stored.
     pub fn prepare(plugins_dir: &Path, limits: SandboxLimits) -> Result<Job, RunError> {
-        let engine = PluginEngine::new(limits)?;
+        Self::prepare_with_cache(plugins_dir, limits, None)
+    }
+
+    /// [`Job::prepare`], keeping what is compiled from `.wasm` plugins in `compile_cache` so
+    /// that the next start loads it instead of compiling again.
+    pub fn prepare_with_cache(
+        plugins_dir: &Path,
+        limits: SandboxLimits,
+        compile_cache: Option<PathBuf>,
+    ) -> Result<Job, RunError> {
+        let engine = PluginEngine::new(limits)?.with_compile_cache(compile_cache);
         let plugins = engine.load_folder(plugins_dir)?;
         pipeline::select(&plugins, plugins_dir, None)?;
         Ok(Job {

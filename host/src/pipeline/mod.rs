@@ -38,7 +38,11 @@ pub(crate) use prepare::select;
 /// Loads the plugins and opens the database for this one run; a process that runs many times
 /// prepares a [`Job`](crate::Job) once instead.
 pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
-    let job = crate::job::Job::prepare(&config.plugins_dir, config.limits.clone())?;
+    let job = crate::job::Job::prepare_with_cache(
+        &config.plugins_dir,
+        config.limits.clone(),
+        config.compile_cache.clone(),
+    )?;
     let summary = job.run(config).await;
     job.close().await;
     summary

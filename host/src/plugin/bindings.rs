@@ -18,6 +18,11 @@ use crate::model::{self, Capability, Cell, Column, ColumnType, PluginInfo};
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "type-plugin",
+    // The documents a call hands the plugin borrow the host's buffers (`&str`): they are
+    // copied once, into the instance's memory, and never into host strings first.
+    ownership: Borrowing {
+        duplicate_if_necessary: true
+    },
 });
 
 use aurora::plugin::host::{LogLevel, LookupError, SlackChannel};
@@ -71,12 +76,12 @@ impl PluginInstance {
         store: &mut Store<PluginState>,
         documents: &[Envelope],
     ) -> Result<Vec<model::Outcome>, Trap> {
-        let batch: Vec<Document> = documents
+        let batch: Vec<Document<'_>> = documents
             .iter()
             .map(|envelope| Document {
-                id: envelope.id.clone(),
+                id: &envelope.id,
                 timestamp: envelope.timestamp,
-                data: envelope.data().to_owned(),
+                data: envelope.data(),
             })
             .collect();
         let outcomes = self

@@ -1,6 +1,7 @@
 //! The engine and loading: a folder of plugin components, each either precompiled for this
 //! engine (`NAME.cwasm`, made by [`PluginEngine::precompile`]) or compiled at load
-//! (`NAME.wasm`). Every plugin is checked (WIT version, what it declares) before it is used.
+//! (`NAME.wasm`, through the compile cache when one is set). Every plugin is checked (WIT
+//! version, what it declares) before it is used.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -71,6 +72,8 @@ pub struct PluginEngine {
     engine: Engine,
     linker: Arc<Linker<PluginState>>,
     limits: SandboxLimits,
+    /// Where compiled `.wasm` plugins are kept between runs, when anywhere.
+    compile_cache: Option<PathBuf>,
     stop_ticker: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
 }
@@ -110,9 +113,17 @@ impl PluginEngine {
             engine,
             linker: Arc::new(linker),
             limits,
+            compile_cache: None,
             stop_ticker,
             ticker: Some(ticker),
         })
+    }
+
+    /// Keeps the native code compiled from each `.wasm` in `folder`, so that the next start
+    /// loads it instead of compiling again (see [`PluginEngine::load_cached`]).
+    pub fn with_compile_cache(mut self, folder: Option<PathBuf>) -> Self {
+        self.compile_cache = folder;
+        self
     }
 
     /// Loads every plugin of `folder`, in name order, and indexes the plugins by type. A plugin
@@ -161,16 +172,19 @@ impl PluginEngine {
                         None => return Err(error),
                     },
                 },
-                (None, Some(wasm)) => {
-                    let started = std::time::Instant::now();
-                    let plugin = self.load(&wasm)?;
-                    tracing::info!(
-                        "compiled {} in {} ms (no precompiled .cwasm)",
-                        wasm.display(),
-                        started.elapsed().as_millis()
-                    );
-                    plugin
-                }
+                (None, Some(wasm)) => match &self.compile_cache {
+                    Some(cache) => self.load_cached(&wasm, cache)?,
+                    None => {
+                        let started = std::time::Instant::now();
+                        let plugin = self.load(&wasm)?;
+                        tracing::info!(
+                            "compiled {} in {} ms (no precompiled .cwasm)",
+                            wasm.display(),
+                            started.elapsed().as_millis()
+                        );
+                        plugin
+                    }
+                },
                 (None, None) => continue,
             };
             if let Some(first) = plugins.get(&plugin.info.type_name) {
@@ -209,10 +223,7 @@ impl PluginEngine {
     ) -> Result<PluginInfo, LoadError> {
         let plugin = self.load(wasm)?;
         let engine_error = |error: wasmtime::Error| LoadError::Engine(format!("{error:#}"));
-        let bytes = std::fs::read(wasm).map_err(|error| LoadError::NotAComponent {
-            path: wasm.to_owned(),
-            reason: error.to_string(),
-        })?;
+        let bytes = read_wasm(wasm)?;
         let engine = if portable {
             let mut config = engine_config();
             config
@@ -243,19 +254,71 @@ impl PluginEngine {
     /// Loads one plugin file (`.wasm`): compiles it, checks its WIT version, asks it to
     /// describe itself and checks what it says.
     pub fn load(&self, path: &Path) -> Result<LoadedPlugin, LoadError> {
-        let component =
-            Component::from_file(&self.engine, path).map_err(|error| LoadError::NotAComponent {
-                path: path.to_owned(),
-                // The parser's own words, first line: its full text spans a dozen lines.
-                reason: error
-                    .root_cause()
-                    .to_string()
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned(),
-            })?;
+        let bytes = read_wasm(path)?;
+        let component = self.compile(path, &bytes)?;
         self.check(path, component)
+    }
+
+    /// Loads a `.wasm` through the compile cache in `cache`: the native code compiled from
+    /// these very bytes under this very engine is taken from there when it is present, else
+    /// the plugin is compiled and the result kept there for the next start. Entries are named
+    /// by the SHA-256 of the component and the engine's compatibility hash, so a rebuilt plugin
+    /// or another host build never meets a stale entry; an entry wasmtime refuses is compiled
+    /// again. A cache that cannot be written costs only the time to compile.
+    fn load_cached(&self, wasm: &Path, cache: &Path) -> Result<LoadedPlugin, LoadError> {
+        let bytes = read_wasm(wasm)?;
+        let entry = cache.join(format!("{}.cwasm", self.cache_key(&bytes)));
+        if entry.is_file() {
+            match deserialize(&self.engine, &entry) {
+                Ok(component) => return self.check(wasm, component),
+                Err(error) => tracing::warn!("{error}; compiling {} again", wasm.display()),
+            }
+        }
+        let started = std::time::Instant::now();
+        let component = self.compile(wasm, &bytes)?;
+        let plugin = self.check(wasm, component.clone())?;
+        tracing::info!(
+            "compiled {} in {} ms; keeping it in {}",
+            wasm.display(),
+            started.elapsed().as_millis(),
+            cache.display()
+        );
+        let kept = component
+            .serialize()
+            .map_err(|error| std::io::Error::other(format!("{error:#}")))
+            .and_then(|compiled| write_atomically(&entry, &compiled));
+        if let Err(error) = kept {
+            tracing::warn!(
+                "cannot keep the compiled plugin in {}: {error}",
+                cache.display()
+            );
+        }
+        Ok(plugin)
+    }
+
+    /// The name of a component's entry in the compile cache.
+    fn cache_key(&self, wasm: &[u8]) -> String {
+        use sha2::Digest;
+        use std::hash::{Hash, Hasher};
+        let mut engine = std::collections::hash_map::DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine);
+        format!("{:x}-{:016x}", sha2::Sha256::digest(wasm), engine.finish())
+    }
+
+    fn compile(&self, path: &Path, bytes: &[u8]) -> Result<Component, LoadError> {
+        Component::new(&self.engine, bytes).map_err(|error| LoadError::NotAComponent {
+            path: path.to_owned(),
+            // The parser's own words, first line: its full text spans a dozen lines.
+            reason: error
+                .root_cause()
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        })
     }
 
     /// Checks a component's WIT version, asks it to describe itself and checks what it says.
@@ -408,14 +471,39 @@ impl PluginSet {
     }
 }
 
+fn read_wasm(path: &Path) -> Result<Vec<u8>, LoadError> {
+    std::fs::read(path).map_err(|error| LoadError::NotAComponent {
+        path: path.to_owned(),
+        reason: error.to_string(),
+    })
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so that a reader (another
+/// run starting at the same time) sees the whole file or none, and a mapped file is never
+/// written over.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let folder = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(folder)?;
+    let temporary = folder.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::write(&temporary, bytes)?;
+    std::fs::rename(&temporary, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temporary);
+    })
+}
+
 /// Maps a `.cwasm` into memory as a component of `engine`.
 #[allow(unsafe_code)]
 fn deserialize(engine: &Engine, path: &Path) -> Result<Component, LoadError> {
     // SAFETY: a `.cwasm` is native code that wasmtime runs without verifying it; it checks only
     // that the file was made by the same wasmtime version and configuration for this CPU. So
-    // only files from the operator's plugin folder reach this point (the same trust as the
-    // binary beside it), and the file is not modified while it is mapped (a deployed Lambda's
-    // files are read-only).
+    // only files from the operator's plugin folder or the operator's own compile cache reach
+    // this point (the same trust as the binary itself), and the file is not modified while it
+    // is mapped (a deployed Lambda's files are read-only; the cache replaces an entry by
+    // renaming a new file over it, never by writing into it).
     unsafe { Component::deserialize_file(engine, path) }.map_err(|error| LoadError::NotAComponent {
         path: path.to_owned(),
         reason: format!("not a precompiled plugin of this engine: {error:#}"),

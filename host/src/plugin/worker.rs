@@ -154,7 +154,8 @@ fn check_rows(
     columns: &[Column],
     rows: Vec<PluginRow>,
 ) -> Result<Vec<Row>, String> {
-    let mut ids = std::collections::HashSet::new();
+    // Most documents give one row: no set of ids to keep for those.
+    let mut ids = (rows.len() > 1).then(std::collections::HashSet::new);
     rows.into_iter()
         .enumerate()
         .map(|(index, row)| {
@@ -183,7 +184,9 @@ fn check_rows(
                     "row {index}: id must have 1 to {MAX_ID_LEN} characters, has {id_length}"
                 ));
             }
-            if !ids.insert(id.clone()) {
+            if let Some(ids) = ids.as_mut()
+                && !ids.insert(id.clone())
+            {
                 return Err(format!("row {index}: id {id} is given to two rows"));
             }
             Ok(Row {

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::scan::ArrayScanner;
 use super::{SourceError, SourceItem};
-use crate::document::check_envelope;
+use crate::document::{check_element, check_envelope};
 
 const READ_BUFFER: usize = 256 << 10;
 
@@ -106,7 +106,7 @@ pub fn read_array(
         let Some(element) = element else {
             return Ok(());
         };
-        if deliver(check_envelope(element)).is_break() {
+        if deliver(check_element(element)).is_break() {
             return Err(SourceError::Stopped {
                 path: path.to_owned(),
             });

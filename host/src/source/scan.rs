@@ -1,13 +1,17 @@
 //! Splits a JSON array into its elements while it is read, in one pass over the bytes.
 //!
 //! The scanner only matches brackets and strings (escape-aware); it does not parse. Each
-//! element comes out as a [`Bytes`] slice of the buffer that was read, with no copy, and the
-//! envelope check parses it once. Because an element's end is found without parsing it, an
-//! element that does not parse (a bad literal, a missing comma inside it) is one failed
-//! document, and the read goes on with the next element. Only a body whose structure is lost
-//! (cut off, an unterminated string, garbage between elements) stops the read.
+//! element comes out as a [`Bytes`] slice of the buffer that was read, with no copy. The same
+//! pass notes where the members of the element's top-level object are (the envelope's `id`,
+//! `timestamp`, `type` and `data`), so that the envelope check reads those few bytes and never
+//! walks the payload again: the plugin's parser is the only other pass over it. Because an
+//! element's end is found without parsing it, an element that does not parse (a bad literal, a
+//! missing comma inside it) is one failed document, and the read goes on with the next element.
+//! Only a body whose structure is lost (cut off, an unterminated string, garbage between
+//! elements) stops the read.
 
 use std::io::Read;
+use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 
@@ -64,11 +68,211 @@ enum State {
 }
 
 /// Where the scan of one element stands, so that more input resumes it without rescanning.
-#[derive(Debug, Default, Clone, Copy)]
+/// Positions are offsets in the element, which stays at the start of the buffer until it ends.
+#[derive(Debug, Default)]
 struct ElementScan {
     position: usize,
     depth: u32,
     in_string: bool,
+    top: TopLevel,
+}
+
+/// Where one member of an element's top-level object is: its key (with the quotes) and its
+/// value, as byte ranges of the element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSpan {
+    pub key: Range<usize>,
+    pub value: Range<usize>,
+}
+
+/// One element of the array, as read.
+#[derive(Debug, Clone)]
+pub struct Element {
+    pub bytes: Bytes,
+    /// The members of the element's top-level object, found by the scan that found its end;
+    /// `None` when the element is not an object or its top level is not well formed (the
+    /// envelope check then parses the whole element to say why). What a value holds inside its
+    /// brackets or quotes is not checked here.
+    pub members: Option<Vec<MemberSpan>>,
+}
+
+impl Element {
+    /// An element whose members were not noted (the envelope check parses it whole).
+    pub fn unscanned(bytes: Bytes) -> Self {
+        Element {
+            bytes,
+            members: None,
+        }
+    }
+}
+
+/// What the top level of an object element expects next. Only bytes at depth 1 (an
+/// envelope's own hundred bytes, not the payload inside `data`) move it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+enum Expect {
+    /// Not an object, or not well formed: no members are given.
+    #[default]
+    Nothing,
+    Key {
+        first: bool,
+    },
+    KeyEnd {
+        start: usize,
+    },
+    Colon {
+        key: Range<usize>,
+    },
+    Value {
+        key: Range<usize>,
+    },
+    /// Inside a value that started at `start`: a string or a container (whose end the quote or
+    /// the depth tells), or a scalar (which ends at whitespace, a comma or the closing brace).
+    ValueEnd {
+        key: Range<usize>,
+        start: usize,
+        scalar: bool,
+    },
+    CommaOrEnd {
+        key: Range<usize>,
+        value: Range<usize>,
+    },
+}
+
+/// A byte at depth 1 of the element, as the top level sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TopByte {
+    /// An opening quote, at this position.
+    StringStart(usize),
+    /// A closing quote; the position after it.
+    StringEnd(usize),
+    /// An opening bracket, at this position.
+    Open(usize),
+    /// The closing bracket of a value; the position after it.
+    ContainerEnd(usize),
+    Colon,
+    Comma(usize),
+    Whitespace(usize),
+    /// Any other byte (of a number or literal), at this position.
+    Other(usize),
+}
+
+/// The members of an object element's top level, noted as the scan goes.
+#[derive(Debug, Default)]
+struct TopLevel {
+    expect: Expect,
+    members: Vec<MemberSpan>,
+}
+
+impl TopLevel {
+    fn object() -> Self {
+        TopLevel {
+            expect: Expect::Key { first: true },
+            members: Vec::new(),
+        }
+    }
+
+    fn step(&mut self, byte: TopByte) {
+        use Expect::*;
+        let expect = std::mem::take(&mut self.expect);
+        self.expect = match (expect, byte) {
+            (Nothing, _) => Nothing,
+            (Key { first }, TopByte::Whitespace(_)) => Key { first },
+            (Key { .. }, TopByte::StringStart(start)) => KeyEnd { start },
+            (KeyEnd { start }, TopByte::StringEnd(end)) => Colon { key: start..end },
+            (Colon { key }, TopByte::Whitespace(_)) => Colon { key },
+            (Colon { key }, TopByte::Colon) => Value { key },
+            (Value { key }, TopByte::Whitespace(_)) => Value { key },
+            (Value { key }, TopByte::StringStart(start) | TopByte::Open(start)) => ValueEnd {
+                key,
+                start,
+                scalar: false,
+            },
+            (Value { key }, TopByte::Other(start)) => ValueEnd {
+                key,
+                start,
+                scalar: true,
+            },
+            (
+                ValueEnd {
+                    key,
+                    start,
+                    scalar: false,
+                },
+                TopByte::StringEnd(end) | TopByte::ContainerEnd(end),
+            ) => CommaOrEnd {
+                key,
+                value: start..end,
+            },
+            (
+                ValueEnd {
+                    key,
+                    start,
+                    scalar: true,
+                },
+                TopByte::Other(_),
+            ) => ValueEnd {
+                key,
+                start,
+                scalar: true,
+            },
+            (
+                ValueEnd {
+                    key,
+                    start,
+                    scalar: true,
+                },
+                TopByte::Whitespace(end),
+            ) => CommaOrEnd {
+                key,
+                value: start..end,
+            },
+            (
+                ValueEnd {
+                    key,
+                    start,
+                    scalar: true,
+                },
+                TopByte::Comma(end),
+            ) => {
+                self.members.push(MemberSpan {
+                    key,
+                    value: start..end,
+                });
+                Key { first: false }
+            }
+            (CommaOrEnd { key, value }, TopByte::Whitespace(_)) => CommaOrEnd { key, value },
+            (CommaOrEnd { key, value }, TopByte::Comma(_)) => {
+                self.members.push(MemberSpan { key, value });
+                Key { first: false }
+            }
+            _ => Nothing,
+        };
+    }
+
+    /// The object closed with `closing` at `at`: its members, when its top level was well
+    /// formed.
+    fn close(&mut self, closing: u8, at: usize) -> Option<Vec<MemberSpan>> {
+        let members = std::mem::take(&mut self.members);
+        match (std::mem::take(&mut self.expect), closing) {
+            (_, b']') | (Expect::Nothing, _) => None,
+            (Expect::Key { first: true }, _) => Some(members),
+            (
+                Expect::ValueEnd {
+                    key,
+                    start,
+                    scalar: true,
+                },
+                _,
+            ) => Some(with(members, key, start..at)),
+            (Expect::CommaOrEnd { key, value }, _) => Some(with(members, key, value)),
+            _ => None,
+        }
+    }
+}
+
+fn with(mut members: Vec<MemberSpan>, key: Range<usize>, value: Range<usize>) -> Vec<MemberSpan> {
+    members.push(MemberSpan { key, value });
+    members
 }
 
 /// The elements of one JSON array, read from `reader` as they are needed.
@@ -93,7 +297,7 @@ impl<R: Read> ArrayScanner<R> {
     }
 
     /// The next element as read, `None` after the closing `]`.
-    pub fn next_element(&mut self) -> Result<Option<Bytes>, ScanError> {
+    pub fn next_element(&mut self) -> Result<Option<Element>, ScanError> {
         loop {
             match self.state {
                 State::Done => return Ok(None),
@@ -151,7 +355,8 @@ impl<R: Read> ArrayScanner<R> {
     }
 
     /// The element that starts at `buffer[0]`.
-    fn element(&mut self) -> Result<Bytes, ScanError> {
+    fn element(&mut self) -> Result<Element, ScanError> {
+        let mut scan = ElementScan::default();
         match self.buffer.first() {
             None => return Err(self.cut_off("the array is not closed")),
             Some(&byte @ (b',' | b']')) => {
@@ -159,14 +364,17 @@ impl<R: Read> ArrayScanner<R> {
                     self.malformed(format!("expected an element, found {:?}", char::from(byte)))
                 );
             }
+            Some(b'{') => scan.top = TopLevel::object(),
             Some(_) => {}
         }
-        let mut scan = ElementScan::default();
         loop {
-            if let Some(end) = scan_element(&self.buffer, &mut scan) {
+            if let Some((end, members)) = scan_element(&self.buffer, &mut scan) {
                 self.state = State::AfterElement;
                 self.offset += end as u64;
-                return Ok(self.buffer.split_to(end).freeze());
+                return Ok(Element {
+                    bytes: self.buffer.split_to(end).freeze(),
+                    members,
+                });
             }
             if self.buffer.len() > MAX_ELEMENT_BYTES {
                 return Err(self.malformed(format!(
@@ -180,7 +388,7 @@ impl<R: Read> ArrayScanner<R> {
                     self.state = State::AfterElement;
                     let end = self.buffer.len();
                     self.offset += end as u64;
-                    return Ok(self.buffer.split_to(end).freeze());
+                    return Ok(Element::unscanned(self.buffer.split_to(end).freeze()));
                 }
                 return Err(self.cut_off("the body ends inside an element"));
             }
@@ -259,9 +467,10 @@ impl<R: Read> ArrayScanner<R> {
 }
 
 /// Advances `scan` through `bytes`; the end (exclusive) of the element that starts at
-/// `bytes[0]`, once it is in `bytes`. Containers end at their closing bracket, strings at their
-/// closing quote, other scalars before the `,`, `]` or whitespace that follows them.
-fn scan_element(bytes: &[u8], scan: &mut ElementScan) -> Option<usize> {
+/// `bytes[0]`, once it is in `bytes`, with the members of its top-level object. Containers end
+/// at their closing bracket, strings at their closing quote, other scalars before the `,`, `]`
+/// or whitespace that follows them.
+fn scan_element(bytes: &[u8], scan: &mut ElementScan) -> Option<(usize, Option<Vec<MemberSpan>>)> {
     while scan.position < bytes.len() {
         if scan.in_string {
             // Inside a string only a quote or a backslash matters: jump to the next one.
@@ -276,27 +485,48 @@ fn scan_element(bytes: &[u8], scan: &mut ElementScan) -> Option<usize> {
                     } else {
                         scan.in_string = false;
                         scan.position += 1;
-                        if scan.depth == 0 {
-                            return Some(scan.position);
+                        match scan.depth {
+                            0 => return Some((scan.position, None)),
+                            1 => scan.top.step(TopByte::StringEnd(scan.position)),
+                            _ => {}
                         }
                     }
                 }
             }
             continue;
         }
-        match bytes[scan.position] {
-            b'"' => scan.in_string = true,
-            b'{' | b'[' => scan.depth += 1,
-            b'}' | b']' if scan.depth == 0 => return Some(scan.position),
-            b'}' | b']' => {
+        let at = scan.position;
+        match bytes[at] {
+            b'"' => {
+                scan.in_string = true;
+                if scan.depth == 1 {
+                    scan.top.step(TopByte::StringStart(at));
+                }
+            }
+            b'{' | b'[' => {
+                if scan.depth == 1 {
+                    scan.top.step(TopByte::Open(at));
+                }
+                scan.depth += 1;
+            }
+            b'}' | b']' if scan.depth == 0 => return Some((at, None)),
+            closing @ (b'}' | b']') => {
                 scan.depth -= 1;
-                if scan.depth == 0 {
-                    return Some(scan.position + 1);
+                match scan.depth {
+                    0 => return Some((at + 1, scan.top.close(closing, at))),
+                    1 => scan.top.step(TopByte::ContainerEnd(at + 1)),
+                    _ => {}
                 }
             }
             b',' | b' ' | b'\t' | b'\n' | b'\r' if scan.depth == 0 => {
-                return Some(scan.position);
+                return Some((at, None));
             }
+            byte if scan.depth == 1 => scan.top.step(match byte {
+                b',' => TopByte::Comma(at),
+                b':' => TopByte::Colon,
+                b' ' | b'\t' | b'\n' | b'\r' => TopByte::Whitespace(at),
+                _ => TopByte::Other(at),
+            }),
             _ => {}
         }
         scan.position += 1;
@@ -331,7 +561,7 @@ mod tests {
         let mut found = Vec::new();
         loop {
             match scanner.next_element() {
-                Ok(Some(element)) => found.push(String::from_utf8(element.to_vec()).unwrap()),
+                Ok(Some(element)) => found.push(String::from_utf8(element.bytes.to_vec()).unwrap()),
                 Ok(None) => return (found, None),
                 Err(error) => return (found, Some(error)),
             }
@@ -360,6 +590,42 @@ mod tests {
         }
         let (found, error) = elements(" [ ] ", 1);
         assert!(found.is_empty() && error.is_none());
+    }
+
+    #[test]
+    fn the_members_of_an_object_are_noted_whatever_the_read_sizes() {
+        let element = r#"{ "id" : "a\"}" , "n":-1.5,"data":{"k":[1,"]"]} ,"t":null }"#;
+        let input = format!("[{element}, [1], {{}}, {{\"a\" 1}}, {{\"a\":1,}}]");
+        let text = |range: &Range<usize>| &element[range.clone()];
+        for chunk in [1, 3, 64] {
+            let mut scanner = ArrayScanner::new(Trickle {
+                input: input.as_bytes(),
+                chunk,
+            });
+            let first = scanner.next_element().unwrap().unwrap();
+            let members: Vec<(&str, &str)> = first
+                .members
+                .unwrap()
+                .iter()
+                .map(|member| (text(&member.key), text(&member.value)))
+                .collect();
+            assert_eq!(
+                members,
+                [
+                    (r#""id""#, r#""a\"}""#),
+                    (r#""n""#, "-1.5"),
+                    (r#""data""#, r#"{"k":[1,"]"]}"#),
+                    (r#""t""#, "null"),
+                ],
+                "read {chunk} bytes at a time"
+            );
+            let rest: Vec<Option<usize>> = std::iter::from_fn(|| scanner.next_element().unwrap())
+                .map(|element| element.members.map(|members| members.len()))
+                .collect();
+            // An array is no object; an empty object has no members; a missing colon or a
+            // trailing comma leaves the top level unread, for the envelope check to explain.
+            assert_eq!(rest, [None, Some(0), None, None]);
+        }
     }
 
     #[test]
