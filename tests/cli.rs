@@ -209,3 +209,84 @@ fn what_cannot_run_exits_non_zero_with_one_line() {
         }
     }
 }
+
+#[test]
+fn the_compile_cache_is_filled_once_used_after_and_never_trusted_blindly() {
+    let plugins = plugin_folder(&["github"]);
+    let cache = tempfile::tempdir().unwrap();
+    let source = plugins.path().join("empty.json");
+    std::fs::write(&source, "[]").unwrap();
+    let run = || {
+        let output = Command::new(binary())
+            .args(["-v", "run", "--source"])
+            .arg(format!("file:{}", source.display()))
+            .arg("--database")
+            .arg(format!(
+                "sqlite://{}",
+                plugins.path().join("cache.db").display()
+            ))
+            .arg("--plugins")
+            .arg(plugins.path())
+            .arg("--compile-cache")
+            .arg(cache.path())
+            .env_remove("BATCH_JOB_AURORA_LOG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        stderr
+    };
+    let entries = || -> Vec<PathBuf> {
+        std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect()
+    };
+
+    let first = run();
+    assert!(first.contains("keeping it in"), "{first}");
+    let [entry] = &entries()[..] else {
+        panic!("one entry per plugin: {:?}", entries());
+    };
+    let name = entry.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.ends_with(".cwasm"), "{name}");
+
+    let second = run();
+    assert!(
+        !second.contains("compiled"),
+        "loaded from the cache: {second}"
+    );
+
+    // An entry that is not what wasmtime made is compiled again and replaced.
+    std::fs::write(entry, b"not native code").unwrap();
+    let third = run();
+    assert!(third.contains("compiling"), "{third}");
+    assert!(third.contains("keeping it in"), "{third}");
+    assert!(std::fs::read(entry).unwrap().len() > 1000);
+
+    // A rebuilt plugin has other bytes, hence another entry: a stale one is never taken.
+    let wasm = plugins.path().join("github.wasm");
+    let mut bytes = std::fs::read(&wasm).unwrap();
+    // A custom section (id 0, name "x", no payload) changes the bytes, not the plugin.
+    bytes.extend_from_slice(&[0, 2, 1, b'x']);
+    std::fs::write(&wasm, bytes).unwrap();
+    let fourth = run();
+    assert!(fourth.contains("keeping it in"), "{fourth}");
+    assert_eq!(entries().len(), 2);
+
+    let off = Command::new(binary())
+        .args(["-v", "run", "--compile-cache", "off", "--source"])
+        .arg(format!("file:{}", source.display()))
+        .arg("--database")
+        .arg(format!(
+            "sqlite://{}",
+            plugins.path().join("cache.db").display()
+        ))
+        .arg("--plugins")
+        .arg(plugins.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&off.stderr);
+    assert!(stderr.contains("no precompiled .cwasm"), "{stderr}");
+    assert_eq!(entries().len(), 2);
+}
