@@ -155,10 +155,11 @@ pub fn run(root: &Path, target: &Path, args: BenchArgs) -> Result<()> {
         }
         None => dist.clone(),
     };
-    let job = job_dir.join("batch-job-aurora");
-    ensure!(job.is_file(), "no job at {}", job.display());
+    let binary = job_dir.join("batch-job-aurora");
+    ensure!(binary.is_file(), "no job at {}", binary.display());
     std::fs::create_dir_all(&work)?;
     let load_at_start = load_average();
+    let (job, start_up) = start_up(binary, &work)?;
 
     println!(
         "\ngenerating {} documents (seed {}) …",
@@ -208,7 +209,8 @@ pub fn run(root: &Path, target: &Path, args: BenchArgs) -> Result<()> {
         "date": generate::now_iso8601(),
         "machine": machine(load_at_start),
         "git": git(root),
-        "job": job.display().to_string(),
+        "job": job.binary.display().to_string(),
+        "start_up": start_up,
         "arguments": {
             "docs": args.docs,
             "seed": args.seed,
@@ -237,10 +239,66 @@ pub fn run(root: &Path, target: &Path, args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// The job being measured, and the compile cache it is run with (when it has one).
+struct JobUnderTest {
+    binary: PathBuf,
+    compile_cache: Option<PathBuf>,
+}
+
+/// Starts the job twice on an empty source, from an empty compile cache: the first start
+/// compiles the plugins and fills the cache (a laptop's first run, or a Lambda container
+/// without `.cwasm`), the second loads them from it, as every measured run then does. A build
+/// without a compile cache is measured as it is.
+fn start_up(binary: PathBuf, work: &Path) -> Result<(JobUnderTest, Value)> {
+    let help = Command::new(&binary).args(["run", "--help"]).output()?;
+    if !String::from_utf8_lossy(&help.stdout).contains("--compile-cache") {
+        let job = JobUnderTest {
+            binary,
+            compile_cache: None,
+        };
+        return Ok((job, Value::Null));
+    }
+    let cache = work.join("compile-cache");
+    let _ = std::fs::remove_dir_all(&cache);
+    let empty = work.join("empty.json");
+    std::fs::write(&empty, "[]")?;
+    let database = work.join("start-up.db");
+    let mut seconds = Vec::new();
+    for _ in 0..2 {
+        let _ = std::fs::remove_file(&database);
+        let measured = measure::run(
+            Command::new(&binary)
+                .args(["run", "--source"])
+                .arg(format!("file:{}", empty.display()))
+                .arg("--database")
+                .arg(format!("sqlite://{}", database.display()))
+                .arg("--compile-cache")
+                .arg(&cache)
+                .stdin(Stdio::null()),
+        )?;
+        ensure!(
+            measured.success(),
+            "the job did not start: {}",
+            measured.stderr_text()
+        );
+        seconds.push(measured.wall.as_secs_f64());
+    }
+    println!(
+        "start-up: {:.2} s compiling the plugins into the compile cache, {:.2} s loading them from it",
+        seconds[0], seconds[1]
+    );
+    let figures = json!({"compiling_s": seconds[0], "from_compile_cache_s": seconds[1]});
+    let job = JobUnderTest {
+        binary,
+        compile_cache: Some(cache),
+    };
+    Ok((job, figures))
+}
+
 fn bench_engine(
     root: &Path,
     work: &Path,
-    job: &Path,
+    job: &JobUnderTest,
     engine: Engine,
     platform: &FakePlatform,
     generated: &Generated,
@@ -338,7 +396,7 @@ fn print_run(engine: Engine, run: &JobRun) {
 /// One run of the job over the whole window, measured.
 fn run_job(
     root: &Path,
-    job: &Path,
+    job: &JobUnderTest,
     engine: Engine,
     database: &str,
     platform: &FakePlatform,
@@ -346,7 +404,7 @@ fn run_job(
     pass: &'static str,
 ) -> Result<JobRun> {
     let lookups = root.join("examples/lookups");
-    let mut command = Command::new(job);
+    let mut command = Command::new(&job.binary);
     command
         .args(["run", "--json", "--source"])
         .arg(format!("http://127.0.0.1:{}/get_docs/", platform.port))
@@ -364,6 +422,9 @@ fn run_job(
             lookups.join("event-codes.json").display()
         ))
         .stdin(Stdio::null());
+    if let Some(cache) = &job.compile_cache {
+        command.arg("--compile-cache").arg(cache);
+    }
     // Only what the bench sets: no configuration of the caller's reaches the job.
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
@@ -592,6 +653,16 @@ fn print_table(results: &Value, engines: &[EngineFigures], generated: &Generated
             cost["wasm_us_per_document"].as_f64().unwrap_or(f64::NAN),
             cost["native_us_per_document"].as_f64().unwrap_or(f64::NAN),
             cost["wasm_speed_of_native"].as_f64().unwrap_or(f64::NAN),
+        );
+    }
+    let start_up = &results["start_up"];
+    if !start_up.is_null() {
+        println!(
+            "\nstart-up on an empty source: {:.2} s compiling the plugins, {:.2} s loading them from the compile cache (every run above loads them from it)",
+            start_up["compiling_s"].as_f64().unwrap_or(f64::NAN),
+            start_up["from_compile_cache_s"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
         );
     }
     let staged: Vec<(&EngineFigures, &JobRun)> = engines
