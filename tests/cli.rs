@@ -216,7 +216,8 @@ fn the_compile_cache_is_filled_once_used_after_and_never_trusted_blindly() {
     let cache = tempfile::tempdir().unwrap();
     let source = plugins.path().join("empty.json");
     std::fs::write(&source, "[]").unwrap();
-    let run = || {
+    // The run's stderr, at info level, with the cache in `cache` (a folder or `off`).
+    let run_with = |cache: &std::ffi::OsStr| {
         let output = Command::new(binary())
             .args(["-v", "run", "--source"])
             .arg(format!("file:{}", source.display()))
@@ -228,7 +229,7 @@ fn the_compile_cache_is_filled_once_used_after_and_never_trusted_blindly() {
             .arg("--plugins")
             .arg(plugins.path())
             .arg("--compile-cache")
-            .arg(cache.path())
+            .arg(cache)
             .env_remove("BATCH_JOB_AURORA_LOG")
             .output()
             .unwrap();
@@ -236,6 +237,7 @@ fn the_compile_cache_is_filled_once_used_after_and_never_trusted_blindly() {
         assert!(output.status.success(), "{stderr}");
         stderr
     };
+    let run = || run_with(cache.path().as_os_str());
     let entries = || -> Vec<PathBuf> {
         std::fs::read_dir(cache.path())
             .unwrap()
@@ -274,19 +276,7 @@ fn the_compile_cache_is_filled_once_used_after_and_never_trusted_blindly() {
     assert!(fourth.contains("keeping it in"), "{fourth}");
     assert_eq!(entries().len(), 2);
 
-    let off = Command::new(binary())
-        .args(["-v", "run", "--compile-cache", "off", "--source"])
-        .arg(format!("file:{}", source.display()))
-        .arg("--database")
-        .arg(format!(
-            "sqlite://{}",
-            plugins.path().join("cache.db").display()
-        ))
-        .arg("--plugins")
-        .arg(plugins.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&off.stderr);
+    let stderr = run_with("off".as_ref());
     assert!(stderr.contains("no precompiled .cwasm"), "{stderr}");
     assert_eq!(entries().len(), 2);
 }

@@ -125,12 +125,17 @@ enum Expect {
     Value {
         key: Range<usize>,
     },
-    /// Inside a value that started at `start`: a string or a container (whose end the quote or
-    /// the depth tells), or a scalar (which ends at whitespace, a comma or the closing brace).
-    ValueEnd {
+    /// Inside a string or a container value that started at `start` (its closing quote or
+    /// bracket ends it).
+    Enclosed {
         key: Range<usize>,
         start: usize,
-        scalar: bool,
+    },
+    /// Inside a number or literal that started at `start` (whitespace, a comma or the closing
+    /// brace ends it).
+    Scalar {
+        key: Range<usize>,
+        start: usize,
     },
     CommaOrEnd {
         key: Range<usize>,
@@ -182,58 +187,22 @@ impl TopLevel {
             (Colon { key }, TopByte::Whitespace(_)) => Colon { key },
             (Colon { key }, TopByte::Colon) => Value { key },
             (Value { key }, TopByte::Whitespace(_)) => Value { key },
-            (Value { key }, TopByte::StringStart(start) | TopByte::Open(start)) => ValueEnd {
-                key,
-                start,
-                scalar: false,
-            },
-            (Value { key }, TopByte::Other(start)) => ValueEnd {
-                key,
-                start,
-                scalar: true,
-            },
-            (
-                ValueEnd {
+            (Value { key }, TopByte::StringStart(start) | TopByte::Open(start)) => {
+                Enclosed { key, start }
+            }
+            (Value { key }, TopByte::Other(start)) => Scalar { key, start },
+            (Enclosed { key, start }, TopByte::StringEnd(end) | TopByte::ContainerEnd(end)) => {
+                CommaOrEnd {
                     key,
-                    start,
-                    scalar: false,
-                },
-                TopByte::StringEnd(end) | TopByte::ContainerEnd(end),
-            ) => CommaOrEnd {
+                    value: start..end,
+                }
+            }
+            (Scalar { key, start }, TopByte::Other(_)) => Scalar { key, start },
+            (Scalar { key, start }, TopByte::Whitespace(end)) => CommaOrEnd {
                 key,
                 value: start..end,
             },
-            (
-                ValueEnd {
-                    key,
-                    start,
-                    scalar: true,
-                },
-                TopByte::Other(_),
-            ) => ValueEnd {
-                key,
-                start,
-                scalar: true,
-            },
-            (
-                ValueEnd {
-                    key,
-                    start,
-                    scalar: true,
-                },
-                TopByte::Whitespace(end),
-            ) => CommaOrEnd {
-                key,
-                value: start..end,
-            },
-            (
-                ValueEnd {
-                    key,
-                    start,
-                    scalar: true,
-                },
-                TopByte::Comma(end),
-            ) => {
+            (Scalar { key, start }, TopByte::Comma(end)) => {
                 self.members.push(MemberSpan {
                     key,
                     value: start..end,
@@ -256,14 +225,7 @@ impl TopLevel {
         match (std::mem::take(&mut self.expect), closing) {
             (_, b']') | (Expect::Nothing, _) => None,
             (Expect::Key { first: true }, _) => Some(members),
-            (
-                Expect::ValueEnd {
-                    key,
-                    start,
-                    scalar: true,
-                },
-                _,
-            ) => Some(with(members, key, start..at)),
+            (Expect::Scalar { key, start }, _) => Some(with(members, key, start..at)),
             (Expect::CommaOrEnd { key, value }, _) => Some(with(members, key, value)),
             _ => None,
         }
