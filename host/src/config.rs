@@ -394,20 +394,24 @@ impl Progress {
     }
 }
 
+/// An environment made of `pairs`, for the `var` argument of the `from_env` readers.
+#[cfg(test)]
+pub(crate) fn test_env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    move |name: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| (*value).to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_old_variables_make_a_url_with_secrets_encoded() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| (*v).to_owned())
-            }
-        };
+        let env = test_env;
         assert_eq!(database_url_from_env(env(&[])).unwrap(), None);
         let url = database_url_from_env(env(&[
             ("DATAPLATTFORM_AURORA_HOST", "db.example"),
@@ -447,12 +451,7 @@ mod tests {
             ("DATAPLATTFORM_EVENT_CODE_TABLE", "events"),
             ("BATCH_JOB_AURORA_CATCH_UP", "true"),
         ];
-        let environment = from_env(|name| {
-            vars.iter()
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| (*value).to_owned())
-        })
-        .unwrap();
+        let environment = from_env(test_env(&vars)).unwrap();
         assert_eq!(environment.fetch_key.as_deref(), Some("k3y-value"));
         assert_eq!(
             environment.database_url.as_deref(),

@@ -334,14 +334,7 @@ mod tests {
 
     #[test]
     fn the_source_is_one_of_three_and_never_two() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| (*v).to_owned())
-            }
-        };
+        let env = crate::config::test_env;
         let source = |pairs| DatabaseCredentials::from_env(env(pairs)).map(|c| c.source);
         assert_eq!(source(&[]).unwrap(), PasswordSource::Environment);
         assert_eq!(

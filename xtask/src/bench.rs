@@ -319,17 +319,14 @@ fn bench_engine(
             }
         }
     };
-    let first = run_job(
-        root,
-        job,
-        engine,
-        &database,
-        platform,
-        generated,
-        "first run",
-    )?;
-    check_counts(&first.summary, generated, false)?;
-    print_run(engine, &first);
+    // A pass of the job, checked against what the documents must give, and printed.
+    let pass = |name: &'static str, rerun: bool| -> Result<JobRun> {
+        let run = run_job(root, job, engine, &database, platform, generated, name)?;
+        check_counts(&run.summary, generated, rerun)?;
+        print_run(engine, &run);
+        Ok(run)
+    };
+    let first = pass("first run", false)?;
 
     let mut tools = Vec::new();
     if let Some(server) = engine.server() {
@@ -362,17 +359,7 @@ fn bench_engine(
         }
     }
 
-    let rerun = run_job(
-        root,
-        job,
-        engine,
-        &database,
-        platform,
-        generated,
-        "rerun (all duplicates)",
-    )?;
-    check_counts(&rerun.summary, generated, true)?;
-    print_run(engine, &rerun);
+    let rerun = pass("rerun (all duplicates)", true)?;
     Ok(EngineFigures {
         engine,
         runs: vec![first, rerun],

@@ -221,10 +221,12 @@ impl PluginEngine {
         out: &Path,
         portable: bool,
     ) -> Result<PluginInfo, LoadError> {
-        let plugin = self.load(wasm)?;
-        let engine_error = |error: wasmtime::Error| LoadError::Engine(format!("{error:#}"));
+        // Read and compiled once: for this machine the checked component is what is written.
         let bytes = read_wasm(wasm)?;
-        let engine = if portable {
+        let component = self.compile(wasm, &bytes)?;
+        let plugin = self.check(wasm, component.clone())?;
+        let engine_error = |error: wasmtime::Error| LoadError::Engine(format!("{error:#}"));
+        let compiled = if portable {
             let mut config = engine_config();
             config
                 .target(&format!(
@@ -233,17 +235,16 @@ impl PluginEngine {
                     std::env::consts::OS
                 ))
                 .map_err(engine_error)?;
-            Engine::new(&config).map_err(engine_error)?
-        } else {
-            self.engine.clone()
-        };
-        let compiled =
+            let engine = Engine::new(&config).map_err(engine_error)?;
             engine
                 .precompile_component(&bytes)
                 .map_err(|error| LoadError::NotAComponent {
                     path: wasm.to_owned(),
                     reason: format!("{error:#}"),
-                })?;
+                })?
+        } else {
+            component.serialize().map_err(engine_error)?
+        };
         std::fs::write(out, compiled).map_err(|error| {
             LoadError::Engine(format!("cannot write {}: {error}", out.display()))
         })?;
