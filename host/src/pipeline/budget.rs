@@ -2,6 +2,7 @@
 //! reads it until its rows are written, so memory follows this budget and not the size of the
 //! documents.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 /// A lane's budget of bytes in flight.
@@ -11,7 +12,7 @@ pub struct ByteBudget {
     used: Mutex<usize>,
     freed: Condvar,
     /// Threads blocked in `acquire`.
-    waiting: std::sync::atomic::AtomicUsize,
+    waiting: AtomicUsize,
 }
 
 impl ByteBudget {
@@ -20,7 +21,7 @@ impl ByteBudget {
             capacity,
             used: Mutex::new(0),
             freed: Condvar::new(),
-            waiting: std::sync::atomic::AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
         })
     }
 
@@ -46,11 +47,17 @@ impl ByteBudget {
             .used
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        while !self.fits(*used, bytes) {
-            used = self
-                .freed
-                .wait(used)
-                .unwrap_or_else(|poison| poison.into_inner());
+        if !self.fits(*used, bytes) {
+            // Counted while blocked, so that the writer writes at once whatever of this lane
+            // reaches it, instead of holding it for a full write: the bytes this waits for.
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            while !self.fits(*used, bytes) {
+                used = self
+                    .freed
+                    .wait(used)
+                    .unwrap_or_else(|poison| poison.into_inner());
+            }
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
         }
         *used += bytes;
         Permit {
@@ -61,7 +68,7 @@ impl ByteBudget {
 
     /// Whether someone waits for bytes: what holds them must then be written at once.
     pub fn has_waiters(&self) -> bool {
-        self.waiting.load(std::sync::atomic::Ordering::SeqCst) > 0
+        self.waiting.load(Ordering::SeqCst) > 0
     }
 
     fn fits(&self, used: usize, bytes: usize) -> bool {
@@ -129,13 +136,19 @@ mod tests {
         let huge = budget.try_acquire(1_000).expect("alone, it fits");
         assert!(budget.try_acquire(1).is_none());
         drop(huge);
-        // A blocked acquire wakes when bytes come back.
+        // A blocked acquire is seen as a waiter, and wakes when bytes come back.
         let held = budget.acquire(100);
+        assert!(!budget.has_waiters());
         let waiter = {
             let budget = Arc::clone(&budget);
             std::thread::spawn(move || budget.acquire(30).bytes())
         };
+        // No sleep: the waiter is counted before it blocks, and stays counted until it fits.
+        while !budget.has_waiters() {
+            std::thread::yield_now();
+        }
         drop(held);
         assert_eq!(waiter.join().unwrap(), 30);
+        assert!(!budget.has_waiters());
     }
 }
