@@ -384,7 +384,14 @@ impl Grants {
     }
 
     fn count(&self, capability: &str) {
-        *lock(&self.calls).entry(capability.to_owned()).or_default() += 1;
+        let mut calls = lock(&self.calls);
+        // Per lookup, so no new key string unless this capability is counted for the first time.
+        match calls.get_mut(capability) {
+            Some(count) => *count += 1,
+            None => {
+                calls.insert(capability.to_owned(), 1);
+            }
+        }
     }
 
     fn note(&self, failure: LookupFailure, capability: &str) -> LookupFailure {

@@ -389,7 +389,11 @@ impl Progress {
 
     /// Adds the time since `since` to a stage's counter.
     pub fn add_elapsed(counter: &AtomicU64, since: std::time::Instant) {
-        let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        Self::add_nanos(counter, since.elapsed());
+    }
+
+    pub fn add_nanos(counter: &AtomicU64, elapsed: std::time::Duration) {
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         counter.fetch_add(nanos, Ordering::Relaxed);
     }
 }

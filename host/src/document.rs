@@ -13,6 +13,18 @@ use crate::source::scan::{Element, MemberSpan};
 /// The longest id the tables accept (`VARCHAR(24)`: base64 of 16 bytes).
 pub const MAX_ID_LEN: usize = 24;
 
+/// Checks that an id fits the tables (1 to [`MAX_ID_LEN`] characters, not bytes); the reason
+/// when it does not.
+pub fn check_id_length(id: &str) -> Result<(), String> {
+    let length = id.chars().count();
+    if length == 0 || length > MAX_ID_LEN {
+        return Err(format!(
+            "id must have 1 to {MAX_ID_LEN} characters, has {length}"
+        ));
+    }
+    Ok(())
+}
+
 /// A checked document envelope: `{"id", "timestamp", "type", "data"}`. It keeps the element
 /// exactly as read (a slice of the source's buffer, not a copy), so that a failed document is
 /// kept byte for byte, and `data` is a range of it.
@@ -150,10 +162,7 @@ fn from_members(raw: &str, members: &[MemberSpan]) -> Option<Fields> {
         }
     }
     let id: String = serde_json::from_str(&raw[id?]).ok()?;
-    let id_length = id.chars().count();
-    if id_length == 0 || id_length > MAX_ID_LEN {
-        return None;
-    }
+    check_id_length(&id).ok()?;
     let timestamp: i64 = serde_json::from_str(&raw[timestamp?]).ok()?;
     let type_name = match type_name {
         None => None,
@@ -234,12 +243,7 @@ pub fn check_envelope(element: Bytes) -> Result<Envelope, EnvelopeError> {
     let Some(checked_id) = id.clone() else {
         return Err(fail(format!("id is not a string: {}", id_value.get())));
     };
-    let id_length = checked_id.chars().count();
-    if id_length == 0 || id_length > MAX_ID_LEN {
-        return Err(fail(format!(
-            "id must have 1 to {MAX_ID_LEN} characters, has {id_length}"
-        )));
-    }
+    check_id_length(&checked_id).map_err(fail)?;
     let Some(timestamp_value) = loose.timestamp else {
         return Err(fail("missing timestamp".into()));
     };

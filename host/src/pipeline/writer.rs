@@ -123,7 +123,7 @@ pub async fn write_all(
                 let Some(message) = message else {
                     open = false;
                     for (lane, rows) in pending.iter_mut().enumerate() {
-                        if !rows.rows.is_empty() || !rows.batches.is_empty() {
+                        if !rows.batches.is_empty() {
                             writes.push(write(lane, std::mem::take(rows)));
                         }
                     }

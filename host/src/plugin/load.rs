@@ -167,24 +167,12 @@ impl PluginEngine {
                                 "{error}; compiling {} instead (slower start)",
                                 wasm.display()
                             );
-                            self.load(&wasm)?
+                            self.load_wasm(&wasm)?
                         }
                         None => return Err(error),
                     },
                 },
-                (None, Some(wasm)) => match &self.compile_cache {
-                    Some(cache) => self.load_cached(&wasm, cache)?,
-                    None => {
-                        let started = std::time::Instant::now();
-                        let plugin = self.load(&wasm)?;
-                        tracing::info!(
-                            "compiled {} in {} ms (no precompiled .cwasm)",
-                            wasm.display(),
-                            started.elapsed().as_millis()
-                        );
-                        plugin
-                    }
-                },
+                (None, Some(wasm)) => self.load_wasm(&wasm)?,
                 (None, None) => continue,
             };
             if let Some(first) = plugins.get(&plugin.info.type_name) {
@@ -258,6 +246,22 @@ impl PluginEngine {
         let bytes = read_wasm(path)?;
         let component = self.compile(path, &bytes)?;
         self.check(path, component)
+    }
+
+    /// Loads a `.wasm` of the folder: through the compile cache when one is set, else compiled
+    /// here (and logged, since it costs a slower start).
+    fn load_wasm(&self, wasm: &Path) -> Result<LoadedPlugin, LoadError> {
+        if let Some(cache) = &self.compile_cache {
+            return self.load_cached(wasm, cache);
+        }
+        let started = std::time::Instant::now();
+        let plugin = self.load(wasm)?;
+        tracing::info!(
+            "compiled {} in {} ms (no precompiled .cwasm)",
+            wasm.display(),
+            started.elapsed().as_millis()
+        );
+        Ok(plugin)
     }
 
     /// Loads a `.wasm` through the compile cache in `cache`: the native code compiled from

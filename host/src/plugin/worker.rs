@@ -8,7 +8,7 @@ use super::SandboxLimits;
 use super::load::LoadedPlugin;
 use super::sandbox;
 use crate::capability::Grants;
-use crate::document::{Envelope, MAX_ID_LEN};
+use crate::document::{Envelope, check_id_length};
 use crate::model::{Cell, Column, Outcome, PluginRow, Row, Stage};
 
 /// What became of one document.
@@ -178,12 +178,7 @@ fn check_rows(
                 }
             }
             let id = row.id.unwrap_or_else(|| document.id.clone());
-            let id_length = id.chars().count();
-            if id_length == 0 || id_length > MAX_ID_LEN {
-                return Err(format!(
-                    "row {index}: id must have 1 to {MAX_ID_LEN} characters, has {id_length}"
-                ));
-            }
+            check_id_length(&id).map_err(|reason| format!("row {index}: {reason}"))?;
             if let Some(ids) = ids.as_mut()
                 && !ids.insert(id.clone())
             {

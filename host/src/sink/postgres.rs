@@ -32,7 +32,7 @@ impl PostgresSink {
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
-            .connect(url)
+            .connect_with(options)
             .await
             .map_err(|source| SinkError::Connect {
                 url: crate::http::redact(url),
