@@ -194,6 +194,17 @@ fn stale_pattern(test: &str) -> String {
     format!("bja\\_{}\\_%", test.replace('_', "\\_"))
 }
 
+/// Whether a database left by an earlier run of a test may go: its name ends in the pid of the
+/// test process that made it, and a process that still runs (another checkout's suite on this
+/// machine, say) keeps its database.
+fn is_abandoned(database: &str) -> bool {
+    match database.rsplit('_').next().and_then(|pid| pid.parse::<u32>().ok()) {
+        Some(pid) if pid == std::process::id() => true,
+        Some(pid) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        None => true,
+    }
+}
+
 /// A fresh, empty database of one engine, named after the test.
 pub struct TestDatabase {
     pub engine: Engine,
@@ -231,7 +242,7 @@ impl TestDatabase {
                 .fetch_all(&mut connection)
                 .await
                 .unwrap();
-                for database in stale {
+                for database in stale.into_iter().filter(|name| is_abandoned(name)) {
                     sqlx::raw_sql(AssertSqlSafe(format!(
                         "DROP DATABASE IF EXISTS `{database}`"
                     )))
@@ -263,7 +274,7 @@ impl TestDatabase {
                 .fetch_all(&mut connection)
                 .await
                 .unwrap();
-                for database in stale {
+                for database in stale.into_iter().filter(|name| is_abandoned(name)) {
                     sqlx::raw_sql(AssertSqlSafe(format!(
                         "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
                     )))
