@@ -168,3 +168,90 @@ fn generated_wit_types_stay_in_the_bindings() {
         found.join("\n")
     );
 }
+
+/// The backticked names in one cell of ARCHITECTURE.md's invariants table.
+fn cited_names(cell: &str) -> Vec<&str> {
+    cell.split('`').skip(1).step_by(2).collect()
+}
+
+/// Whether a name cited in the "enforced in" column exists: a file under `host/src/` (or the
+/// workspace), or `module::item` whose module file names the item.
+fn enforcement_exists(name: &str) -> bool {
+    let root = workspace_root();
+    let host = root.join("host/src");
+    // "plugin/load.rs (`cache_key`: …)" cites both the file and an item in it; items alone
+    // are checked through their module path.
+    if name.ends_with(".rs") || name.contains('/') {
+        return host.join(name).exists() || root.join(name).exists();
+    }
+    let Some((module, item)) = name.rsplit_once("::") else {
+        // A bare item (`cache_key`): somewhere in the library.
+        return files("host/src", &[".rs"]).iter().any(|file| {
+            std::fs::read_to_string(file).is_ok_and(|text| text.contains(name))
+        });
+    };
+    let module = module.replace("::", "/");
+    [format!("{module}.rs"), format!("{module}/mod.rs")]
+        .iter()
+        .filter_map(|file| std::fs::read_to_string(host.join(file)).ok())
+        .any(|text| text.contains(item))
+}
+
+/// Whether a test cited in the "kept by" column exists: `module::name` is `fn name` in
+/// `tests/module.rs` (`module::*`: the module itself); `module::tests::name` is a unit test in
+/// `host/src/module.rs` (or a folder's file of that name).
+fn test_exists(name: &str) -> bool {
+    let root = workspace_root();
+    let (path, function) = name.rsplit_once("::").unwrap_or((name, "*"));
+    let (module, unit_test) = match path.strip_suffix("::tests") {
+        Some(module) => (module, true),
+        None => (path, false),
+    };
+    let candidates: Vec<PathBuf> = if unit_test {
+        let module = module.replace("::", "/");
+        files("host/src", &[".rs"])
+            .into_iter()
+            .filter(|file| {
+                file.ends_with(format!("{module}.rs")) || file.ends_with(format!("{module}/mod.rs"))
+            })
+            .collect()
+    } else {
+        vec![root.join(format!("tests/{module}.rs"))]
+    };
+    candidates.iter().any(|file| match std::fs::read_to_string(file) {
+        Ok(text) => function == "*" || text.contains(&format!("fn {function}(")),
+        Err(_) => false,
+    })
+}
+
+#[test]
+fn every_name_the_invariants_table_cites_exists() {
+    let architecture = std::fs::read_to_string(workspace_root().join("ARCHITECTURE.md")).unwrap();
+    let table = architecture
+        .split("## Invariants")
+        .nth(1)
+        .expect("ARCHITECTURE.md has an Invariants section");
+    let mut missing = Vec::new();
+    for row in table.lines().filter(|line| line.starts_with("| ")).skip(2) {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        let [_, enforced_in, kept_by] = cells[..] else {
+            missing.push(format!("a row without three cells: {row}"));
+            continue;
+        };
+        for name in cited_names(enforced_in) {
+            if !enforcement_exists(name) {
+                missing.push(format!("enforced in `{name}`"));
+            }
+        }
+        for name in cited_names(kept_by) {
+            if !test_exists(name) {
+                missing.push(format!("kept by `{name}`"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md's invariants cite names that do not exist:\n{}",
+        missing.join("\n")
+    );
+}
