@@ -199,15 +199,24 @@ fn what_cannot_run_exits_non_zero_with_one_line() {
             "cannot open database",
         ),
     ];
-    for (args, code, needle) in cases {
-        let output = cli(args);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
-        assert!(stderr.contains(needle), "{args:?}: {stderr}");
-        if code == 1 {
-            assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
-        }
-    }
+    // Every case runs and every mismatch is reported, so one failure hides none of the others.
+    let mismatches: Vec<String> = cases
+        .iter()
+        .filter_map(|(args, code, needle)| {
+            let output = cli(args);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let one_line = *code != 1 || stderr.trim().lines().count() == 1;
+            (output.status.code() != Some(*code) || !stderr.contains(needle) || !one_line).then(
+                || {
+                    format!(
+                        "{args:?}: expected exit {code} and one line with {needle:?}, got {:?}: {stderr}",
+                        output.status.code()
+                    )
+                },
+            )
+        })
+        .collect();
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
 
 #[test]

@@ -186,9 +186,9 @@ fn enforcement_exists(name: &str) -> bool {
     }
     let Some((module, item)) = name.rsplit_once("::") else {
         // A bare item (`cache_key`): somewhere in the library.
-        return files("host/src", &[".rs"]).iter().any(|file| {
-            std::fs::read_to_string(file).is_ok_and(|text| text.contains(name))
-        });
+        return files("host/src", &[".rs"])
+            .iter()
+            .any(|file| std::fs::read_to_string(file).is_ok_and(|text| text.contains(name)));
     };
     let module = module.replace("::", "/");
     [format!("{module}.rs"), format!("{module}/mod.rs")]
@@ -218,10 +218,12 @@ fn test_exists(name: &str) -> bool {
     } else {
         vec![root.join(format!("tests/{module}.rs"))]
     };
-    candidates.iter().any(|file| match std::fs::read_to_string(file) {
-        Ok(text) => function == "*" || text.contains(&format!("fn {function}(")),
-        Err(_) => false,
-    })
+    candidates
+        .iter()
+        .any(|file| match std::fs::read_to_string(file) {
+            Ok(text) => function == "*" || text.contains(&format!("fn {function}(")),
+            Err(_) => false,
+        })
 }
 
 #[test]
