@@ -114,13 +114,13 @@ pub(crate) async fn run_prepared(
     let mut notes: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
     let mut lane_reports = Vec::new();
     for task in lane_tasks {
-        let report = task
+        let mut report = task
             .await
             .map_err(|_| RunError::Task("a plugin thread ended without its report".into()))?;
         notes
             .entry(report.type_name.clone())
             .or_default()
-            .extend(report.notes.iter().cloned());
+            .extend(std::mem::take(&mut report.notes));
         lane_reports.push(report);
     }
     lane::report_deadline_stops(&lane_reports, &mut read);

@@ -77,12 +77,11 @@ impl NativeFile {
 /// it cannot be swapped between the check and the read.
 pub(super) fn read_trusted(path: &Path) -> Result<NativeFile, String> {
     let real = std::fs::canonicalize(path).map_err(|error| format!("cannot resolve it: {error}"))?;
-    check_folder(path.parent().unwrap_or(Path::new(".")))?;
+    let named_folder = folder_of(path);
+    check_folder(named_folder)?;
     // A link may lead into another folder, which must be kept to its owner too.
-    let real_folder = real.parent().unwrap_or(Path::new("/"));
-    if std::fs::canonicalize(path.parent().unwrap_or(Path::new(".")))
-        .is_ok_and(|named| named != real_folder)
-    {
+    let real_folder = folder_of(&real);
+    if std::fs::canonicalize(named_folder).ok().as_deref() != Some(real_folder) {
         check_folder(real_folder)?;
     }
     let mut file = File::open(&real).map_err(|error| format!("cannot open it: {error}"))?;
@@ -108,11 +107,6 @@ pub(super) fn read_trusted(path: &Path) -> Result<NativeFile, String> {
 /// Refuses a folder of native code that others than its owner can change, or whose owner is
 /// neither this user nor root.
 pub(super) fn check_folder(folder: &Path) -> Result<(), String> {
-    let folder = if folder.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        folder
-    };
     let metadata = std::fs::metadata(folder)
         .map_err(|error| format!("cannot inspect its folder {}: {error}", folder.display()))?;
     let read_only = File::open(folder).is_ok_and(|opened| is_read_only(&opened));
@@ -139,6 +133,14 @@ fn check_kept_to_owner(what: &str, metadata: &Metadata, read_only: bool) -> Resu
         ));
     }
     Ok(())
+}
+
+/// The folder a file is in (`.` for a bare name).
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => folder,
+        _ => Path::new("."),
+    }
 }
 
 /// Whether the file sits on a filesystem mounted read-only: then nobody can write it.
@@ -170,10 +172,7 @@ pub(super) fn write(
     native_code: &[u8],
     mode: u32,
 ) -> std::io::Result<()> {
-    let folder = match path.parent() {
-        Some(folder) if !folder.as_os_str().is_empty() => folder,
-        _ => Path::new("."),
-    };
+    let folder = folder_of(path);
     let mut temporary = tempfile::Builder::new()
         .prefix(&format!(
             ".{}.",
