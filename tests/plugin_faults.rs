@@ -147,11 +147,7 @@ fn compile_cache_entries_that_others_could_write_are_refused_and_compiled_again(
         ),
         (
             "a cache folder others can write",
-            (
-                |_, folder, _| chmod(folder, 0o777),
-                "its folder",
-                false,
-            ),
+            (|_, folder, _| chmod(folder, 0o777), "its folder", false),
         ),
         (
             "another plugin's native code, of another user, writable by all, in a 0777 folder",
@@ -209,7 +205,11 @@ fn compile_cache_entries_that_others_could_write_are_refused_and_compiled_again(
             assert_github_examples_stored(&next);
             assert!(!next.stderr.contains("refusing"), "{}", next.stderr);
         } else {
-            assert!(ran.stderr.contains("cannot keep the compiled plugin"), "{}", ran.stderr);
+            assert!(
+                ran.stderr.contains("cannot keep the compiled plugin"),
+                "{}",
+                ran.stderr
+            );
         }
     });
 }
@@ -502,7 +502,11 @@ fn absurd_plugin_instances_are_refused_at_once() {
         "5".into(),
     ]);
     assert_eq!(ran.code, Some(2), "{}", ran.stderr);
-    assert!(ran.elapsed < Duration::from_secs(5), "took {:?}", ran.elapsed);
+    assert!(
+        ran.elapsed < Duration::from_secs(5),
+        "took {:?}",
+        ran.elapsed
+    );
     assert!(
         ran.stderr.contains("200 is not in 1..=16"),
         "{}",
@@ -533,7 +537,10 @@ fn the_most_plugin_instances_leave_the_blocking_pool_to_the_reader() {
         .expect("the run ends")
         .unwrap();
     assert_eq!(summary.inserted, 500, "{summary:?}");
-    assert!(summary.types["MisbehavingType"].error.is_none(), "{summary:?}");
+    assert!(
+        summary.types["MisbehavingType"].error.is_none(),
+        "{summary:?}"
+    );
 }
 
 /// A copy of the `ubw-rust` example whose plugin logs a line for every document, built with
@@ -589,10 +596,8 @@ fn every_plugin_log_line_carries_its_type() {
     let plugins = scratch.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
     std::fs::copy(logging_plugin(scratch.path()), plugins.join("ubw.wasm")).unwrap();
-    let (folder, source) = ndjson(&[
-        json!({"id": "log1", "timestamp": 1, "type": "UBWType",
-               "data": {"reg_period": "202401", "used_hrs": 7.5}}),
-    ]);
+    let (folder, source) = ndjson(&[json!({"id": "log1", "timestamp": 1, "type": "UBWType",
+               "data": {"reg_period": "202401", "used_hrs": 7.5}})]);
     let ran = run_binary(&[
         "run".into(),
         "--source".into(),

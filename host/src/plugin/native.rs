@@ -76,7 +76,8 @@ impl NativeFile {
 /// of its `.wasm`. The checks are made on the very file that is read (its open descriptor), so
 /// it cannot be swapped between the check and the read.
 pub(super) fn read_trusted(path: &Path) -> Result<NativeFile, String> {
-    let real = std::fs::canonicalize(path).map_err(|error| format!("cannot resolve it: {error}"))?;
+    let real =
+        std::fs::canonicalize(path).map_err(|error| format!("cannot resolve it: {error}"))?;
     let named_folder = folder_of(path);
     check_folder(named_folder)?;
     // A link may lead into another folder, which must be kept to its owner too.
@@ -196,7 +197,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_written_file_reads_back_with_its_digest_and_private_mode_whatever_the_umask() {
+    fn a_written_file_is_private_carries_its_digest_and_never_follows_a_planted_link() {
         let folder = tempfile::tempdir().unwrap();
         let path = folder.path().join("entry.cwasm");
         let digest = wasm_digest(b"the wasm");

@@ -17,7 +17,10 @@ use crate::model::{Cell, Column, Outcome, PluginRow, Row, Stage};
 pub enum DocumentResult {
     Rows(Vec<Row>),
     Refused(String),
-    Failed { stage: Stage, error: String },
+    Failed {
+        stage: Stage,
+        error: String,
+    },
     /// The run's deadline came before the plugin was done with it: it is not counted, and the
     /// next run reads it again.
     NotTransformed,
