@@ -362,6 +362,24 @@ fn a_precompiled_plugin_is_loaded_only_when_kept_to_its_owner_and_made_from_its_
             ),
         ),
         (
+            "a link into a folder others can write",
+            (
+                |folder| {
+                    let elsewhere = folder.join("elsewhere");
+                    std::fs::create_dir(&elsewhere).unwrap();
+                    std::fs::rename(folder.join("slack.cwasm"), elsewhere.join("slack.cwasm"))
+                        .unwrap();
+                    std::os::unix::fs::symlink(
+                        elsewhere.join("slack.cwasm"),
+                        folder.join("slack.cwasm"),
+                    )
+                    .unwrap();
+                    chmod(&elsewhere, 0o777);
+                },
+                "/elsewhere can be written by others than its owner (mode 777",
+            ),
+        ),
+        (
             "compiled from another .wasm",
             (
                 |folder| {

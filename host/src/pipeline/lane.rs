@@ -281,3 +281,54 @@ pub fn document_failure(
         document: envelope.raw().to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stopped(type_name: &str, documents: u64, earliest: i64) -> LaneReport {
+        LaneReport {
+            type_name: type_name.into(),
+            notes: Vec::new(),
+            not_transformed: NotTransformed {
+                documents,
+                earliest: Some(earliest),
+            },
+        }
+    }
+
+    #[test]
+    fn a_deadline_stop_in_a_plugin_claims_the_window_only_before_what_it_left() {
+        let mut read = ReadReport::default();
+        // The reader stopped A itself, its documents in time order, done up to 500.
+        read.stopped_at.insert("A".into(), Some(500));
+        // The reader stopped B with documents out of order: nothing can be claimed.
+        read.stopped_at.insert("B".into(), None);
+        let reports = [
+            stopped("A", 3, 300),
+            // Two instances of A: their documents add up, the earliest counts.
+            stopped("A", 2, 200),
+            stopped("B", 1, 100),
+            // The reader read all of C: whether everything before 50 was read is not known.
+            stopped("C", 4, 50),
+            LaneReport {
+                type_name: "D".into(),
+                notes: Vec::new(),
+                not_transformed: NotTransformed::default(),
+            },
+        ];
+        report_deadline_stops(&reports, &mut read);
+        assert_eq!(read.stopped_at["A"], Some(199));
+        assert_eq!(read.stopped_at["B"], None);
+        assert_eq!(read.stopped_at["C"], None);
+        assert!(!read.stopped_at.contains_key("D"));
+        assert!(!read.type_errors.contains_key("D"));
+        assert!(
+            read.type_errors["A"].contains("with 5 documents not through the plugin")
+                && read.type_errors["A"].contains("done up to 199"),
+            "{}",
+            read.type_errors["A"]
+        );
+        assert!(read.type_errors["C"].contains("the next run reads this window again"));
+    }
+}
