@@ -204,8 +204,14 @@ struct RunArgs {
     /// ~/.cache/batch-job-aurora.
     #[arg(long, value_name = "DIR|off")]
     compile_cache: Option<String>,
-    /// Instances of each type's plugin working at once (each on whole batches).
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    /// Instances of each type's plugin working at once (each on whole batches), at most 16.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
+            .range(1..=batch_job_aurora::pipeline::MAX_PLUGIN_INSTANCES as u64)
+    )]
     plugin_instances: usize,
     /// Rows per database write (one transaction).
     #[arg(long, value_name = "ROWS", default_value_t = 2000, hide = true)]
@@ -377,7 +383,7 @@ fn run_config(args: RunArgs, environment: Environment) -> Result<RunConfig> {
     config.fetch.max_wait = Duration::from_secs(args.max_wait);
     config.pause = args.pause_after_writes.map(Pause::after_writes);
     config.rows_per_write = args.rows_per_write.max(1);
-    config.plugin_instances = args.plugin_instances.max(1);
+    config.plugin_instances = args.plugin_instances;
     config.limits = args.sandbox.limits();
     config.compile_cache = compile_cache(args.compile_cache.or(environment.compile_cache));
     Ok(config)

@@ -170,6 +170,8 @@ pub fn check(
                     stage,
                     error,
                 }),
+                // `plugin check` sets no deadline.
+                DocumentResult::NotTransformed => {}
             }
         }
     }

@@ -1,24 +1,113 @@
-//! One type's lane: batches of documents through its plugin, on a blocking thread, and the
+//! One type's lane: batches of documents through its plugin, on threads of its own, and the
 //! results on to the writer.
+//!
+//! Plugin threads are plain threads, not tokio's blocking pool: however many instances run,
+//! the pool stays free for the reader (and everything else that needs it), so a run always
+//! starts reading and always reaches its deadline.
 
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot};
 
 use super::budget::{ByteBudget, Permit};
 use super::prepare::Lane;
+use super::router::ReadReport;
 use super::writer::{Transformed, WriterMessage};
 use crate::config::{Progress, RunConfig, Window};
 use crate::document::Envelope;
+use crate::error::RunError;
 use crate::model::{FailedDocument, Stage};
 use crate::plugin::{DocumentResult, TransformWorker};
 
 /// Batches waiting for a lane's plugin; the byte budget bounds them too.
 const QUEUED_BATCHES: usize = 4;
 
-/// A lane's plugin thread; it ends with its type's name and capability notes.
-pub type LaneTask = JoinHandle<(String, Vec<String>)>;
+/// The most instances of one type's plugin working at once (`--plugin-instances`). Each is a
+/// thread and may hold its memory cap (256 MiB by default); beyond the machine's cores more
+/// instances only add memory (a Lambda has at most 6 vCPUs).
+pub const MAX_PLUGIN_INSTANCES: usize = 16;
+
+/// The instances each lane runs for the `requested` number: at least one, at most
+/// [`MAX_PLUGIN_INSTANCES`] (a larger number is said in the log; the CLI refuses it).
+pub fn instances(requested: usize) -> usize {
+    if requested > MAX_PLUGIN_INSTANCES {
+        tracing::warn!(
+            "{requested} plugin instances asked for; running {MAX_PLUGIN_INSTANCES}, the most there can be"
+        );
+    }
+    requested.clamp(1, MAX_PLUGIN_INSTANCES)
+}
+
+/// A lane's plugin thread, seen from the run; it ends with its report.
+pub type LaneTask = oneshot::Receiver<LaneReport>;
+
+/// What a plugin thread leaves when its input is closed and everything was handed on.
+#[derive(Debug)]
+pub struct LaneReport {
+    pub type_name: String,
+    /// The notes of the plugin's capability calls.
+    pub notes: Vec<String>,
+    /// Documents the run's deadline left untransformed (not counted, read again by the next
+    /// run).
+    pub not_transformed: NotTransformed,
+}
+
+/// Documents the run's deadline left untransformed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct NotTransformed {
+    pub documents: u64,
+    /// The earliest timestamp among them: the type's window is done at most up to before it.
+    pub earliest: Option<i64>,
+}
+
+impl NotTransformed {
+    fn add(&mut self, timestamp: i64) {
+        self.documents += 1;
+        self.earliest = Some(self.earliest.map_or(timestamp, |t| t.min(timestamp)));
+    }
+
+    fn merge(&mut self, other: NotTransformed) {
+        self.documents += other.documents;
+        self.earliest = match (self.earliest, other.earliest) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+/// Says, in what the reader reports, which types the deadline stopped in their plugins: the
+/// type fails with the reason, and its window is claimed at most up to before the earliest
+/// document left untransformed (not at all when the reader did not stop that type itself:
+/// it cannot say then that everything before was read).
+pub fn report_deadline_stops(reports: &[LaneReport], read: &mut ReadReport) {
+    let mut stopped: std::collections::BTreeMap<&str, NotTransformed> = Default::default();
+    for report in reports.iter().filter(|r| r.not_transformed.documents > 0) {
+        stopped
+            .entry(&report.type_name)
+            .or_default()
+            .merge(report.not_transformed);
+    }
+    for (type_name, left) in stopped {
+        let done_until = match (read.stopped_at.get(type_name), left.earliest) {
+            (Some(Some(until)), Some(earliest)) => Some((*until).min(earliest - 1)),
+            _ => None,
+        };
+        let rest = match done_until {
+            Some(until) => {
+                format!("the window is done up to {until}; the next run takes the rest")
+            }
+            None => "the next run reads this window again".to_owned(),
+        };
+        read.type_errors.insert(
+            type_name.to_owned(),
+            format!(
+                "stopped at the run's deadline with {} documents not through the plugin (not counted); {rest}",
+                left.documents
+            ),
+        );
+        read.stopped_at.insert(type_name.to_owned(), done_until);
+    }
+}
 
 /// Documents of one type, with the bytes they hold.
 #[derive(Debug, Default)]
@@ -46,29 +135,40 @@ pub struct LaneInput {
 
 /// Starts a lane's plugin threads, one per worker (each with its own plugin instance, taking
 /// whole batches, so the rows of a batch keep their order); returns the lane's input and the
-/// tasks, which end with the type's capability notes once the input is dropped and everything
-/// was handed to the writer.
+/// tasks, which end with the lane's report once the input is dropped and everything was
+/// handed to the writer. No plugin call starts after the run's deadline.
 pub fn start(
     lane: &Lane,
     workers: Vec<TransformWorker>,
     writer: mpsc::Sender<WriterMessage>,
     config: &RunConfig,
-) -> (LaneInput, Vec<LaneTask>) {
+) -> Result<(LaneInput, Vec<LaneTask>), RunError> {
     let (sender, receiver) = mpsc::channel(QUEUED_BATCHES);
     let receiver = Arc::new(Mutex::new(receiver));
     let type_name = lane.table.name().to_owned();
     let index = lane.index;
-    let tasks = workers
-        .into_iter()
-        .map(|worker| {
-            let (type_name, receiver, writer) =
-                (type_name.clone(), Arc::clone(&receiver), writer.clone());
-            let progress = Arc::clone(&config.progress);
-            tokio::task::spawn_blocking(move || {
-                transform_all(worker, &receiver, writer, index, type_name, progress)
+    let mut tasks = Vec::with_capacity(workers.len());
+    for (number, mut worker) in workers.into_iter().enumerate() {
+        worker.stop_at(config.deadline);
+        let (type_name, receiver, writer) =
+            (type_name.clone(), Arc::clone(&receiver), writer.clone());
+        let progress = Arc::clone(&config.progress);
+        let (done, task) = oneshot::channel();
+        std::thread::Builder::new()
+            // Linux keeps 15 bytes of a thread's name.
+            .name(format!("plugin-{index}-{number}"))
+            .spawn(move || {
+                let report = transform_all(worker, &receiver, writer, index, type_name, progress);
+                let _ = done.send(report);
             })
-        })
-        .collect();
+            .map_err(|error| {
+                RunError::Task(format!(
+                    "cannot start a plugin thread for {}: {error}",
+                    lane.table.name()
+                ))
+            })?;
+        tasks.push(task);
+    }
     let input = LaneInput {
         type_name,
         window: lane.window,
@@ -76,7 +176,7 @@ pub fn start(
         budget: Arc::clone(&lane.budget),
         documents_per_batch: config.documents_per_call.max(1),
     };
-    (input, tasks)
+    Ok((input, tasks))
 }
 
 fn transform_all(
@@ -86,7 +186,8 @@ fn transform_all(
     lane: usize,
     type_name: String,
     progress: Arc<Progress>,
-) -> (String, Vec<String>) {
+) -> LaneReport {
+    let mut not_transformed = NotTransformed::default();
     // The lock is held only while waiting for the next batch, not while transforming it.
     let next = || {
         batches
@@ -99,7 +200,8 @@ fn transform_all(
             LaneMessage::Flush => WriterMessage::Flush { lane },
             LaneMessage::Batch(batch) => {
                 let started = std::time::Instant::now();
-                let transformed = transform(&mut worker, batch, lane, &type_name);
+                let transformed =
+                    transform(&mut worker, batch, lane, &type_name, &mut not_transformed);
                 Progress::add_elapsed(&progress.plugin_nanos, started);
                 WriterMessage::Transformed(transformed)
             }
@@ -108,8 +210,18 @@ fn transform_all(
             break; // The writer stopped; its error ends the run.
         }
     }
-    let notes = worker.notes();
-    (type_name, notes)
+    if not_transformed.documents > 0 {
+        tracing::warn!(
+            type_name,
+            "the run's deadline came: {} documents were not transformed",
+            not_transformed.documents
+        );
+    }
+    LaneReport {
+        notes: worker.notes(),
+        type_name,
+        not_transformed,
+    }
 }
 
 fn transform(
@@ -117,6 +229,7 @@ fn transform(
     batch: Batch,
     lane: usize,
     type_name: &str,
+    not_transformed: &mut NotTransformed,
 ) -> Transformed {
     let results = worker.transform(&batch.documents);
     let mut transformed = Transformed {
@@ -144,6 +257,7 @@ fn transform(
                     .failures
                     .push(document_failure(type_name, document, stage, error));
             }
+            DocumentResult::NotTransformed => not_transformed.add(document.timestamp),
         }
     }
     transformed.batch = batch;
@@ -165,5 +279,56 @@ pub fn document_failure(
         stage,
         error,
         document: envelope.raw().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stopped(type_name: &str, documents: u64, earliest: i64) -> LaneReport {
+        LaneReport {
+            type_name: type_name.into(),
+            notes: Vec::new(),
+            not_transformed: NotTransformed {
+                documents,
+                earliest: Some(earliest),
+            },
+        }
+    }
+
+    #[test]
+    fn a_deadline_stop_in_a_plugin_claims_the_window_only_before_what_it_left() {
+        let mut read = ReadReport::default();
+        // The reader stopped A itself, its documents in time order, done up to 500.
+        read.stopped_at.insert("A".into(), Some(500));
+        // The reader stopped B with documents out of order: nothing can be claimed.
+        read.stopped_at.insert("B".into(), None);
+        let reports = [
+            stopped("A", 3, 300),
+            // Two instances of A: their documents add up, the earliest counts.
+            stopped("A", 2, 200),
+            stopped("B", 1, 100),
+            // The reader read all of C: whether everything before 50 was read is not known.
+            stopped("C", 4, 50),
+            LaneReport {
+                type_name: "D".into(),
+                notes: Vec::new(),
+                not_transformed: NotTransformed::default(),
+            },
+        ];
+        report_deadline_stops(&reports, &mut read);
+        assert_eq!(read.stopped_at["A"], Some(199));
+        assert_eq!(read.stopped_at["B"], None);
+        assert_eq!(read.stopped_at["C"], None);
+        assert!(!read.stopped_at.contains_key("D"));
+        assert!(!read.type_errors.contains_key("D"));
+        assert!(
+            read.type_errors["A"].contains("with 5 documents not through the plugin")
+                && read.type_errors["A"].contains("done up to 199"),
+            "{}",
+            read.type_errors["A"]
+        );
+        assert!(read.type_errors["C"].contains("the next run reads this window again"));
     }
 }

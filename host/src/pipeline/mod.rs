@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  source (blocking thread, one scan per document)
-//!    └─ router ──batches──▶ lane: plugin worker (blocking thread) ──batches──▶ writer ──▶ sink
+//!    └─ router ──batches──▶ lane: plugin worker (own thread) ──batches──▶ writer ──▶ sink
 //!         └──── envelope failures ───────────────────────────────────────────────▶┘
 //! ```
 //! Documents cross every channel in batches, never one by one. Each lane has a budget of bytes
@@ -29,6 +29,7 @@ use crate::plugin::{PluginEngine, PluginSet};
 use crate::sink::{RunStatus, Sink};
 use crate::summary::RunSummary;
 
+pub use lane::MAX_PLUGIN_INSTANCES;
 pub use prepare::Lane;
 pub(crate) use prepare::select;
 
@@ -85,13 +86,13 @@ pub(crate) async fn run_prepared(
     let mut inputs = Vec::new();
     let mut lane_tasks = Vec::new();
     for lane in &lanes {
-        let workers = (0..config.plugin_instances.max(1))
+        let workers = (0..lane::instances(config.plugin_instances))
             .map(|_| {
                 let grants = hub.grants(lane.table.name(), &lane.plugin.info.capabilities);
                 engine.worker(Arc::clone(&lane.plugin), grants)
             })
             .collect();
-        let (input, tasks) = lane::start(lane, workers, writer_tx.clone(), &config);
+        let (input, tasks) = lane::start(lane, workers, writer_tx.clone(), &config)?;
         inputs.push(input);
         lane_tasks.extend(tasks);
     }
@@ -108,15 +109,21 @@ pub(crate) async fn run_prepared(
         config.pause.clone(),
     ));
 
-    let read = router::read_source(source, inputs, writer_tx, &config).await?;
+    let mut read = router::read_source(source, inputs, writer_tx, &config).await?;
 
     let mut notes: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    let mut lane_reports = Vec::new();
     for task in lane_tasks {
-        let (type_name, lane_notes) = task
+        let mut report = task
             .await
-            .map_err(|error| RunError::Task(error.to_string()))?;
-        notes.entry(type_name).or_default().extend(lane_notes);
+            .map_err(|_| RunError::Task("a plugin thread ended without its report".into()))?;
+        notes
+            .entry(report.type_name.clone())
+            .or_default()
+            .extend(std::mem::take(&mut report.notes));
+        lane_reports.push(report);
     }
+    lane::report_deadline_stops(&lane_reports, &mut read);
     let counts = writer
         .await
         .map_err(|error| RunError::Task(error.to_string()))??;

@@ -1,7 +1,8 @@
 //! The engine and loading: a folder of plugin components, each either precompiled for this
 //! engine (`NAME.cwasm`, made by [`PluginEngine::precompile`]) or compiled at load
-//! (`NAME.wasm`, through the compile cache when one is set). Every plugin is checked (WIT
-//! version, what it declares) before it is used.
+//! (`NAME.wasm`, through the compile cache when one is set). Native code (a `.cwasm`, a cache
+//! entry) is loaded only when it passes the trust rule of `native`; else the `.wasm` is
+//! compiled. Every plugin is checked (WIT version, what it declares) before it is used.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use wasmtime::{Config, Engine};
 
 use super::SandboxLimits;
 use super::bindings;
+use super::native;
 use super::sandbox::{self, PluginState};
 use super::worker::TransformWorker;
 use crate::capability::Grants;
@@ -54,6 +56,8 @@ pub enum LoadError {
         first: PathBuf,
         second: PathBuf,
     },
+    #[error("refusing the native code in {path}: {reason}")]
+    UntrustedNativeCode { path: PathBuf, reason: String },
     #[error("cannot start the WebAssembly engine: {0}")]
     Engine(String),
 }
@@ -128,7 +132,9 @@ impl PluginEngine {
 
     /// Loads every plugin of `folder`, in name order, and indexes the plugins by type. A plugin
     /// is `NAME.cwasm` (precompiled for this engine) or `NAME.wasm`; when both are there the
-    /// `.cwasm` is taken if it matches this engine, else the `.wasm` is compiled (and logged).
+    /// `.cwasm` is taken if it passes the trust rule of native code, was compiled from that
+    /// very `.wasm` and matches this engine, else the `.wasm` is compiled (and the reason
+    /// logged). A `.cwasm` refused without a `.wasm` beside it is an error.
     ///
     /// A `.cwasm` is native code: only the operator's folder is read, never a path that a
     /// document or a plugin could name.
@@ -158,21 +164,27 @@ impl PluginEngine {
         }
         let mut plugins: BTreeMap<String, Arc<LoadedPlugin>> = BTreeMap::new();
         for (precompiled, wasm) in artifacts.into_values() {
+            let wasm = wasm
+                .map(|path| read_wasm(&path).map(|bytes| (path, bytes)))
+                .transpose()?;
             let plugin = match (precompiled, wasm) {
-                (Some(precompiled), wasm) => match self.load_precompiled(&precompiled) {
-                    Ok(plugin) => plugin,
-                    Err(error) => match wasm {
-                        Some(wasm) => {
-                            tracing::warn!(
-                                "{error}; compiling {} instead (slower start)",
-                                wasm.display()
-                            );
-                            self.load_wasm(&wasm)?
-                        }
-                        None => return Err(error),
-                    },
-                },
-                (None, Some(wasm)) => self.load_wasm(&wasm)?,
+                (Some(precompiled), wasm) => {
+                    let compiled_from = wasm.as_ref().map(|(_, bytes)| native::wasm_digest(bytes));
+                    match self.load_precompiled(&precompiled, compiled_from.as_ref()) {
+                        Ok(plugin) => plugin,
+                        Err(error) => match wasm {
+                            Some((path, bytes)) => {
+                                tracing::warn!(
+                                    "{error}; compiling {} instead (slower start)",
+                                    path.display()
+                                );
+                                self.load_wasm(&path, &bytes)?
+                            }
+                            None => return Err(error),
+                        },
+                    }
+                }
+                (None, Some((path, bytes))) => self.load_wasm(&path, &bytes)?,
                 (None, None) => continue,
             };
             if let Some(first) = plugins.get(&plugin.info.type_name) {
@@ -187,13 +199,36 @@ impl PluginEngine {
         Ok(PluginSet { plugins })
     }
 
-    /// Loads a `.cwasm` made by [`PluginEngine::precompile`]. wasmtime refuses one made by
-    /// another version or configuration, or for CPU features this machine lacks.
-    pub fn load_precompiled(&self, path: &Path) -> Result<LoadedPlugin, LoadError> {
-        let component = deserialize(&self.engine, path)?;
+    /// Loads a `.cwasm` made by [`PluginEngine::precompile`], when it passes the trust rule of
+    /// native code (see `native`) and, given the digest of the `.wasm` it stands for, was
+    /// compiled from that very `.wasm`. wasmtime refuses one made by another version or
+    /// configuration, or for CPU features this machine lacks.
+    fn load_precompiled(
+        &self,
+        path: &Path,
+        compiled_from: Option<&native::WasmDigest>,
+    ) -> Result<LoadedPlugin, LoadError> {
+        let component = self.load_native(path, compiled_from)?;
         let mut plugin = self.check(path, component)?;
         plugin.precompiled = true;
         Ok(plugin)
+    }
+
+    /// Reads a native code file that passes the trust rule and maps it into this engine.
+    fn load_native(
+        &self,
+        path: &Path,
+        compiled_from: Option<&native::WasmDigest>,
+    ) -> Result<Component, LoadError> {
+        let untrusted = |reason| LoadError::UntrustedNativeCode {
+            path: path.to_owned(),
+            reason,
+        };
+        let file = native::read_trusted(path).map_err(untrusted)?;
+        if let Some(digest) = compiled_from {
+            file.check_compiled_from(digest).map_err(untrusted)?;
+        }
+        deserialize(&self.engine, path, file.native_code())
     }
 
     /// Compiles a plugin (`.wasm`) into `out` (`.cwasm`) under this engine's configuration,
@@ -211,6 +246,7 @@ impl PluginEngine {
     ) -> Result<PluginInfo, LoadError> {
         // Read and compiled once: for this machine the checked component is what is written.
         let bytes = read_wasm(wasm)?;
+        let digest = native::wasm_digest(&bytes);
         let component = self.compile(wasm, &bytes)?;
         let plugin = self.check(wasm, component.clone())?;
         let engine_error = |error: wasmtime::Error| LoadError::Engine(format!("{error:#}"));
@@ -233,10 +269,10 @@ impl PluginEngine {
         } else {
             component.serialize().map_err(engine_error)?
         };
-        std::fs::write(out, compiled).map_err(|error| {
+        native::write(out, &digest, &compiled, native::SHARED_FILE).map_err(|error| {
             LoadError::Engine(format!("cannot write {}: {error}", out.display()))
         })?;
-        self.load_precompiled(out)?;
+        self.load_precompiled(out, Some(&digest))?;
         Ok(plugin.info)
     }
 
@@ -248,14 +284,15 @@ impl PluginEngine {
         self.check(path, component)
     }
 
-    /// Loads a `.wasm` of the folder: through the compile cache when one is set, else compiled
-    /// here (and logged, since it costs a slower start).
-    fn load_wasm(&self, wasm: &Path) -> Result<LoadedPlugin, LoadError> {
+    /// Loads a `.wasm` of the folder (its `bytes`): through the compile cache when one is set,
+    /// else compiled here (and logged, since it costs a slower start).
+    fn load_wasm(&self, wasm: &Path, bytes: &[u8]) -> Result<LoadedPlugin, LoadError> {
         if let Some(cache) = &self.compile_cache {
-            return self.load_cached(wasm, cache);
+            return self.load_cached(wasm, bytes, cache);
         }
         let started = std::time::Instant::now();
-        let plugin = self.load(wasm)?;
+        let component = self.compile(wasm, bytes)?;
+        let plugin = self.check(wasm, component)?;
         tracing::info!(
             "compiled {} in {} ms (no precompiled .cwasm)",
             wasm.display(),
@@ -265,22 +302,29 @@ impl PluginEngine {
     }
 
     /// Loads a `.wasm` through the compile cache in `cache`: the native code compiled from
-    /// these very bytes under this very engine is taken from there when it is present, else
-    /// the plugin is compiled and the result kept there for the next start. Entries are named
-    /// by the SHA-256 of the component and the engine's compatibility hash, so a rebuilt plugin
-    /// or another host build never meets a stale entry; an entry wasmtime refuses is compiled
-    /// again. A cache that cannot be written costs only the time to compile.
-    fn load_cached(&self, wasm: &Path, cache: &Path) -> Result<LoadedPlugin, LoadError> {
-        let bytes = read_wasm(wasm)?;
-        let entry = cache.join(format!("{}.cwasm", self.cache_key(&bytes)));
-        if entry.is_file() {
-            match deserialize(&self.engine, &entry) {
+    /// these very bytes under this very engine is taken from there when it is present and
+    /// passes the trust rule of native code (see `native`), else the plugin is compiled and the
+    /// result kept there for the next start. Entries are named by the SHA-256 of the component
+    /// and the engine's compatibility hash, so a rebuilt plugin or another host build never
+    /// meets a stale entry; an entry that is refused is compiled again and replaced. The
+    /// folder is made for this user alone; a cache that cannot be written, or that others
+    /// could write, costs only the time to compile.
+    fn load_cached(
+        &self,
+        wasm: &Path,
+        bytes: &[u8],
+        cache: &Path,
+    ) -> Result<LoadedPlugin, LoadError> {
+        let digest = native::wasm_digest(bytes);
+        let entry = cache.join(format!("{}.cwasm", self.cache_key(&digest)));
+        if std::fs::symlink_metadata(&entry).is_ok() {
+            match self.load_native(&entry, Some(&digest)) {
                 Ok(component) => return self.check(wasm, component),
                 Err(error) => tracing::warn!("{error}; compiling {} again", wasm.display()),
             }
         }
         let started = std::time::Instant::now();
-        let component = self.compile(wasm, &bytes)?;
+        let component = self.compile(wasm, bytes)?;
         let plugin = self.check(wasm, component.clone())?;
         tracing::info!(
             "compiled {} in {} ms; keeping it in {}",
@@ -288,10 +332,14 @@ impl PluginEngine {
             started.elapsed().as_millis(),
             cache.display()
         );
-        let kept = component
-            .serialize()
-            .map_err(|error| std::io::Error::other(format!("{error:#}")))
-            .and_then(|compiled| write_atomically(&entry, &compiled));
+        let kept = native::create_private_folder(cache)
+            .and_then(|()| native::check_folder(cache).map_err(std::io::Error::other))
+            .and_then(|()| {
+                component
+                    .serialize()
+                    .map_err(|error| std::io::Error::other(format!("{error:#}")))
+            })
+            .and_then(|compiled| native::write(&entry, &digest, &compiled, native::PRIVATE_FILE));
         if let Err(error) = kept {
             tracing::warn!(
                 "cannot keep the compiled plugin in {}: {error}",
@@ -302,14 +350,13 @@ impl PluginEngine {
     }
 
     /// The name of a component's entry in the compile cache.
-    fn cache_key(&self, wasm: &[u8]) -> String {
-        use sha2::Digest;
+    fn cache_key(&self, wasm: &native::WasmDigest) -> String {
         use std::hash::{Hash, Hasher};
         let mut engine = std::collections::hash_map::DefaultHasher::new();
         self.engine
             .precompile_compatibility_hash()
             .hash(&mut engine);
-        format!("{:x}-{:016x}", sha2::Sha256::digest(wasm), engine.finish())
+        format!("{}-{:016x}", native::hex(wasm), engine.finish())
     }
 
     fn compile(&self, path: &Path, bytes: &[u8]) -> Result<Component, LoadError> {
@@ -338,7 +385,7 @@ impl PluginEngine {
             .instantiate_pre(&component)
             .map_err(instantiate_error)?;
         let pre = bindings::PluginPre::new(pre).map_err(instantiate_error)?;
-        let mut instance = sandbox::Instance::new(&self.engine, &pre, &self.limits, None)
+        let mut instance = sandbox::Instance::new(&self.engine, &pre, &self.limits, None, "", None)
             .map_err(instantiate_error)?;
         let info: PluginInfo = instance.describe().map_err(instantiate_error)?;
         check_info(&info).map_err(|reason| LoadError::InvalidInfo {
@@ -483,34 +530,19 @@ fn read_wasm(path: &Path) -> Result<Vec<u8>, LoadError> {
     })
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so that a reader (another
-/// run starting at the same time) sees the whole file or none, and a mapped file is never
-/// written over.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let folder = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(folder)?;
-    let temporary = folder.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&temporary, bytes)?;
-    std::fs::rename(&temporary, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&temporary);
-    })
-}
-
-/// Maps a `.cwasm` into memory as a component of `engine`.
+/// Maps native code read from `path` into memory as a component of `engine`.
 #[allow(unsafe_code)]
-fn deserialize(engine: &Engine, path: &Path) -> Result<Component, LoadError> {
+fn deserialize(engine: &Engine, path: &Path, native_code: &[u8]) -> Result<Component, LoadError> {
     // SAFETY: a `.cwasm` is native code that wasmtime runs without verifying it; it checks only
-    // that the file was made by the same wasmtime version and configuration for this CPU. So
-    // only files from the operator's plugin folder or the operator's own compile cache reach
-    // this point (the same trust as the binary itself), and the file is not modified while it
-    // is mapped (a deployed Lambda's files are read-only; the cache replaces an entry by
-    // renaming a new file over it, never by writing into it).
-    unsafe { Component::deserialize_file(engine, path) }.map_err(|error| LoadError::NotAComponent {
-        path: path.to_owned(),
-        reason: format!("not a precompiled plugin of this engine: {error:#}"),
+    // that the bytes were made by the same wasmtime version and configuration for this CPU.
+    // So only bytes that passed `native::read_trusted` reach this point: read from a file that
+    // only its owner (this user or root) can write, in a folder kept the same way, and made by
+    // this host from the `.wasm` whose digest it carries. They are copied into memory of
+    // wasmtime's own, so nothing can change them while they run.
+    unsafe { Component::deserialize(engine, native_code) }.map_err(|error| {
+        LoadError::NotAComponent {
+            path: path.to_owned(),
+            reason: format!("not a precompiled plugin of this engine: {error:#}"),
+        }
     })
 }

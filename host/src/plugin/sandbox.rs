@@ -48,11 +48,25 @@ pub struct PluginState {
     table: ResourceTable,
     limits: MeteredLimits,
     grants: Option<Grants>,
+    /// The plugin's type, which tags its log lines.
     type_name: String,
     /// When the current call runs out of time. Host lookups push it back by the time they
     /// take, so a slow Slack answer does not count against the plugin.
     deadline: Instant,
     budget: Duration,
+    /// The run's deadline: a call still running then is interrupted, whatever its budget.
+    run_deadline: Option<Instant>,
+    /// Whether the last call was interrupted by the run's deadline (not a fault of the plugin).
+    stopped_by_run_deadline: bool,
+}
+
+/// Why a call gave no outcomes.
+#[derive(Debug)]
+pub enum CallError {
+    /// The plugin trapped: the message, with the tail of its stderr.
+    Trap(String),
+    /// The run's deadline came while the call was running.
+    RunDeadline,
 }
 
 impl WasiView for PluginState {
@@ -154,13 +168,16 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// Instantiates a plugin. `grants` is `None` only while describing it at load time, when
-    /// every lookup is denied.
+    /// Instantiates a plugin of type `type_name` (which tags its log lines; empty only until
+    /// `describe` says it). `grants` is `None` only while describing it at load time, when
+    /// every lookup is denied. No call runs past `run_deadline`.
     pub fn new(
         engine: &Engine,
         pre: &PluginPre,
         limits: &super::SandboxLimits,
         grants: Option<Grants>,
+        type_name: &str,
+        run_deadline: Option<Instant>,
     ) -> wasmtime::Result<Self> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         // Nothing is granted: no preopened folders, no environment, no arguments, no sockets
@@ -184,18 +201,25 @@ impl Instance {
                 peak_memory: 0,
             },
             grants,
-            type_name: String::new(),
+            type_name: type_name.to_owned(),
             deadline: Instant::now() + limits.call_budget,
             budget: limits.call_budget,
+            run_deadline,
+            stopped_by_run_deadline: false,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limits);
-        // Every tick, the callback checks the wall-clock deadline of the current call. A
-        // store must be armed before it runs any code, or it traps at once.
+        // Every tick, the callback checks the wall-clock deadlines of the current call and of
+        // the run. A store must be armed before it runs any code, or it traps at once.
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|context| {
-            let state = context.data();
-            if Instant::now() >= state.deadline {
+        store.epoch_deadline_callback(|mut context| {
+            let state = context.data_mut();
+            let now = Instant::now();
+            if state.run_deadline.is_some_and(|deadline| now >= deadline) {
+                state.stopped_by_run_deadline = true;
+                return Err(wasmtime::format_err!("the run's deadline came"));
+            }
+            if now >= state.deadline {
                 return Err(wasmtime::format_err!(
                     "plugin ran out of its time budget of {} ms",
                     state.budget.as_millis()
@@ -223,12 +247,18 @@ impl Instance {
         Ok(info)
     }
 
-    /// Transforms a batch; `Err` carries the trap with the tail of the plugin's stderr.
-    pub fn transform(&mut self, batch: &[Envelope]) -> Result<Vec<Outcome>, String> {
+    /// Transforms a batch; a trap comes with the tail of the plugin's stderr.
+    pub fn transform(&mut self, batch: &[Envelope]) -> Result<Vec<Outcome>, CallError> {
         self.arm(batch.len());
         self.plugin
             .transform(&mut self.store, batch)
-            .map_err(|Trap(trap)| self.trap_message(&trap))
+            .map_err(|Trap(trap)| {
+                if self.store.data().stopped_by_run_deadline {
+                    CallError::RunDeadline
+                } else {
+                    CallError::Trap(self.trap_message(&trap))
+                }
+            })
     }
 
     /// The largest linear memory this instance has grown to, in bytes.

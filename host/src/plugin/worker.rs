@@ -1,12 +1,13 @@
 //! Calling a plugin: batches of documents in, one checked result per document out.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::Engine;
 
 use super::SandboxLimits;
 use super::load::LoadedPlugin;
-use super::sandbox;
+use super::sandbox::{self, CallError};
 use crate::capability::Grants;
 use crate::document::{Envelope, check_id_length};
 use crate::model::{Cell, Column, Outcome, PluginRow, Row, Stage};
@@ -16,7 +17,13 @@ use crate::model::{Cell, Column, Outcome, PluginRow, Row, Stage};
 pub enum DocumentResult {
     Rows(Vec<Row>),
     Refused(String),
-    Failed { stage: Stage, error: String },
+    Failed {
+        stage: Stage,
+        error: String,
+    },
+    /// The run's deadline came before the plugin was done with it: it is not counted, and the
+    /// next run reads it again.
+    NotTransformed,
 }
 
 /// Transforms documents of one type. Owns at most one live instance; it is replaced after a
@@ -29,6 +36,8 @@ pub struct TransformWorker {
     instance: Option<sandbox::Instance>,
     /// The largest linear memory any of this worker's instances has grown to.
     peak_memory: usize,
+    /// No call starts after it, and a call still running then is interrupted.
+    run_deadline: Option<Instant>,
 }
 
 impl TransformWorker {
@@ -45,14 +54,29 @@ impl TransformWorker {
             grants,
             instance: None,
             peak_memory: 0,
+            run_deadline: None,
         }
     }
 
+    /// Stops at the run's deadline: no call starts after it, a call still running then is
+    /// interrupted, and the documents it did not finish are [`DocumentResult::NotTransformed`].
+    pub fn stop_at(&mut self, run_deadline: Option<Instant>) {
+        self.run_deadline = run_deadline;
+        // An instance armed for another deadline is not reused.
+        self.instance = None;
+    }
+
     /// One result per document, in order. Never fails as a whole: traps and bad rows fail only
-    /// the documents they hit.
+    /// the documents they hit; past the run's deadline nothing is transformed.
     pub fn transform(&mut self, documents: &[Envelope]) -> Vec<DocumentResult> {
         if documents.is_empty() {
             return Vec::new();
+        }
+        if self
+            .run_deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            return vec![DocumentResult::NotTransformed; documents.len()];
         }
         match self.call(documents) {
             Ok(outcomes) if outcomes.len() == documents.len() => documents
@@ -65,7 +89,11 @@ impl TransformWorker {
                 error: format!("plugin returned {} outcomes for 1 document", outcomes.len()),
             }],
             Ok(_) => self.one_by_one(documents),
-            Err(trap) => {
+            Err(CallError::RunDeadline) => {
+                self.instance = None;
+                vec![DocumentResult::NotTransformed; documents.len()]
+            }
+            Err(CallError::Trap(trap)) => {
                 // The instance cannot be entered again after a trap.
                 self.instance = None;
                 if documents.len() == 1 {
@@ -94,7 +122,7 @@ impl TransformWorker {
 
     /// Calls the plugin; `Err` is a trap (or an instance that could not be made), with the
     /// plugin's stderr appended so the real reason (a panic message) is kept.
-    fn call(&mut self, batch: &[Envelope]) -> Result<Vec<Outcome>, String> {
+    fn call(&mut self, batch: &[Envelope]) -> Result<Vec<Outcome>, CallError> {
         if self
             .instance
             .as_ref()
@@ -105,8 +133,10 @@ impl TransformWorker {
                 &self.plugin.pre,
                 &self.limits,
                 Some(self.grants.clone()),
+                &self.plugin.info.type_name,
+                self.run_deadline,
             )
-            .map_err(|error| format!("cannot instantiate plugin: {error:#}"))?;
+            .map_err(|error| CallError::Trap(format!("cannot instantiate plugin: {error:#}")))?;
             self.instance = Some(instance);
         }
         let instance = self.instance.as_mut().expect("instance was just made");
