@@ -14,5 +14,6 @@ mod lambda_deadline;
 mod loading;
 mod resilience;
 mod sandbox;
+mod secrets;
 mod sinks;
 mod tidy;
