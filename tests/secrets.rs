@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::cli::binary;
 use crate::lambda::{
-    Bootstrap, RuntimeApi, body, error, every_type_ever, lambda_env, lambda_plugins,
+    Bootstrap, RuntimeApi, body, every_type_ever, lambda_env, lambda_plugins,
 };
 use crate::support::{
     Engine, FakePlatform, Moto, TestDatabase, plugin_folder, query, workspace_root,
@@ -168,8 +168,8 @@ async fn a_secret_that_cannot_be_read_fails_the_init_by_its_arn() {
     let lambda = Bootstrap::start(&runtime, &env);
     let results = runtime.wait(1).await;
     assert_eq!(results[0]["kind"], "init_error", "{results:?}");
-    let (kind, message) = error(&results[0]);
-    assert_eq!(kind, "CredentialsUnavailable");
+    assert_eq!(results[0]["body"]["errorType"], "CredentialsUnavailable");
+    let message = results[0]["body"]["errorMessage"].as_str().unwrap();
     assert!(message.contains("batch-job-aurora/no-such-secret"), "{message}");
     assert_no_secret(&lambda.output());
 }
