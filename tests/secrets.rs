@@ -7,9 +7,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::cli::binary;
-use crate::lambda::{
-    Bootstrap, RuntimeApi, body, every_type_ever, lambda_env, lambda_plugins,
-};
+use crate::lambda::{Bootstrap, RuntimeApi, body, every_type_ever, lambda_env, lambda_plugins};
 use crate::support::{
     Engine, FakePlatform, Moto, TestDatabase, plugin_folder, query, workspace_root,
 };
@@ -48,7 +46,11 @@ async fn rotate(platform: &FakePlatform, moto: &Moto, credentials: &Credentials)
 }
 
 /// The plain variables replaced by the secrets' ARNs, and the AWS SDK pointed at moto.
-fn secret_env(mut env: Vec<(&'static str, String)>, moto: &Moto, arns: &[String; 2]) -> Vec<(&'static str, String)> {
+fn secret_env(
+    mut env: Vec<(&'static str, String)>,
+    moto: &Moto,
+    arns: &[String; 2],
+) -> Vec<(&'static str, String)> {
     env.retain(|(name, _)| {
         !matches!(
             *name,
@@ -98,7 +100,10 @@ async fn the_api_secrets_are_read_at_init_and_again_after_a_refusal_and_never_pr
     let database = TestDatabase::new(Engine::Mysql, "api_secrets").await;
     let moto = Moto::start();
     let arns = rotate(&platform, &moto, &FIRST).await;
-    assert!(arns[0].starts_with("arn:aws:secretsmanager:eu-central-1:"), "{arns:?}");
+    assert!(
+        arns[0].starts_with("arn:aws:secretsmanager:eu-central-1:"),
+        "{arns:?}"
+    );
     let plugins = lambda_plugins();
     let runtime = RuntimeApi::start();
     let env = secret_env(
@@ -124,8 +129,20 @@ async fn the_api_secrets_are_read_at_init_and_again_after_a_refusal_and_never_pr
     body(&second);
     // Read once, at init: not again for the second invocation.
     let logs = lambda.logs();
-    assert_eq!(logged(&logs, "read DATAPLATTFORM_AURORA_FETCH_KEY from Secrets Manager"), 1);
-    assert_eq!(logged(&logs, "read DATAPLATTFORM_AURORA_SLACK_TOKEN from Secrets Manager"), 1);
+    assert_eq!(
+        logged(
+            &logs,
+            "read DATAPLATTFORM_AURORA_FETCH_KEY from Secrets Manager"
+        ),
+        1
+    );
+    assert_eq!(
+        logged(
+            &logs,
+            "read DATAPLATTFORM_AURORA_SLACK_TOKEN from Secrets Manager"
+        ),
+        1
+    );
 
     // Rotated: the platform now refuses the first key (403) and token (invalid_auth).
     rotate(&platform, &moto, &SECOND).await;
@@ -137,9 +154,24 @@ async fn the_api_secrets_are_read_at_init_and_again_after_a_refusal_and_never_pr
     );
     assert!(slack_requests_with(&platform, SECOND.slack_token).await > slack_before);
     let logs = lambda.logs();
-    assert_eq!(logged(&logs, "read DATAPLATTFORM_AURORA_FETCH_KEY from Secrets Manager"), 2);
-    assert_eq!(logged(&logs, "read DATAPLATTFORM_AURORA_SLACK_TOKEN from Secrets Manager"), 2);
-    assert!(logged(&logs, "Slack refused the token (invalid_auth)") >= 1, "{logs:?}");
+    assert_eq!(
+        logged(
+            &logs,
+            "read DATAPLATTFORM_AURORA_FETCH_KEY from Secrets Manager"
+        ),
+        2
+    );
+    assert_eq!(
+        logged(
+            &logs,
+            "read DATAPLATTFORM_AURORA_SLACK_TOKEN from Secrets Manager"
+        ),
+        2
+    );
+    assert!(
+        logged(&logs, "Slack refused the token (invalid_auth)") >= 1,
+        "{logs:?}"
+    );
     // The refusal echoed the first key back; the log has it masked.
     let refusals: Vec<&str> = logs
         .iter()
@@ -147,7 +179,12 @@ async fn the_api_secrets_are_read_at_init_and_again_after_a_refusal_and_never_pr
         .filter(|message| message.contains("reading the fetch API key again"))
         .collect();
     assert!(!refusals.is_empty(), "{logs:?}");
-    assert!(refusals.iter().all(|message| message.contains("HTTP 403") && message.contains("***")), "{refusals:?}");
+    assert!(
+        refusals
+            .iter()
+            .all(|message| message.contains("HTTP 403") && message.contains("***")),
+        "{refusals:?}"
+    );
     assert_no_secret(&lambda.output());
 }
 
@@ -170,7 +207,10 @@ async fn a_secret_that_cannot_be_read_fails_the_init_by_its_arn() {
     assert_eq!(results[0]["kind"], "init_error", "{results:?}");
     assert_eq!(results[0]["body"]["errorType"], "CredentialsUnavailable");
     let message = results[0]["body"]["errorMessage"].as_str().unwrap();
-    assert!(message.contains("batch-job-aurora/no-such-secret"), "{message}");
+    assert!(
+        message.contains("batch-job-aurora/no-such-secret"),
+        "{message}"
+    );
     assert_no_secret(&lambda.output());
 }
 

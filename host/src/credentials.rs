@@ -579,7 +579,10 @@ mod tests {
         assert!(!plain.can_refresh());
         assert_eq!(&*plain.get().await.unwrap(), "plain-k3y-value");
         // A plain value is the only one there is: a refusal does not change it.
-        assert_eq!(&*plain.refresh("plain-k3y-value").await.unwrap(), "plain-k3y-value");
+        assert_eq!(
+            &*plain.refresh("plain-k3y-value").await.unwrap(),
+            "plain-k3y-value"
+        );
         assert_eq!(format!("{plain:?}"), "ApiCredential(***)");
         // The secret wins; the plain value beside it is still scrubbed.
         let arn = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:key-AbCdEf";

@@ -203,7 +203,9 @@ impl FetchApi {
     async fn presign(&self, type_name: &str, window: Window) -> Result<String, SourceError> {
         let key = self.key.get().await?;
         match self.presign_with(&key, type_name, window).await {
-            Err(SourceError::Fetch(error)) if error.status == Some(403) && self.key.can_refresh() => {
+            Err(SourceError::Fetch(error))
+                if error.status == Some(403) && self.key.can_refresh() =>
+            {
                 tracing::warn!(type_name, "{error}; reading the fetch API key again");
                 let key = self.key.refresh(&key).await?;
                 self.presign_with(&key, type_name, window).await
