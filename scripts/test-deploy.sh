@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The template's own test: deploy/template.yaml validates, and each deliberately broken copy
-# (tests/deploy/broken-*.yaml, one fault each) is refused by scripts/validate-template.sh for
-# the right reason: every `# expect: TEXT` line of the broken file must appear in the output.
+# The template's own test: deploy/template.yaml validates (aws-sam-translator, the explicit
+# checks, cfn-lint, and checkov 3.3.30 with zero failed checks), and each deliberately broken
+# copy (tests/deploy/broken-*.yaml, one fault each) is refused by scripts/validate-template.sh
+# for the right reason: every `# expect: TEXT` line of the broken file must appear in the
+# output. validate-template.sh installs the pinned tools (.venv-deploy, .venv-checkov) the first
+# time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 

@@ -4,13 +4,19 @@
 #      (local CodeUri replaced by a placeholder S3 URI, as `sam validate` does; no AWS calls);
 #   2. explicit checks on the result: the Lambda runtime is one Lambda knows, and every
 #      EventBridge schedule expression is a well-formed rate()/cron()/at();
-#   3. cfn-lint on the translated template (errors and warnings fail).
-# cfn-lint on the SAM file alone lets a bad Runtime or a malformed schedule pass.
+#   3. cfn-lint on the translated template (errors and warnings fail);
+#   4. checkov 3.3.30 on the SAM file and on the translated template: zero failed checks, and
+#      every skip carries its reason.
+# cfn-lint on the SAM file alone lets a bad Runtime or a malformed schedule pass. The explicit
+# checks of step 2 also cover what neither linter sees: a scheduled function keeps its failed
+# events (queue, retries, event age, an alarm on the queue), and secrets and keys are granted
+# by ARN even inside conditional policies.
 #
 #   scripts/validate-template.sh [TEMPLATE]        # default deploy/template.yaml
 #   KEEP_TRANSLATED=out.json scripts/validate-template.sh   # also keep the translated template
 #
-# Tools live in .venv-deploy (pinned, from PyPI); nothing here needs AWS credentials.
+# Tools live in .venv-deploy and .venv-checkov (pinned, from PyPI); nothing here needs AWS
+# credentials, and checkov downloads nothing (--skip-download).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 template="$(realpath "${1:-$root/deploy/template.yaml}")"
@@ -25,6 +31,16 @@ sys.exit(m.version('aws-sam-translator') != '$SAM_TRANSLATOR_VERSION' or m.versi
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
     "aws-sam-translator==$SAM_TRANSLATOR_VERSION" "cfn-lint==$CFN_LINT_VERSION"
+fi
+# checkov in a venv of its own: it pins its own versions of libraries the others use.
+CHECKOV_VERSION=3.3.30
+checkov_venv="$root/.venv-checkov"
+if ! "$checkov_venv/bin/python" -c "
+import importlib.metadata as m, sys
+sys.exit(m.version('checkov') != '$CHECKOV_VERSION')
+" 2>/dev/null; then
+  python3 -m venv "$checkov_venv"
+  "$checkov_venv/bin/pip" install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
 fi
 
 # Offline: a region for ARNs and partitions, dummy keys, and never the instance metadata service.
@@ -164,6 +180,104 @@ def literal(value, template):
     return value if isinstance(value, str) else None
 
 
+def get_att(value, attribute):
+    """The resource whose `attribute` a Fn::GetAtt names, else None."""
+    target = value.get("Fn::GetAtt") if isinstance(value, dict) else None
+    if isinstance(target, str):
+        target = target.split(".", 1)
+    if isinstance(target, list) and len(target) == 2 and target[1] == attribute:
+        return target[0]
+    return None
+
+
+def ref(value):
+    return value.get("Ref") if isinstance(value, dict) else None
+
+
+def failure_problems(resources):
+    """A function that EventBridge invokes (asynchronously) keeps what fails: a dead-letter queue
+    or an OnFailure destination, retries and event age set on purpose, and an alarm on the
+    queue's depth. Otherwise a run that fails every attempt leaves no trace."""
+    problems = []
+    of_kind = lambda kind: {n: r for n, r in resources.items() if r.get("Type") == kind}
+    props = lambda resource: resource.get("Properties") or {}
+    invoked = {}
+    for rule_name, rule in of_kind("AWS::Events::Rule").items():
+        for target in props(rule).get("Targets") or []:
+            function = get_att(target.get("Arn"), "Arn")
+            if function in of_kind("AWS::Lambda::Function"):
+                invoked.setdefault(function, rule_name)
+    invoke_configs = of_kind("AWS::Lambda::EventInvokeConfig")
+    alarms = of_kind("AWS::CloudWatch::Alarm")
+    for function, rule in sorted(invoked.items()):
+        configs = [c for c in invoke_configs.values() if ref(props(c).get("FunctionName")) == function]
+        queues = [get_att((props(resources[function]).get("DeadLetterConfig") or {}).get("TargetArn"), "Arn")]
+        for config in configs:
+            on_failure = ((props(config).get("DestinationConfig") or {}).get("OnFailure") or {})
+            queues.append(get_att(on_failure.get("Destination"), "Arn"))
+        queues = [q for q in queues if q in of_kind("AWS::SQS::Queue")]
+        if not queues:
+            problems.append(
+                f"{function}: invoked asynchronously by {rule}, but no SQS dead-letter queue or "
+                "OnFailure destination keeps the events that fail every attempt"
+            )
+        if not any(
+            "MaximumRetryAttempts" in props(c) and "MaximumEventAgeInSeconds" in props(c) for c in configs
+        ):
+            problems.append(
+                f"{function}: invoked asynchronously by {rule}; its EventInvokeConfig must set "
+                "MaximumRetryAttempts and MaximumEventAgeInSeconds on purpose"
+            )
+        for queue in queues:
+            watched = any(
+                props(alarm).get("Namespace") == "AWS/SQS"
+                and props(alarm).get("MetricName") == "ApproximateNumberOfMessagesVisible"
+                and any(
+                    d.get("Name") == "QueueName" and get_att(d.get("Value"), "QueueName") == queue
+                    for d in props(alarm).get("Dimensions") or []
+                )
+                for alarm in alarms.values()
+            )
+            if not watched:
+                problems.append(
+                    f"{queue}: failed runs wait there unseen: no alarm on its depth (AWS/SQS "
+                    f"ApproximateNumberOfMessagesVisible, QueueName = !GetAtt {queue}.QueueName)"
+                )
+    return problems
+
+
+def policy_statements(value):
+    """Every IAM statement under `value`, in both branches of every Fn::If."""
+    if isinstance(value, list):
+        for item in value:
+            yield from policy_statements(item)
+    elif isinstance(value, dict):
+        if "Effect" in value and "Action" in value:
+            yield value
+        else:
+            for item in value.values():
+                yield from policy_statements(item)
+
+
+def grant_problems(resources):
+    """Secrets and keys are granted by their ARNs: no wildcard in a Resource of a
+    secretsmanager: or kms: action (checkov does not read conditional policies)."""
+    problems = []
+    for name, resource in resources.items():
+        if resource.get("Type") not in ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            continue
+        for statement in policy_statements(resource.get("Properties") or {}):
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            guarded = [a for a in actions if isinstance(a, str) and a.split(":")[0] in ("secretsmanager", "kms")]
+            targets = statement.get("Resource")
+            targets = targets if isinstance(targets, list) else [targets]
+            if guarded and any(isinstance(t, str) and "*" in t for t in targets):
+                problems.append(
+                    f"{name}: {', '.join(guarded)} on {targets}: grant secrets and keys by their ARNs only"
+                )
+    return problems
+
+
 if cfn is not None:
     for name, resource in cfn.get("Resources", {}).items():
         kind, props = resource.get("Type"), resource.get("Properties") or {}
@@ -181,6 +295,8 @@ if cfn is not None:
                 why = schedule_problem(expression)
                 if why:
                     problems.append(f"{name}: ScheduleExpression {expression!r}: {why}")
+    problems.extend(failure_problems(cfn["Resources"]))
+    problems.extend(grant_problems(cfn["Resources"]))
     with open(target, "w") as f:
         json.dump(cfn, f, indent=1)
 
@@ -192,15 +308,63 @@ if [ ! -s "$translated" ]; then
   echo "FAIL: $template does not translate"
   exit 1
 fi
-if [ "$checks" = 0 ]; then echo "   translated; runtime and schedules checked"; fi
+if [ "$checks" = 0 ]; then echo "   translated; runtime, schedules, failed-run handling and grants checked"; fi
 if [ -n "${KEEP_TRANSLATED:-}" ]; then cp "$translated" "$KEEP_TRANSLATED"; fi
 
 lint=0
 "$venv/bin/cfn-lint" --regions us-east-1 --format parseable --non-zero-exit-code warning -- "$translated" \
   >"$work/lint.txt" || lint=$?
 sed "s|$translated|translated|; s|^|  cfn-lint |" "$work/lint.txt"
-if [ "$checks" != 0 ] || [ "$lint" != 0 ]; then
-  echo "FAIL: $template (checks exit $checks, cfn-lint exit $lint)"
+
+# 4. checkov, an IaC security scanner, on the SAM template and on its translation (which also
+#    has the resources SAM makes: the EventBridge rule, the permission, the EventInvokeConfig).
+#    Zero failed checks. A check that does not apply is skipped on its resource in the template
+#    (Metadata: checkov: skip: - id, comment), with the reason: never globally, never silently.
+scan=0
+cp "$template" "$work/sam.yaml"  # checkov names files by path: two fixed names, two labels
+"$checkov_venv/bin/checkov" --skip-download --framework cloudformation --output json \
+  --file "$work/sam.yaml" --file "$translated" >"$work/checkov.json" 2>"$work/checkov.err" || true
+"$venv/bin/python" - "$work/checkov.json" <<'PY' || scan=1
+import json
+import sys
+from collections import Counter
+
+try:
+    with open(sys.argv[1]) as f:
+        report = json.load(f)
+except ValueError:
+    sys.exit("  checkov gave no report")
+reports = report if isinstance(report, list) else [report]
+reports = [r for r in reports if isinstance(r, dict) and r.get("check_type") == "cloudformation"]
+if not reports:
+    sys.exit("  checkov scanned nothing")
+results, summary = reports[0]["results"], reports[0]["summary"]
+label = lambda check: "SAM" if check["file_path"].endswith("sam.yaml") else "translated"
+counts = Counter()
+bad = 0
+for outcome in ("passed", "failed", "skipped"):
+    for check in results.get(f"{outcome}_checks", []):
+        counts[label(check), outcome] += 1
+for check in results.get("failed_checks", []):
+    print(f"  checkov FAILED {check['check_id']} {check['resource']} ({label(check)}): {check['check_name']}")
+    bad += 1
+for check in results.get("skipped_checks", []):
+    reason = ((check.get("check_result") or {}).get("suppress_comment") or "").strip()
+    if not reason or reason == "No comment provided":
+        print(f"  checkov skip without a reason: {check['check_id']} {check['resource']} ({label(check)})")
+        bad += 1
+    else:
+        print(f"  checkov skipped {check['check_id']} {check['resource']} ({label(check)}): {reason}")
+if summary.get("parsing_errors"):
+    print("  checkov could not parse the template")
+    bad += 1
+for which in ("SAM", "translated"):
+    print(f"   checkov ({which}): " + ", ".join(f"{counts[which, o]} {o}" for o in ("passed", "failed", "skipped")))
+sys.exit(1 if bad else 0)
+PY
+
+if [ "$checks" != 0 ] || [ "$lint" != 0 ] || [ "$scan" != 0 ]; then
+  echo "FAIL: $template (checks exit $checks, cfn-lint exit $lint, checkov exit $scan)"
   exit 1
 fi
-echo "   cfn-lint: clean"
+echo "   cfn-lint: clean; checkov: clean"

@@ -374,7 +374,7 @@ pub(crate) fn lambda_env(
     ]
 }
 
-fn every_type_ever() -> Value {
+pub(crate) fn every_type_ever() -> Value {
     json!({"types": ["GithubType", "SlackType", "EventRatingType"], "timestamp_from": 0, "timestamp_to": 100_000_000_000_i64})
 }
 
@@ -619,10 +619,9 @@ async fn the_password_comes_from_secrets_manager_and_is_read_again_when_refused(
     database.execute(&grant("first-Pa55word")).await;
     let moto = Moto::start();
     let secret = "batch-job-aurora/database";
-    put_secret(
-        &moto,
+    moto.put_secret(
         secret,
-        &json!({"username": user, "password": "first-Pa55word"}),
+        &json!({"username": user, "password": "first-Pa55word"}).to_string(),
     );
     let plugins = lambda_plugins();
     let proxy = DatabaseProxy::start(3306);
@@ -641,10 +640,9 @@ async fn the_password_comes_from_secrets_manager_and_is_read_again_when_refused(
     );
     // Rotated: the database and the secret get a new password, and the open connections go.
     database.execute(&grant("second-Pa55word")).await;
-    put_secret(
-        &moto,
+    moto.put_secret(
         secret,
-        &json!({"username": user, "password": "second-Pa55word"}),
+        &json!({"username": user, "password": "second-Pa55word"}).to_string(),
     );
     proxy.set_up(false);
     proxy.set_up(true);
@@ -661,24 +659,4 @@ async fn the_password_comes_from_secrets_manager_and_is_read_again_when_refused(
             "DROP USER '{user}'@'%'; DROP USER '{user}'@'localhost'"
         ))
         .await;
-}
-
-/// Creates or updates a Secrets Manager secret in moto, through boto3.
-fn put_secret(moto: &Moto, name: &str, value: &Value) {
-    let script = r#"
-import sys, boto3
-endpoint, name, value = sys.argv[1:4]
-client = boto3.client("secretsmanager", endpoint_url=endpoint, region_name="eu-central-1",
-                      aws_access_key_id="test", aws_secret_access_key="test")
-try:
-    client.put_secret_value(SecretId=name, SecretString=value)
-except client.exceptions.ResourceNotFoundException:
-    client.create_secret(Name=name, SecretString=value)
-"#;
-    let status = Command::new(workspace_root().join(".venv/bin/python"))
-        .args(["-c", script, &moto.endpoint, name, &value.to_string()])
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .status()
-        .unwrap();
-    assert!(status.success());
 }

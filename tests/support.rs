@@ -607,6 +607,33 @@ impl Moto {
         assert!(status.success());
     }
 
+    /// Creates or updates a Secrets Manager secret (a rotation), through boto3; returns its
+    /// full ARN.
+    pub fn put_secret(&self, name: &str, value: &str) -> String {
+        let script = r#"
+import sys, boto3
+endpoint, name, value = sys.argv[1:4]
+client = boto3.client("secretsmanager", endpoint_url=endpoint, region_name="eu-central-1",
+                      aws_access_key_id="test", aws_secret_access_key="test")
+try:
+    answer = client.put_secret_value(SecretId=name, SecretString=value)
+except client.exceptions.ResourceNotFoundException:
+    answer = client.create_secret(Name=name, SecretString=value)
+print(answer["ARN"])
+"#;
+        let output = std::process::Command::new(workspace_root().join(".venv/bin/python"))
+            .args(["-c", script, &self.endpoint, name, value])
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+
     /// The environment the AWS SDK needs to talk to this server and nothing else.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![

@@ -15,5 +15,6 @@ mod loading;
 mod plugin_faults;
 mod resilience;
 mod sandbox;
+mod secrets;
 mod sinks;
 mod tidy;

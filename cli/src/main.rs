@@ -144,7 +144,7 @@ impl SandboxArgs {
 struct RunArgs {
     /// Where documents come from: file:PATH (a JSON array or NDJSON of envelopes, or a folder
     /// of such files), or the fetch API's base URL (https://…/get_docs/, with its key in
-    /// DATAPLATTFORM_AURORA_FETCH_KEY).
+    /// DATAPLATTFORM_AURORA_FETCH_KEY or the secret DATAPLATTFORM_AURORA_FETCH_KEY_SECRET).
     #[arg(long, value_name = "SPEC")]
     source: Option<String>,
     /// Where rows go: sqlite://PATH, mysql://USER:PASSWORD@HOST:PORT/DB or postgres://…
@@ -345,7 +345,7 @@ fn run_config(args: RunArgs, environment: Environment) -> Result<RunConfig> {
     let Some(source) = args.source.or(environment.fetch_api_url) else {
         bail!("no source: pass --source SPEC or set DATAPLATTFORM_AURORA_FETCH_API_URL");
     };
-    let source = SourceSpec::parse(&source, environment.fetch_key.as_deref())?;
+    let source = SourceSpec::parse(&source, environment.fetch_key.clone())?;
     let database = args
         .database
         .or(environment.database_url)

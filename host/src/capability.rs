@@ -43,8 +43,9 @@ pub enum CapabilityError {
 pub struct CapabilitySpecs {
     /// A channel map file (`file:PATH`) for local runs; beats the token.
     pub slack_channels: Option<String>,
-    /// Slack's bot token (`DATAPLATTFORM_AURORA_SLACK_TOKEN`).
-    pub slack_token: Option<String>,
+    /// Slack's bot token (`DATAPLATTFORM_AURORA_SLACK_TOKEN`, or the secret
+    /// `DATAPLATTFORM_AURORA_SLACK_TOKEN_SECRET`).
+    pub slack_token: Option<crate::credentials::ApiCredential>,
     /// Slack's Web API (`DATAPLATTFORM_AURORA_SLACK_API_URL`, default `https://slack.com/api/`).
     pub slack_api_url: Option<String>,
     /// The event-code table: `file:PATH` or a DynamoDB table name
@@ -75,11 +76,7 @@ impl Backends {
             .map(|spec| spec.strip_prefix("file:").unwrap_or(spec));
         if let Some(path) = slack_file {
             backends.slack = Some(Arc::new(ChannelMapFile::load(Path::new(path))?));
-        } else if let Some(token) = specs
-            .slack_token
-            .as_deref()
-            .filter(|token| !token.is_empty())
-        {
+        } else if let Some(token) = specs.slack_token.clone() {
             let base = specs
                 .slack_api_url
                 .as_deref()

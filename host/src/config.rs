@@ -195,12 +195,12 @@ pub fn database_url_from_env(
 pub struct Environment {
     /// `DATAPLATTFORM_AURORA_FETCH_API_URL`.
     pub fetch_api_url: Option<String>,
-    /// `DATAPLATTFORM_AURORA_FETCH_KEY`.
-    pub fetch_key: Option<String>,
+    /// `DATAPLATTFORM_AURORA_FETCH_KEY`, or the secret `DATAPLATTFORM_AURORA_FETCH_KEY_SECRET`.
+    pub fetch_key: Option<crate::credentials::ApiCredential>,
     /// From `DATAPLATTFORM_AURORA_HOST` and its siblings ([`database_url_from_env`]).
     pub database_url: Option<String>,
-    /// `DATAPLATTFORM_AURORA_SLACK_TOKEN`, `DATAPLATTFORM_AURORA_SLACK_API_URL` and
-    /// `DATAPLATTFORM_EVENT_CODE_TABLE`.
+    /// `DATAPLATTFORM_AURORA_SLACK_TOKEN` (or the secret `…_SLACK_TOKEN_SECRET`),
+    /// `DATAPLATTFORM_AURORA_SLACK_API_URL` and `DATAPLATTFORM_EVENT_CODE_TABLE`.
     pub capabilities: CapabilitySpecs,
     /// `BATCH_JOB_AURORA_PLUGINS`.
     pub plugins_dir: Option<PathBuf>,
@@ -231,14 +231,23 @@ impl std::fmt::Debug for Environment {
 /// Reads the environment through `var` (`|name| std::env::var(name).ok()` in the binaries; a
 /// map in tests). Empty values count as unset.
 pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Environment, ConfigError> {
+    use crate::credentials::ApiCredential;
     let var = |name: &str| var(name).filter(|value| !value.is_empty());
     Ok(Environment {
         fetch_api_url: var("DATAPLATTFORM_AURORA_FETCH_API_URL"),
-        fetch_key: var("DATAPLATTFORM_AURORA_FETCH_KEY"),
+        fetch_key: ApiCredential::from_env(
+            var,
+            "DATAPLATTFORM_AURORA_FETCH_KEY",
+            "DATAPLATTFORM_AURORA_FETCH_KEY_SECRET",
+        ),
         database_url: database_url_from_env(var)?,
         capabilities: CapabilitySpecs {
             slack_channels: None,
-            slack_token: var("DATAPLATTFORM_AURORA_SLACK_TOKEN"),
+            slack_token: ApiCredential::from_env(
+                var,
+                "DATAPLATTFORM_AURORA_SLACK_TOKEN",
+                "DATAPLATTFORM_AURORA_SLACK_TOKEN_SECRET",
+            ),
             slack_api_url: var("DATAPLATTFORM_AURORA_SLACK_API_URL"),
             event_codes: var("DATAPLATTFORM_EVENT_CODE_TABLE"),
         },
@@ -456,7 +465,7 @@ mod tests {
             ("BATCH_JOB_AURORA_CATCH_UP", "true"),
         ];
         let environment = from_env(test_env(&vars)).unwrap();
-        assert_eq!(environment.fetch_key.as_deref(), Some("k3y-value"));
+        assert_eq!(environment.fetch_key, Some("k3y-value".into()));
         assert_eq!(
             environment.database_url.as_deref(),
             Some("mysql://job:@db:3306/raw")

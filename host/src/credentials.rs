@@ -1,9 +1,18 @@
-//! The database's credentials without a plain password in the environment: a Secrets Manager
-//! secret (`DATAPLATTFORM_AURORA_PASSWORD_SECRET`), read once and again when a login fails, or
-//! IAM database authentication (`DATAPLATTFORM_AURORA_IAM_AUTH=true`), a token signed with
-//! SigV4 as the AWS SDKs' RDS auth token generators make it. Neither a password nor a token is
-//! ever logged: URLs are logged through [`crate::http::redact`], which drops them.
+//! Credentials without a plain secret in the environment.
+//!
+//! The database's: a Secrets Manager secret (`DATAPLATTFORM_AURORA_PASSWORD_SECRET`), read once
+//! and again when a login fails, or IAM database authentication
+//! (`DATAPLATTFORM_AURORA_IAM_AUTH=true`), a token signed with SigV4 as the AWS SDKs' RDS auth
+//! token generators make it.
+//!
+//! The APIs' ([`ApiCredential`]): the fetch API's key and Slack's token, each a plain variable
+//! (`DATAPLATTFORM_AURORA_FETCH_KEY`, `DATAPLATTFORM_AURORA_SLACK_TOKEN`) or a secret
+//! (`…_SECRET`), read once and again when the API refuses it.
+//!
+//! Every value is registered with [`crate::secrets`] as soon as it is known, so it is scrubbed
+//! from every message; URLs are logged through [`crate::http::redact`] besides.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -177,9 +186,7 @@ impl DatabaseCredentials {
     }
 
     async fn aws(&self) -> &aws_config::SdkConfig {
-        self.aws
-            .get_or_init(|| aws_config::defaults(aws_config::BehaviorVersion::latest()).load())
-            .await
+        self.aws.get_or_init(load_aws_config).await
     }
 
     async fn secret(
@@ -191,26 +198,11 @@ impl DatabaseCredentials {
         if !refresh && let Some(secret) = cached.as_ref() {
             return Ok(secret.clone());
         }
-        let fail = |reason: String| CredentialsError::Secret {
+        let text = read_secret_string(self.aws().await, secret_id).await?;
+        let secret = parse_secret(&text).map_err(|reason| CredentialsError::Secret {
             secret: secret_id.to_owned(),
             reason,
-        };
-        let client = aws_sdk_secretsmanager::Client::new(self.aws().await);
-        let answer = client
-            .get_secret_value()
-            .secret_id(secret_id)
-            .send()
-            .await
-            .map_err(|error| {
-                fail(format!(
-                    "{}",
-                    aws_sdk_secretsmanager::error::DisplayErrorContext(&error)
-                ))
-            })?;
-        let text = answer
-            .secret_string()
-            .ok_or_else(|| fail("the secret has no string value".into()))?;
-        let secret = parse_secret(text).map_err(fail)?;
+        })?;
         crate::secrets::register(&secret.password);
         tracing::info!(
             secret = secret_id,
@@ -250,6 +242,228 @@ impl DatabaseCredentials {
         crate::secrets::register(&token);
         *cached = Some((token.clone(), Instant::now()));
         Ok(token)
+    }
+}
+
+async fn load_aws_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await
+}
+
+/// A secret's string value, as Secrets Manager holds it now. The caller registers what it takes
+/// from it with [`crate::secrets`] before anything can print it.
+async fn read_secret_string(
+    aws: &aws_config::SdkConfig,
+    secret_id: &str,
+) -> Result<String, CredentialsError> {
+    let fail = |reason: String| CredentialsError::Secret {
+        secret: secret_id.to_owned(),
+        reason,
+    };
+    let answer = aws_sdk_secretsmanager::Client::new(aws)
+        .get_secret_value()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .map_err(|error| {
+            fail(format!(
+                "{}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(&error)
+            ))
+        })?;
+    answer
+        .secret_string()
+        .map(str::to_owned)
+        .ok_or_else(|| fail("the secret has no string value".into()))
+}
+
+/// A refused value is read again at most this often: when the secret itself still holds it
+/// (not rotated yet, or a wrong value), every refused request would otherwise cost a read.
+const MIN_REREAD_INTERVAL: Duration = Duration::from_secs(30);
+
+/// An API's key or token (the fetch API's key, Slack's bot token): the value given in the
+/// environment, or a Secrets Manager secret whose string value is the key itself. A secret is
+/// read once, at first use (the Lambda's init asks for it), and again after the API refused
+/// the value, so that a warm container picks up a rotated secret. Clones share the value.
+#[derive(Clone)]
+pub struct ApiCredential(Arc<CredentialInner>);
+
+struct CredentialInner {
+    source: CredentialSource,
+    aws: OnceCell<aws_config::SdkConfig>,
+    /// A secret's value as last read.
+    state: Mutex<SecretState>,
+}
+
+#[derive(Default)]
+struct SecretState {
+    value: Option<Arc<str>>,
+    /// When the secret was last read again after a refusal.
+    reread: Option<Instant>,
+}
+
+/// Where an [`ApiCredential`] comes from. Two credentials are equal when they come from the
+/// same place.
+#[derive(Clone, PartialEq, Eq)]
+enum CredentialSource {
+    /// The plain variable (the old contract): never read again.
+    Value(Arc<str>),
+    /// A Secrets Manager secret, by ARN or name; `variable` names the setting in messages.
+    Secret {
+        variable: &'static str,
+        secret_id: String,
+    },
+}
+
+impl ApiCredential {
+    /// A fixed value (registered to be scrubbed at once).
+    pub fn value(value: &str) -> Self {
+        crate::secrets::register(value);
+        Self::new(CredentialSource::Value(Arc::from(value)))
+    }
+
+    /// A Secrets Manager secret, named by `variable` in messages; nothing is read yet.
+    pub fn secret(variable: &'static str, secret_id: &str) -> Self {
+        Self::new(CredentialSource::Secret {
+            variable,
+            secret_id: secret_id.to_owned(),
+        })
+    }
+
+    fn new(source: CredentialSource) -> Self {
+        ApiCredential(Arc::new(CredentialInner {
+            source,
+            aws: OnceCell::new(),
+            state: Mutex::default(),
+        }))
+    }
+
+    /// From `variable` (the plain value) or `secret_variable` (a secret's ARN), read through
+    /// `var`; empty means unset. The secret wins, as the database password's does.
+    pub fn from_env(
+        var: impl Fn(&str) -> Option<String>,
+        variable: &'static str,
+        secret_variable: &'static str,
+    ) -> Option<Self> {
+        let var = |name: &str| var(name).filter(|value| !value.is_empty());
+        match (var(secret_variable), var(variable)) {
+            (Some(secret_id), plain) => {
+                // Unused beside a secret, but a secret still: never printed.
+                if let Some(plain) = plain {
+                    crate::secrets::register(&plain);
+                }
+                Some(Self::secret(secret_variable, &secret_id))
+            }
+            (None, Some(plain)) => Some(Self::value(&plain)),
+            (None, None) => None,
+        }
+    }
+
+    /// The secret's ARN (or name), when the value comes from Secrets Manager.
+    pub fn secret_id(&self) -> Option<&str> {
+        match &self.0.source {
+            CredentialSource::Value(_) => None,
+            CredentialSource::Secret { secret_id, .. } => Some(secret_id),
+        }
+    }
+
+    /// Whether reading it again may help after a refusal.
+    pub fn can_refresh(&self) -> bool {
+        self.secret_id().is_some()
+    }
+
+    /// The value: the one given, or the secret as read (read now if it never was).
+    pub async fn get(&self) -> Result<Arc<str>, CredentialsError> {
+        if let CredentialSource::Value(value) = &self.0.source {
+            return Ok(Arc::clone(value));
+        }
+        let mut state = self.0.state.lock().await;
+        if let Some(value) = &state.value {
+            return Ok(Arc::clone(value));
+        }
+        let value = self.read().await?;
+        state.value = Some(Arc::clone(&value));
+        Ok(value)
+    }
+
+    /// The value to try after the API refused `refused`: the secret read again, unless another
+    /// request has already got a newer value (then that one), or it was read again less than
+    /// [`MIN_REREAD_INTERVAL`] ago (then the value as it is: the secret still holds it). A
+    /// plain value is returned as it is.
+    pub async fn refresh(&self, refused: &str) -> Result<Arc<str>, CredentialsError> {
+        if let CredentialSource::Value(value) = &self.0.source {
+            return Ok(Arc::clone(value));
+        }
+        let mut state = self.0.state.lock().await;
+        if let Some(value) = &state.value {
+            let recently = state
+                .reread
+                .is_some_and(|at| at.elapsed() < MIN_REREAD_INTERVAL);
+            if &**value != refused || recently {
+                return Ok(Arc::clone(value));
+            }
+        }
+        let value = self.read().await?;
+        state.value = Some(Arc::clone(&value));
+        state.reread = Some(Instant::now());
+        Ok(value)
+    }
+
+    /// Reads the secret; only called for [`CredentialSource::Secret`].
+    async fn read(&self) -> Result<Arc<str>, CredentialsError> {
+        let CredentialSource::Secret {
+            variable,
+            secret_id,
+        } = &self.0.source
+        else {
+            unreachable!("a plain value is never read");
+        };
+        let aws = self.0.aws.get_or_init(load_aws_config).await;
+        let value = read_secret_string(aws, secret_id).await?;
+        if value.is_empty() {
+            return Err(CredentialsError::Secret {
+                secret: secret_id.clone(),
+                reason: "the secret is empty".into(),
+            });
+        }
+        crate::secrets::register(&value);
+        tracing::info!(
+            secret = %secret_id,
+            "read {} from Secrets Manager",
+            variable.trim_end_matches("_SECRET")
+        );
+        Ok(Arc::from(value))
+    }
+}
+
+impl From<&str> for ApiCredential {
+    fn from(value: &str) -> Self {
+        ApiCredential::value(value)
+    }
+}
+
+impl From<String> for ApiCredential {
+    fn from(value: String) -> Self {
+        ApiCredential::value(&value)
+    }
+}
+
+impl PartialEq for ApiCredential {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.source == other.0.source
+    }
+}
+
+impl Eq for ApiCredential {}
+
+impl std::fmt::Debug for ApiCredential {
+    /// The secret's ARN, never a value.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.secret_id() {
+            None => f.write_str("ApiCredential(***)"),
+            Some(secret_id) => f.debug_tuple("ApiCredential").field(&secret_id).finish(),
+        }
     }
 }
 
@@ -353,6 +567,31 @@ mod tests {
             .is_err()
         );
         assert!(source(&[("DATAPLATTFORM_AURORA_IAM_AUTH", "yes")]).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_api_credential_is_its_secret_or_its_plain_variable_and_never_shown() {
+        let env = crate::config::test_env;
+        let credential = |pairs| ApiCredential::from_env(env(pairs), "KEY", "KEY_SECRET");
+        assert_eq!(credential(&[]), None);
+        assert_eq!(credential(&[("KEY", ""), ("KEY_SECRET", "")]), None);
+        let plain = credential(&[("KEY", "plain-k3y-value")]).unwrap();
+        assert!(!plain.can_refresh());
+        assert_eq!(&*plain.get().await.unwrap(), "plain-k3y-value");
+        // A plain value is the only one there is: a refusal does not change it.
+        assert_eq!(
+            &*plain.refresh("plain-k3y-value").await.unwrap(),
+            "plain-k3y-value"
+        );
+        assert_eq!(format!("{plain:?}"), "ApiCredential(***)");
+        // The secret wins; the plain value beside it is still scrubbed.
+        let arn = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:key-AbCdEf";
+        let secret = credential(&[("KEY", "unused-plain-k3y"), ("KEY_SECRET", arn)]).unwrap();
+        assert_eq!(secret.secret_id(), Some(arn));
+        assert!(secret.can_refresh());
+        assert_eq!(secret, ApiCredential::secret("KEY_SECRET", arn));
+        assert_eq!(format!("{secret:?}"), format!("ApiCredential({arn:?})"));
+        assert_eq!(crate::secrets::scrub("x unused-plain-k3y"), "x ***");
     }
 
     /// The expected tokens were made once by botocore's `generate_db_auth_token` (boto3 1.44,

@@ -177,10 +177,7 @@ fn source_of(environment: &Environment) -> Result<SourceSpec, InvocationError> {
         .fetch_api_url
         .as_deref()
         .ok_or(InvocationError::NoSource)?;
-    Ok(SourceSpec::parse(
-        base_url,
-        environment.fetch_key.as_deref(),
-    )?)
+    Ok(SourceSpec::parse(base_url, environment.fetch_key.clone())?)
 }
 
 /// The config of one invocation without its capabilities. `catch_up` is the environment's
@@ -314,6 +311,7 @@ impl From<RunError> for InvocationFailure {
             RunError::Sink(SinkError::IncompatibleColumn { .. }) => FailureKind::IncompleteRun,
             RunError::Sink(sink) if sink.is_unavailable() => FailureKind::DatabaseUnavailable,
             RunError::Sink(_) | RunError::Task(_) => FailureKind::Internal,
+            RunError::Source(SourceError::Credentials(_)) => FailureKind::CredentialsUnavailable,
             RunError::Source(_) => FailureKind::SourceFailed,
         };
         InvocationFailure::from_error(kind, &error)
@@ -414,6 +412,18 @@ impl LambdaJob {
             .clone()
             .unwrap_or_else(default_plugins_dir);
         let job = Job::prepare(&plugins_dir, SandboxLimits::default())?;
+        // The API credentials' secrets are read once here: a secret that cannot be read fails
+        // the init, not every run. They are read again only after an API refuses them.
+        let api_credentials = [
+            match &source {
+                SourceSpec::Fetch { key, .. } => Some(key),
+                SourceSpec::Files(_) => None,
+            },
+            environment.capabilities.slack_token.as_ref(),
+        ];
+        for credential in api_credentials.into_iter().flatten() {
+            credential.get().await?;
+        }
         let backends = Backends::configure(&environment.capabilities)
             .await
             .map_err(|error| invalid(&error))?;

@@ -21,6 +21,10 @@ Control endpoints (used by the tests):
                                                "hold_first_byte": true (until /control/release),
                                                "slack_429": n, "slack_slow": s, "slack_500": n,
                                                "url_key": "url"|"all_docs_url"}
+    PUT  /control/credentials           body: {"api_key": "...", "slack_token": "..."}: the only
+                                        key and token accepted from now on (a rotation); an
+                                        old key gets a 403 that echoes it, an old token
+                                        Slack's invalid_auth
     GET  /control/requests              every request seen: method, path, query, headers
 """
 
@@ -34,8 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-API_KEY = "test-api-key"
-SLACK_TOKEN = "xoxb-test-token"
+CREDENTIALS = {"api_key": "test-api-key", "slack_token": "xoxb-test-token"}
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "slack"
 
 LOCK = threading.Lock()
@@ -111,6 +114,8 @@ class Handler(BaseHTTPRequestHandler):
             elif url.path == "/control/faults":
                 FAULTS.clear()
                 FAULTS.update(body)
+            elif url.path == "/control/credentials":
+                CREDENTIALS.update(body)
             elif url.path == "/control/release":
                 RELEASE.set()
             elif url.path == "/control/reset":
@@ -133,8 +138,12 @@ class Handler(BaseHTTPRequestHandler):
         self.send_json(404, {"message": "Not Found"})
 
     def fetch_api(self, type_name, query):
-        if self.headers.get("x-api-key") != API_KEY:
-            return self.send_json(403, {"message": "Forbidden"})
+        given = self.headers.get("x-api-key")
+        with LOCK:
+            expected = CREDENTIALS["api_key"]
+        if given != expected:
+            # Echoes what it was given, as some gateways do: the client must scrub it.
+            return self.send_json(403, {"message": "Forbidden", "x-api-key": given})
         if take_fault("api_503"):
             return self.send_json(503, {"message": "Service Unavailable"})
         if take_fault("api_429"):
@@ -246,8 +255,13 @@ class Handler(BaseHTTPRequestHandler):
             self.connection.sendfile(file)
 
     def slack(self, query):
-        if self.headers.get("Authorization") != f"Bearer {SLACK_TOKEN}":
+        given = self.headers.get("Authorization")
+        with LOCK:
+            expected = f"Bearer {CREDENTIALS['slack_token']}"
+        if given is None:
             return self.send_json(200, {"ok": False, "error": "not_authed"})
+        if given != expected:
+            return self.send_json(200, {"ok": False, "error": "invalid_auth"})
         with LOCK:
             slow = FAULTS.get("slack_slow", 0)
         if slow:

@@ -5,6 +5,7 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 
 use super::SlackDirectory;
+use crate::credentials::ApiCredential;
 use crate::http::{HttpError, with_retries};
 
 /// Slack's Web API, or a server that speaks it.
@@ -21,9 +22,16 @@ const TOKEN_ERRORS: [&str; 6] = [
     "missing_scope",
 ];
 
+/// What a failed lookup was doing, in its message.
+const ASKING: &str = "asking Slack about a channel at";
+
+/// Of those, the ones a rotated token gives: the token is read again from its secret and the
+/// lookup tried once more.
+const ROTATED_TOKEN_ERRORS: [&str; 3] = ["invalid_auth", "token_revoked", "token_expired"];
+
 pub struct SlackWebApi {
     base: String,
-    token: String,
+    token: ApiCredential,
     client: reqwest::Client,
     runtime: Handle,
     backoff: backon::ExponentialBuilder,
@@ -56,7 +64,11 @@ struct Channel {
 
 impl SlackWebApi {
     /// A client that blocks on `runtime`: lookups come from plugin threads, not async tasks.
-    pub fn new(base: &str, token: &str, runtime: Handle) -> Result<Self, HttpError> {
+    pub fn new(
+        base: &str,
+        token: impl Into<ApiCredential>,
+        runtime: Handle,
+    ) -> Result<Self, HttpError> {
         let base = if base.ends_with('/') {
             base.to_owned()
         } else {
@@ -66,10 +78,9 @@ impl SlackWebApi {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|error| HttpError::transport("building the Slack client", &base, &error))?;
-        crate::secrets::register(token);
         Ok(SlackWebApi {
             base,
-            token: token.to_owned(),
+            token: token.into(),
             client,
             runtime,
             backoff: crate::http::backoff().with_max_times(4),
@@ -90,30 +101,19 @@ impl SlackWebApi {
         backoff: backon::ExponentialBuilder,
     ) -> Result<Option<String>, HttpError> {
         let url = format!("{}conversations.info", self.base);
-        let what = "asking Slack about a channel at";
-        let answer: Answer = with_retries(backoff, crate::http::MAX_WAIT, || async {
-            // The token goes in the Authorization header, never in the query string.
-            let response = self
-                .client
-                .get(&url)
-                .query(&[("channel", channel_id)])
-                .bearer_auth(&self.token)
-                .timeout(self.timeout)
-                .send()
-                .await
-                .map_err(|error| HttpError::transport(what, &url, &error))?;
-            if !response.status().is_success() {
-                return Err(HttpError::from_response(what, &url, response).await);
-            }
-            response.json::<Answer>().await.map_err(|error| {
-                HttpError::other(
-                    what,
-                    &url,
-                    format!("not a Slack answer: {}", error.without_url()),
-                )
-            })
-        })
-        .await?;
+        let unreadable = |error: crate::credentials::CredentialsError| {
+            HttpError::other(ASKING, &url, error.to_string())
+        };
+        let token = self.token.get().await.map_err(unreadable)?;
+        let mut answer = self.ask(&url, &token, channel_id, backoff).await?;
+        if let Some(error) = answer.error.as_deref()
+            && ROTATED_TOKEN_ERRORS.contains(&error)
+            && self.token.can_refresh()
+        {
+            tracing::warn!("Slack refused the token ({error}); reading it again");
+            let token = self.token.refresh(&token).await.map_err(unreadable)?;
+            answer = self.ask(&url, &token, channel_id, backoff).await?;
+        }
         match answer {
             Answer {
                 ok: true, channel, ..
@@ -121,13 +121,46 @@ impl SlackWebApi {
             Answer {
                 error: Some(error), ..
             } if TOKEN_ERRORS.contains(&error.as_str()) => Err(HttpError::other(
-                what,
+                ASKING,
                 &url,
                 format!("Slack refused the token: {error}"),
             )),
             // `ok: false` (channel_not_found and the like): no name.
             _ => Ok(None),
         }
+    }
+
+    /// One `conversations.info` with `token`, retried on transport errors, 429 and 5xx.
+    async fn ask(
+        &self,
+        url: &str,
+        token: &str,
+        channel_id: &str,
+        backoff: backon::ExponentialBuilder,
+    ) -> Result<Answer, HttpError> {
+        with_retries(backoff, crate::http::MAX_WAIT, || async {
+            // The token goes in the Authorization header, never in the query string.
+            let response = self
+                .client
+                .get(url)
+                .query(&[("channel", channel_id)])
+                .bearer_auth(token)
+                .timeout(self.timeout)
+                .send()
+                .await
+                .map_err(|error| HttpError::transport(ASKING, url, &error))?;
+            if !response.status().is_success() {
+                return Err(HttpError::from_response(ASKING, url, response).await);
+            }
+            response.json::<Answer>().await.map_err(|error| {
+                HttpError::other(
+                    ASKING,
+                    url,
+                    format!("not a Slack answer: {}", error.without_url()),
+                )
+            })
+        })
+        .await
     }
 }
 

@@ -70,7 +70,7 @@ pub fn open_source(config: &RunConfig) -> Result<Source, RunError> {
     Ok(match &config.source {
         SourceSpec::Files(path) => Source::Files(source::files(path)?),
         SourceSpec::Fetch { base_url, key } => Source::Fetch(
-            FetchApi::new(base_url, key, config.fetch.timeouts.clone())?
+            FetchApi::new(base_url, key.clone(), config.fetch.timeouts.clone())?
                 .with_backoff(config.fetch.backoff)
                 .with_max_wait(config.fetch.max_wait),
         ),

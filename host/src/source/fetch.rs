@@ -11,6 +11,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::{SourceError, SourceItem};
 use crate::config::Window;
+use crate::credentials::ApiCredential;
 use crate::http::{HttpError, MAX_WAIT, backoff, redact, with_retries};
 
 /// Timeouts of the fetch client.
@@ -38,7 +39,8 @@ impl Default for FetchTimeouts {
 #[derive(Clone)]
 pub struct FetchApi {
     base: String,
-    key: String,
+    /// Read again when the API refuses it (403): a rotated secret.
+    key: ApiCredential,
     client: reqwest::Client,
     timeouts: FetchTimeouts,
     backoff: backon::ExponentialBuilder,
@@ -62,7 +64,11 @@ struct Presigned {
 }
 
 impl FetchApi {
-    pub fn new(base: &str, key: &str, timeouts: FetchTimeouts) -> Result<Self, SourceError> {
+    pub fn new(
+        base: &str,
+        key: impl Into<ApiCredential>,
+        timeouts: FetchTimeouts,
+    ) -> Result<Self, SourceError> {
         if !(base.starts_with("https://") || base.starts_with("http://")) {
             return Err(SourceError::Unsupported(redact(base)));
         }
@@ -84,10 +90,9 @@ impl FetchApi {
                     &error,
                 ))
             })?;
-        crate::secrets::register(key);
         Ok(FetchApi {
             base,
-            key: key.to_owned(),
+            key: key.into(),
             client,
             timeouts,
             backoff: backoff(),
@@ -193,8 +198,28 @@ impl FetchApi {
         }
     }
 
-    /// Step 1: the presigned URL of a type's window.
+    /// Step 1: the presigned URL of a type's window. A key the API refuses (403) is read
+    /// again from its secret and tried once more: it may have been rotated.
     async fn presign(&self, type_name: &str, window: Window) -> Result<String, SourceError> {
+        let key = self.key.get().await?;
+        match self.presign_with(&key, type_name, window).await {
+            Err(SourceError::Fetch(error))
+                if error.status == Some(403) && self.key.can_refresh() =>
+            {
+                tracing::warn!(type_name, "{error}; reading the fetch API key again");
+                let key = self.key.refresh(&key).await?;
+                self.presign_with(&key, type_name, window).await
+            }
+            result => result,
+        }
+    }
+
+    async fn presign_with(
+        &self,
+        key: &str,
+        type_name: &str,
+        window: Window,
+    ) -> Result<String, SourceError> {
         let url = format!("{}{type_name}", self.base);
         let what = "asking the fetch API";
         let answer = with_retries(self.backoff, self.max_wait, || async {
@@ -202,7 +227,7 @@ impl FetchApi {
                 .client
                 .get(&url)
                 .query(&[("timestamp_from", window.from), ("timestamp_to", window.to)])
-                .header("x-api-key", &self.key)
+                .header("x-api-key", key)
                 .timeout(self.timeouts.presign)
                 .send()
                 .await

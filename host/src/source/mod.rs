@@ -10,6 +10,7 @@ use std::path::PathBuf;
 pub use fetch::{FetchApi, FetchTimeouts};
 pub use file::{files, read_files};
 
+use crate::credentials::{ApiCredential, CredentialsError};
 use crate::document::{Envelope, EnvelopeError};
 
 /// Where to read documents from.
@@ -18,7 +19,10 @@ pub enum SourceSpec {
     /// A JSON array or NDJSON file of envelopes, or a folder of such files (`file:PATH`).
     Files(PathBuf),
     /// The two-step fetch API at `base_url` (`https://…/get_docs/`), with its key.
-    Fetch { base_url: String, key: String },
+    Fetch {
+        base_url: String,
+        key: ApiCredential,
+    },
 }
 
 impl std::fmt::Debug for SourceSpec {
@@ -37,14 +41,12 @@ impl std::fmt::Debug for SourceSpec {
 impl SourceSpec {
     /// Parses `file:PATH` (a bare path means the same) or `https://…/` (the fetch API, which
     /// needs `key`).
-    pub fn parse(spec: &str, key: Option<&str>) -> Result<Self, SourceError> {
+    pub fn parse(spec: &str, key: Option<ApiCredential>) -> Result<Self, SourceError> {
         if spec.starts_with("http://") || spec.starts_with("https://") {
-            let key = key
-                .filter(|key| !key.is_empty())
-                .ok_or(SourceError::MissingKey)?;
+            let key = key.ok_or(SourceError::MissingKey)?;
             return Ok(SourceSpec::Fetch {
                 base_url: spec.to_owned(),
-                key: key.to_owned(),
+                key,
             });
         }
         let path = spec.strip_prefix("file:").unwrap_or(spec);
@@ -60,8 +62,13 @@ impl SourceSpec {
 pub enum SourceError {
     #[error("unsupported source {0:?}: expected file:PATH or https://…/ (the fetch API)")]
     Unsupported(String),
-    #[error("the fetch API needs a key: set DATAPLATTFORM_AURORA_FETCH_KEY")]
+    #[error(
+        "the fetch API needs a key: set DATAPLATTFORM_AURORA_FETCH_KEY_SECRET (a Secrets Manager secret's ARN) or DATAPLATTFORM_AURORA_FETCH_KEY"
+    )]
     MissingKey,
+    /// The key's secret could not be read.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
     #[error(transparent)]
     Fetch(#[from] crate::http::HttpError),
     #[error("cannot read {path}")]
