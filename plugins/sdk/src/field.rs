@@ -112,10 +112,16 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for FieldVisitor<T> {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Self::scalar(
-            T::deserialize(F64Deserializer::<E>::new(v)),
-            v != 0.0,
-        ))
+        let value = T::deserialize(F64Deserializer::<E>::new(v)).or_else(|error| {
+            // serde_json reads the integer `-0` as the float -0.0 (an i64 has no negative
+            // zero); Python's `json` reads it as the int 0, and the old job stored 0.
+            if crate::is_negative_zero(v) {
+                T::deserialize(I64Deserializer::<E>::new(0))
+            } else {
+                Err(error)
+            }
+        });
+        Ok(Self::scalar(value, v != 0.0))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
@@ -363,6 +369,22 @@ mod tests {
         ] {
             assert!(serde_json::from_str::<Doc>(json).is_err(), "{json}");
         }
+    }
+
+    #[test]
+    fn a_negative_zero_is_the_integer_zero_as_in_python() {
+        let field: Field<i64> = serde_json::from_str("-0").unwrap();
+        assert_eq!(field.get(), Some(&0));
+        assert!(!field.is_truthy());
+        // serde_json gives `-0.0` the same way; the old job's MySQL INT stored it as 0 too.
+        let field: Field<i64> = serde_json::from_str("-0.0").unwrap();
+        assert_eq!(field.get(), Some(&0));
+        let field: Field<f64> = serde_json::from_str("-0").unwrap();
+        assert_eq!(field.get(), Some(&0.0));
+        let field: Field<String> = serde_json::from_str("-0").unwrap();
+        assert_eq!(field.get(), None);
+        let field: Field<i64> = serde_json::from_str("-0.5").unwrap();
+        assert_eq!(field.get(), None);
     }
 
     #[test]
