@@ -679,7 +679,7 @@ mod tests {
             message.starts_with("types: cannot be read (recursion limit exceeded"),
             "{message}"
         );
-        assert!(failure("not json").starts_with("the event is not JSON: expected value"));
+        assert!(failure("oops").starts_with("the event is not JSON: expected value"));
         assert!(failure(r#"{"types": ["#).starts_with("the event is not JSON: "));
         assert_eq!(
             failure(r#"{"timestamp_from": "yesterday"}"#),
