@@ -101,7 +101,11 @@ async fn an_event_the_runtime_cannot_read_is_an_invalid_event_and_counted_incomp
         .filter(|line| line["level"] == "ERROR")
         .collect();
     assert_eq!(errors.len(), 3, "{errors:?}");
-    assert!(errors.iter().all(|line| line["error_type"] == "InvalidEvent"));
+    assert!(
+        errors
+            .iter()
+            .all(|line| line["error_type"] == "InvalidEvent")
+    );
     let incomplete: Vec<i64> = lambda
         .metrics()
         .iter()
@@ -199,6 +203,19 @@ async fn the_three_plugins_store_what_the_old_job_stored_from_bent_documents() {
                 "event_code":"303030","extra":{bent}}}}}"#
         ));
     }
+    // A repeated key in `data` keeps its last value, with a bent member beside it.
+    documents.push(format!(
+        r#"{{"id":"g3","timestamp":{T0},"type":"GithubType","data":{{"head_commit":{{"id":"x"}},
+            "bent":"\ud800","head_commit":{{"id":"c3"}},"repository":{{"stargazers_count":-0}}}}}}"#
+    ));
+    documents.push(format!(
+        r#"{{"id":"s3","timestamp":{T0},"type":"SlackType","data":{{"team_id":"T0","bent":1e400,
+            "team_id":"T1","event_time":-0,"event":{{"type":"message","channel":"C1"}}}}}}"#
+    ));
+    documents.push(format!(
+        r#"{{"id":"r3","timestamp":{T0},"type":"EventRatingType","data":{{"button":-0,
+            "bent":{deep},"event_code":"000","event_code":"303030"}}}}"#
+    ));
     // A repeated envelope key keeps its last value, as Python's `json` does.
     documents.push(format!(
         r#"{{"id":"wrong","timestamp":"x","type":"GithubType","id":"again","timestamp":{T0},
@@ -216,33 +233,35 @@ async fn the_three_plugins_store_what_the_old_job_stored_from_bent_documents() {
     let summary = run(config).await;
     assert_eq!(
         (summary.inserted, summary.refused, summary.failed),
-        (10, 0, 0),
+        (13, 0, 0),
         "{:?}",
         summary.types
     );
-    let rows = |sql: &str| database.strings(sql);
     assert_eq!(
-        rows(
+        database
+            .strings(
             "SELECT id || ' ' || commit_id || ' ' || COALESCE(CAST(stargazers_count AS TEXT), 'NULL') \
              FROM GithubType ORDER BY id"
         )
         .await,
-        ["again c9 NULL", "g0 c0 0", "g1 c1 0", "g2 c2 0"]
+        ["again c9 NULL", "g0 c0 0", "g1 c1 0", "g2 c2 0", "g3 c3 0"]
     );
     assert_eq!(
-        rows(
+        database
+            .strings(
             "SELECT id || ' ' || COALESCE(CAST(slack_timestamp AS TEXT), 'NULL') || ' ' || channel_name \
              FROM SlackType ORDER BY id"
         )
         .await,
-        ["s0 0 general", "s1 0 general", "s2 0 general"]
+        ["s0 0 general", "s1 0 general", "s2 0 general", "s3 0 general"]
     );
     assert_eq!(
-        rows(
-            "SELECT id || ' ' || COALESCE(CAST(button AS TEXT), 'NULL') || ' ' || event_name \
+        database
+            .strings(
+                "SELECT id || ' ' || COALESCE(CAST(button AS TEXT), 'NULL') || ' ' || event_name \
              FROM EventRatingType ORDER BY id"
-        )
-        .await,
-        ["r0 0 5", "r1 0 5", "r2 0 5"]
+            )
+            .await,
+        ["r0 0 5", "r1 0 5", "r2 0 5", "r3 0 5"]
     );
 }

@@ -233,8 +233,9 @@ async fn invoke(
     event: Box<RawValue>,
     deadline: Option<Instant>,
 ) -> InvocationOutcome {
-    let invocation =
-        tokio::spawn(async move { lambda.invoke(event.get(), unix_now(), deadline).await }.in_current_span());
+    let invocation = tokio::spawn(
+        async move { lambda.invoke(event.get(), unix_now(), deadline).await }.in_current_span(),
+    );
     match invocation.await {
         Ok(outcome) => outcome,
         Err(error) => {

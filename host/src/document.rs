@@ -397,7 +397,10 @@ mod tests {
         // The last value decides, also when it is the wrong one.
         let raw = r#"{"id":"a","timestamp":1,"data":{},"data":"{}"}"#;
         let error = check_element(scanned(raw)).unwrap_err();
-        assert!(error.reason.starts_with("data is not an object"), "{error:?}");
+        assert!(
+            error.reason.starts_with("data is not an object"),
+            "{error:?}"
+        );
     }
 
     #[test]

@@ -73,7 +73,9 @@ fn number_text(number: &serde_json::Number) -> String {
     }
     // Every JSON number serde_json reads without arbitrary precision is an f64 otherwise;
     // Rust's `Display` of an f64 is plain decimal notation with the shortest exact digits.
-    number.as_f64().map_or_else(|| number.to_string(), |float| float.to_string())
+    number
+        .as_f64()
+        .map_or_else(|| number.to_string(), |float| float.to_string())
 }
 
 aurora_plugin_sdk::columns! {
@@ -222,8 +224,14 @@ mod tests {
             (json!(-0.0), "0"),
             (json!(5.5), "5.5"),
             (json!(5.0), "5"),
-            (json!(100_000_000_000_000_000_000.0), "100000000000000000000"),
-            (json!(18_446_744_073_709_551_615_u64), "18446744073709551615"),
+            (
+                json!(100_000_000_000_000_000_000.0),
+                "100000000000000000000",
+            ),
+            (
+                json!(18_446_744_073_709_551_615_u64),
+                "18446744073709551615",
+            ),
             (json!("asdf"), "asdf"),
         ] {
             let item = json!({"event_code": "7", "event_name": name, "code_valid_from": 0,
