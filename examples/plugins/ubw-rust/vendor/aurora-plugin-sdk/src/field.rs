@@ -11,7 +11,8 @@ use serde::de::value::{
     U64Deserializer,
 };
 use serde::de::{
-    self, DeserializeSeed, Deserializer, IgnoredAny, IntoDeserializer, MapAccess, SeqAccess, Visitor,
+    self, DeserializeSeed, Deserializer, IgnoredAny, IntoDeserializer, MapAccess, SeqAccess,
+    Visitor,
 };
 use serde_json::value::RawValue;
 

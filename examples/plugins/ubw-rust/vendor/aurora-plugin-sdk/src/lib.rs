@@ -138,9 +138,12 @@ pub(crate) fn is_negative_zero(number: f64) -> bool {
 /// A JSON number as an integer column takes it: `None` when it is not an integer of 64 bits,
 /// and 0 for `-0` (read as the float -0.0 by serde_json, as the int 0 by Python).
 pub fn integer(number: &serde_json::Number) -> Option<i64> {
-    number
-        .as_i64()
-        .or_else(|| number.as_f64().filter(|float| is_negative_zero(*float)).map(|_| 0))
+    number.as_i64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|float| is_negative_zero(*float))
+            .map(|_| 0)
+    })
 }
 
 /// The document error for data that is not JSON, naming the real fault where serde_json's
