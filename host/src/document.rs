@@ -143,7 +143,8 @@ impl<'de> Deserialize<'de> for ObjectMembers<'de> {
 /// few bytes and `data` is checked to be an object by its brackets; its inside is left to the
 /// plugin's parser, the one full pass over it. A repeated member keeps its last value, both
 /// ways. Anything unusual (a member key with an escape, a value of the wrong kind, a top level
-/// that is not well formed) goes the long way, [`check_envelope`], which parses the element whole and says what is wrong.
+/// that is not well formed) goes the long way, [`check_envelope`], which parses the element
+/// whole and says what is wrong.
 pub fn check_element(element: Element) -> Result<Envelope, EnvelopeError> {
     let Element { bytes, members } = element;
     let Some(members) = members else {
@@ -303,7 +304,8 @@ pub fn check_envelope(element: Bytes) -> Result<Envelope, EnvelopeError> {
     })
 }
 
-fn abbreviate(text: &str) -> String {
+/// Text cut short (80 characters) for a message.
+pub(crate) fn abbreviate(text: &str) -> String {
     match text.char_indices().nth(80) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_owned(),

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::capability::Backends;
 use crate::config::{CatchUp, ConfigError, Environment, RunConfig, Window, WindowPlan, from_env};
 use crate::credentials::{CredentialsError, DatabaseCredentials};
+use crate::document::{ObjectMembers, abbreviate};
 use crate::error::RunError;
 use crate::job::Job;
 use crate::plugin::SandboxLimits;
@@ -109,9 +110,7 @@ impl InvocationEvent {
             catch_up,
         })
     }
-}
 
-impl InvocationEvent {
     /// Checks an event given as JSON text, as the Runtime API delivers it. Only the keys the
     /// job reads are parsed; the others are checked to be well formed and skipped, however
     /// deep they nest. Anything that is not a readable event is [`FailureKind::InvalidEvent`],
@@ -132,7 +131,7 @@ impl InvocationEvent {
                 ))),
             };
         }
-        let members = crate::document::ObjectMembers::parse(text)
+        let members = ObjectMembers::parse(text)
             .map_err(|error| invalid(format!("the event is not a JSON object: {error}")))?;
         let mut read = serde_json::Map::new();
         for key in Self::KEYS {
@@ -152,14 +151,6 @@ impl InvocationEvent {
 
     /// The keys an event may have; any other is ignored.
     const KEYS: [&str; 4] = ["types", "timestamp_from", "timestamp_to", "catch_up"];
-}
-
-/// JSON text cut short for a message.
-fn abbreviate(text: &str) -> String {
-    match text.char_indices().nth(80) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
 }
 
 /// A value as JSON, cut short: it goes into an error message and a log line.
