@@ -141,8 +141,8 @@ async fn broken_envelopes_of_unselected_types_are_one_skipped_figure_and_the_res
     assert_eq!(
         (summary.inserted, summary.failed, summary.skipped),
         (5, 2, 200_000),
-        "{:?}",
-        summary.types
+        "{} types in the summary",
+        summary.types.len()
     );
     assert_eq!(
         summary.types.keys().collect::<Vec<_>>(),
