@@ -13,6 +13,7 @@ mod lambda;
 mod lambda_deadline;
 mod loading;
 mod plugin_faults;
+mod old_job_behaviour;
 mod resilience;
 mod sandbox;
 mod secrets;

@@ -21,10 +21,14 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use batch_job_aurora::config::unix_now;
-use batch_job_aurora::invocation::{InvocationFailure, InvocationResponse, LambdaJob};
+use batch_job_aurora::invocation::{
+    FailureKind, InvocationFailure, InvocationOutcome, InvocationResponse, LambdaJob,
+};
 use batch_job_aurora::metrics::{DEFAULT_NAMESPACE, InvocationMetrics};
 use batch_job_aurora::plugin::{PluginEngine, SandboxLimits};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use tracing::Instrument;
 
 /// How long before the invocation's deadline the run stops starting new work, so that it can
@@ -108,8 +112,7 @@ async fn serve(started: Instant) -> ExitCode {
     // Both live as long as the process; the handler borrows them for every invocation.
     let lambda: &'static LambdaJob = Box::leak(Box::new(lambda));
     let settings: &'static Settings = Box::leak(Box::new(settings));
-    let handler =
-        service_fn(move |event: LambdaEvent<serde_json::Value>| handle(lambda, settings, event));
+    let handler = service_fn(move |event: LambdaEvent<EventText>| handle(lambda, settings, event));
     match lambda_runtime::run(handler).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -137,16 +140,42 @@ impl From<Failure> for Diagnostic {
     }
 }
 
+/// The event as the Runtime API delivered it: its JSON text, checked by the job itself, or why
+/// it is not JSON at all. lambda_runtime deserializes the event before the handler runs and
+/// answers a failure itself, with its own Rust type name as the errorType and no metric; taking
+/// the text, and never failing to, leaves every event to the job's own check, so that each one
+/// that cannot be read is an `InvalidEvent` that emits `IncompleteRun` like every failure.
+enum EventText {
+    Json(Box<RawValue>),
+    Unreadable(String),
+}
+
+impl<'de> Deserialize<'de> for EventText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // A raw value is checked to be well formed, however deep it nests, and not parsed.
+        Ok(match Box::<RawValue>::deserialize(deserializer) {
+            Ok(text) => EventText::Json(text),
+            Err(error) => EventText::Unreadable(error.to_string()),
+        })
+    }
+}
+
 async fn handle(
     lambda: &'static LambdaJob,
     settings: &'static Settings,
-    event: LambdaEvent<serde_json::Value>,
+    event: LambdaEvent<EventText>,
 ) -> Result<InvocationResponse, Failure> {
     let started = Instant::now();
     let span = tracing::info_span!("invocation", request_id = %event.context.request_id);
     async move {
         let deadline = run_deadline(event.context.deadline, settings.deadline_margin);
-        let outcome = lambda.invoke(&event.payload, unix_now(), deadline).await;
+        let outcome = match event.payload {
+            EventText::Json(text) => invoke(lambda, text, deadline).await,
+            EventText::Unreadable(error) => InvocationOutcome::failed(InvocationFailure::new(
+                FailureKind::InvalidEvent,
+                format!("the event is not JSON: {error}"),
+            )),
+        };
         let (window_from, window_to) = outcome
             .window
             .map_or((None, None), |window| (Some(window.from), Some(window.to)));
@@ -195,6 +224,35 @@ async fn handle(
     }
     .instrument(span)
     .await
+}
+
+/// Runs one invocation on its own task, so that even a panic is answered as a failure of this
+/// invocation (`Internal`), logged and counted in the metrics like any other.
+async fn invoke(
+    lambda: &'static LambdaJob,
+    event: Box<RawValue>,
+    deadline: Option<Instant>,
+) -> InvocationOutcome {
+    let invocation = tokio::spawn(
+        async move { lambda.invoke(event.get(), unix_now(), deadline).await }.in_current_span(),
+    );
+    match invocation.await {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            let why = match error.try_into_panic() {
+                Ok(panic) => panic
+                    .downcast_ref::<&str>()
+                    .map(|message| (*message).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_owned()),
+                Err(error) => error.to_string(),
+            };
+            InvocationOutcome::failed(InvocationFailure::new(
+                FailureKind::Internal,
+                format!("the invocation stopped: {why}"),
+            ))
+        }
+    }
 }
 
 /// The invocation's deadline (Unix milliseconds) less the margin, as an instant; `None` when

@@ -93,25 +93,58 @@ pub struct EnvelopeError {
     pub raw: String,
 }
 
-/// The envelope's fields, loosely typed so that every wrong kind gets its own message.
-#[derive(Deserialize)]
-struct Loose<'a> {
-    #[serde(default, borrow)]
-    id: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    timestamp: Option<&'a RawValue>,
-    #[serde(default, rename = "type", borrow)]
-    type_name: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    data: Option<&'a RawValue>,
+/// The members of a JSON object, each value as its raw text. A repeated key keeps its last value,
+/// as Python's `json` (and so the old job) does, at the top level as everywhere else. Values
+/// are only checked to be well formed, however deep they nest: a member nobody reads is never
+/// parsed into anything.
+pub struct ObjectMembers<'a> {
+    members: std::collections::HashMap<String, &'a RawValue>,
+}
+
+impl<'a> ObjectMembers<'a> {
+    /// The members of `text`, which must be one JSON object.
+    pub fn parse(text: &'a str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// The raw value of a member, when the object has it.
+    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.members.get(key).copied()
+    }
+}
+
+impl<'de> Deserialize<'de> for ObjectMembers<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MembersVisitor;
+        impl<'de> serde::de::Visitor<'de> for MembersVisitor {
+            type Value = ObjectMembers<'de>;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut members = std::collections::HashMap::new();
+                while let Some((key, value)) = map.next_entry::<String, &'de RawValue>()? {
+                    members.insert(key, value);
+                }
+                Ok(ObjectMembers { members })
+            }
+        }
+        deserializer.deserialize_map(MembersVisitor)
+    }
 }
 
 /// Checks one element of a source, as read. When the scan noted the members of the element's
 /// object, only their bytes are read: `id`, `timestamp` and `type` are parsed from their own
 /// few bytes and `data` is checked to be an object by its brackets; its inside is left to the
-/// plugin's parser, the one full pass over it. Anything unusual (a member key with an escape, a
-/// repeated member, a value of the wrong kind, a top level that is not well formed) goes the
-/// long way, [`check_envelope`], which parses the element whole and says what is wrong.
+/// plugin's parser, the one full pass over it. A repeated member keeps its last value, both
+/// ways. Anything unusual (a member key with an escape, a value of the wrong kind, a top level
+/// that is not well formed) goes the long way, [`check_envelope`], which parses the element
+/// whole and says what is wrong.
 pub fn check_element(element: Element) -> Result<Envelope, EnvelopeError> {
     let Element { bytes, members } = element;
     let Some(members) = members else {
@@ -157,9 +190,8 @@ fn from_members(raw: &str, members: &[MemberSpan]) -> Option<Fields> {
             }
             _ => return None,
         };
-        if slot.replace(member.value.clone()).is_some() {
-            return None;
-        }
+        // A repeated member keeps its last value, as the long way does.
+        *slot = Some(member.value.clone());
     }
     let id: String = serde_json::from_str(&raw[id?]).ok()?;
     check_id_length(&id).ok()?;
@@ -213,15 +245,13 @@ pub fn check_envelope(element: Bytes) -> Result<Envelope, EnvelopeError> {
             None,
         ));
     }
-    let loose: Loose = serde_json::from_str(raw)
+    let members = ObjectMembers::parse(raw)
         .map_err(|error| fail(format!("not a JSON object: {error}"), None, None, None))?;
-    let id = loose
-        .id
-        .and_then(|v| serde_json::from_str::<String>(v.get()).ok());
-    let timestamp = loose
-        .timestamp
-        .and_then(|v| serde_json::from_str::<i64>(v.get()).ok());
-    let type_name = match loose.type_name {
+    let [id_value, timestamp_value, type_value, data] =
+        ["id", "timestamp", "type", "data"].map(|key| members.get(key));
+    let id = id_value.and_then(|v| serde_json::from_str::<String>(v.get()).ok());
+    let timestamp = timestamp_value.and_then(|v| serde_json::from_str::<i64>(v.get()).ok());
+    let type_name = match type_value {
         None => None,
         Some(v) if v.get() == "null" => None,
         Some(v) => match serde_json::from_str::<String>(v.get()) {
@@ -237,14 +267,14 @@ pub fn check_envelope(element: Bytes) -> Result<Envelope, EnvelopeError> {
         },
     };
     let fail = |reason: String| fail(reason, id.clone(), timestamp, type_name.clone());
-    let Some(id_value) = loose.id else {
+    let Some(id_value) = id_value else {
         return Err(fail("missing id".into()));
     };
     let Some(checked_id) = id.clone() else {
         return Err(fail(format!("id is not a string: {}", id_value.get())));
     };
     check_id_length(&checked_id).map_err(fail)?;
-    let Some(timestamp_value) = loose.timestamp else {
+    let Some(timestamp_value) = timestamp_value else {
         return Err(fail("missing timestamp".into()));
     };
     let Some(checked_timestamp) = timestamp else {
@@ -253,7 +283,7 @@ pub fn check_envelope(element: Bytes) -> Result<Envelope, EnvelopeError> {
             timestamp_value.get()
         )));
     };
-    let Some(data) = loose.data else {
+    let Some(data) = data else {
         return Err(fail("missing data".into()));
     };
     if !data.get().starts_with('{') {
@@ -274,7 +304,8 @@ pub fn check_envelope(element: Bytes) -> Result<Envelope, EnvelopeError> {
     })
 }
 
-fn abbreviate(text: &str) -> String {
+/// Text cut short (80 characters) for a message.
+pub(crate) fn abbreviate(text: &str) -> String {
     match text.char_indices().nth(80) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_owned(),
@@ -326,6 +357,52 @@ mod tests {
         assert!(scanned(raw).members.is_some());
         assert_eq!(check_element(scanned(raw)).unwrap().data(), r#"{"x": tru}"#);
         assert!(check_envelope(Bytes::from_static(raw.as_bytes())).is_err());
+    }
+
+    #[test]
+    fn a_repeated_member_keeps_its_last_value_both_ways() {
+        // Python's `json` keeps the last value of a repeated key, so the old job did too.
+        let cases = [
+            (
+                r#"{"id":"a","timestamp":1,"data":{"x":1},"id":"b","data":{"y":2}}"#,
+                "b",
+                1,
+                r#"{"y":2}"#,
+            ),
+            (
+                r#"{"id":5,"timestamp":"x","id":"c","timestamp":7,"data":{}}"#,
+                "c",
+                7,
+                "{}",
+            ),
+            (
+                r#"{"\u0069d":"escaped","id":"d","timestamp":1,"data":[],"data":{}}"#,
+                "d",
+                1,
+                "{}",
+            ),
+        ];
+        for (raw, id, timestamp, data) in cases {
+            for envelope in [
+                check_envelope(Bytes::from(raw.to_owned())),
+                check_element(scanned(raw)),
+            ] {
+                let envelope = envelope.unwrap_or_else(|error| panic!("{raw}: {error:?}"));
+                assert_eq!(
+                    (envelope.id.as_str(), envelope.timestamp, envelope.data()),
+                    (id, timestamp, data),
+                    "{raw}"
+                );
+                assert_eq!(envelope.raw(), raw);
+            }
+        }
+        // The last value decides, also when it is the wrong one.
+        let raw = r#"{"id":"a","timestamp":1,"data":{},"data":"{}"}"#;
+        let error = check_element(scanned(raw)).unwrap_err();
+        assert!(
+            error.reason.starts_with("data is not an object"),
+            "{error:?}"
+        );
     }
 
     #[test]

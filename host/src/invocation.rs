@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::capability::Backends;
 use crate::config::{CatchUp, ConfigError, Environment, RunConfig, Window, WindowPlan, from_env};
 use crate::credentials::{CredentialsError, DatabaseCredentials};
+use crate::document::{ObjectMembers, abbreviate};
 use crate::error::RunError;
 use crate::job::Job;
 use crate::plugin::SandboxLimits;
@@ -109,15 +110,52 @@ impl InvocationEvent {
             catch_up,
         })
     }
+
+    /// Checks an event given as JSON text, as the Runtime API delivers it. Only the keys the
+    /// job reads are parsed; the others are checked to be well formed and skipped, however
+    /// deep they nest. Anything that is not a readable event is [`FailureKind::InvalidEvent`],
+    /// with a message that says why (and names the key when one is at fault).
+    pub fn from_json(text: &str) -> Result<Self, InvocationFailure> {
+        let invalid = |message: String| InvocationFailure::new(FailureKind::InvalidEvent, message);
+        let event: &serde_json::value::RawValue = serde_json::from_str(text)
+            .map_err(|error| invalid(format!("the event is not JSON: {error}")))?;
+        let text = event.get();
+        if !text.starts_with('{') {
+            // Not an object: a scalar or a list is shown as such; a list too deep to be read
+            // whole is shown cut short.
+            return match serde_json::from_str(text) {
+                Ok(value) => Self::from_payload(&value),
+                Err(_) => Err(invalid(format!(
+                    "expected a JSON object (or null), got {}",
+                    abbreviate(text)
+                ))),
+            };
+        }
+        let members = ObjectMembers::parse(text)
+            .map_err(|error| invalid(format!("the event is not a JSON object: {error}")))?;
+        let mut read = serde_json::Map::new();
+        for key in Self::KEYS {
+            let Some(value) = members.get(key) else {
+                continue;
+            };
+            let value = serde_json::from_str(value.get()).map_err(|error| {
+                invalid(format!(
+                    "{key}: cannot be read ({error}): {}",
+                    abbreviate(value.get())
+                ))
+            })?;
+            read.insert(key.to_owned(), value);
+        }
+        Self::from_payload(&serde_json::Value::Object(read))
+    }
+
+    /// The keys an event may have; any other is ignored.
+    const KEYS: [&str; 4] = ["types", "timestamp_from", "timestamp_to", "catch_up"];
 }
 
 /// A value as JSON, cut short: it goes into an error message and a log line.
 fn shown(value: &serde_json::Value) -> String {
-    let text = value.to_string();
-    match text.char_indices().nth(80) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
-    }
+    abbreviate(&value.to_string())
 }
 
 /// `{"statusCode": 200, "body": "N records inserted into Aurora. M duplicates skipped. E errors."}`
@@ -392,6 +430,17 @@ pub struct InvocationOutcome {
     pub result: Result<InvocationResponse, InvocationFailure>,
 }
 
+impl InvocationOutcome {
+    /// An invocation that failed before any run.
+    pub fn failed(failure: InvocationFailure) -> Self {
+        InvocationOutcome {
+            summary: None,
+            window: None,
+            result: Err(failure),
+        }
+    }
+}
+
 impl LambdaJob {
     /// The container's init, from the environment `env` (read once): checks the settings,
     /// builds the engine, loads the plugins and sets up the backends. No database connection
@@ -441,22 +490,18 @@ impl LambdaJob {
         &self.job
     }
 
-    /// One invocation: the event is checked first (its keys, then its types against the
-    /// installed plugins), then the database URL is made (reading the secret or making a token
-    /// when needed), then the job runs. A refused login reads the credentials again and runs
-    /// once more.
+    /// One invocation, its event given as JSON text: the event is checked first (its keys,
+    /// then its types against the installed plugins), then the database URL is made (reading
+    /// the secret or making a token when needed), then the job runs. A refused login reads the
+    /// credentials again and runs once more.
     pub async fn invoke(
         &self,
-        payload: &serde_json::Value,
+        event: &str,
         now: i64,
         deadline: Option<Instant>,
     ) -> InvocationOutcome {
-        let failed = |failure: InvocationFailure| InvocationOutcome {
-            summary: None,
-            window: None,
-            result: Err(failure),
-        };
-        let event = match InvocationEvent::from_payload(payload) {
+        let failed = InvocationOutcome::failed;
+        let event = match InvocationEvent::from_json(event) {
             Ok(event) => event,
             Err(failure) => return failed(failure),
         };
@@ -612,6 +657,49 @@ mod tests {
         )
         .unwrap();
         assert_eq!((event.types, event.timestamp_from), (None, Some(0)));
+    }
+
+    #[test]
+    fn every_event_that_cannot_be_read_is_an_invalid_event() {
+        let failure = |text: &str| {
+            let failure = InvocationEvent::from_json(text).unwrap_err();
+            assert_eq!(failure.kind, FailureKind::InvalidEvent, "{text}");
+            failure.message
+        };
+        let deep = |depth: usize, inner: &str| {
+            format!("{}{inner}{}", "[".repeat(depth), "]".repeat(depth))
+        };
+        let message = failure(&deep(600, "1"));
+        assert!(
+            message.starts_with("expected a JSON object (or null), got [[[["),
+            "{message}"
+        );
+        assert!(message.chars().count() < 200, "{message}");
+        let message = failure(&format!(r#"{{"types": {}}}"#, deep(600, r#""GithubType""#)));
+        assert!(
+            message.starts_with("types: cannot be read (recursion limit exceeded"),
+            "{message}"
+        );
+        assert!(failure("oops").starts_with("the event is not JSON: expected value"));
+        assert!(failure(r#"{"types": ["#).starts_with("the event is not JSON: "));
+        assert_eq!(
+            failure(r#"{"timestamp_from": "yesterday"}"#),
+            r#"timestamp_from: expected Unix seconds, got "yesterday""#
+        );
+        assert_eq!(failure("5"), "expected a JSON object (or null), got 5");
+        // Keys the job does not read are skipped whatever they hold, however deep; a repeated
+        // key keeps its last value; null is every default.
+        let deep_detail = format!(
+            r#"{{"detail": {}, "types": ["SlackType"], "timestamp_from": 1, "timestamp_from": 2}}"#,
+            deep(600, r#""\ud800""#)
+        );
+        let event = InvocationEvent::from_json(&deep_detail).unwrap();
+        assert_eq!(event.types, Some(vec!["SlackType".to_owned()]));
+        assert_eq!(event.timestamp_from, Some(2));
+        assert_eq!(
+            InvocationEvent::from_json(" null ").unwrap(),
+            InvocationEvent::default()
+        );
     }
 
     #[test]

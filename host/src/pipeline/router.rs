@@ -201,8 +201,16 @@ impl Router {
         let mut envelope = match item {
             Ok(envelope) => envelope,
             Err(mut error) => {
-                if let Some(expected) = &self.expected_type {
-                    error.type_name = Some(expected.clone());
+                match (&self.expected_type, &error.type_name) {
+                    (Some(expected), _) => error.type_name = Some(expected.clone()),
+                    // A broken envelope that says it is of a type not selected is skipped, like
+                    // a good one of that type: the run that selects the type keeps it as
+                    // failed. One figure, however many types they claim.
+                    (None, Some(claimed)) if !self.selected(claimed) => {
+                        self.skipped += 1;
+                        return ControlFlow::Continue(());
+                    }
+                    (None, _) => {}
                 }
                 return self.fail(envelope_failure(error));
             }
@@ -234,11 +242,7 @@ impl Router {
                 ));
             }
         };
-        let Some(lane) = self
-            .lanes
-            .iter()
-            .position(|lane| lane.input.type_name == type_name)
-        else {
+        let Some(lane) = self.lane_of(&type_name) else {
             // One figure for every type not selected, however many there are.
             self.skipped += 1;
             return ControlFlow::Continue(());
@@ -290,6 +294,17 @@ impl Router {
             return self.send(lane);
         }
         ControlFlow::Continue(())
+    }
+
+    /// The lane of a selected type.
+    fn lane_of(&self, type_name: &str) -> Option<usize> {
+        self.lanes
+            .iter()
+            .position(|lane| lane.input.type_name == type_name)
+    }
+
+    fn selected(&self, type_name: &str) -> bool {
+        self.lane_of(type_name).is_some()
     }
 
     /// Hands the lane's gathered batch on. A closed lane means the run is stopping.

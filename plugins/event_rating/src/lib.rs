@@ -33,7 +33,7 @@ enum EventCode {
 #[derive(Deserialize)]
 struct Event {
     #[serde(default)]
-    event_name: Field<String>,
+    event_name: Field<serde_json::Value>,
     #[serde(default)]
     code_valid_from: Field<f64>,
     #[serde(default)]
@@ -41,6 +41,18 @@ struct Event {
 }
 
 impl Event {
+    /// The event's name as the old job stored it: a string as it is, a number as its text
+    /// (`5` → `"5"`, `5.5` → `"5.5"`: Python's `str()` of the `Decimal` boto3 reads from
+    /// DynamoDB, in plain decimal notation). Anything else (a boolean, a list, an object) is no
+    /// name.
+    fn name(self) -> Option<String> {
+        match self.event_name.into_option()? {
+            serde_json::Value::String(name) => Some(name),
+            serde_json::Value::Number(number) => Some(number_text(&number)),
+            _ => None,
+        }
+    }
+
     fn valid_at(&self, timestamp: i64) -> bool {
         let at = timestamp as f64;
         matches!(
@@ -48,6 +60,22 @@ impl Event {
             (Some(from), Some(to)) if *from < at && at < *to
         )
     }
+}
+
+/// A number in plain decimal notation, as DynamoDB gives it and Python's `str(Decimal)` keeps
+/// it: integers exactly (`-0` is 0), others by their shortest round-trip digits.
+fn number_text(number: &serde_json::Number) -> String {
+    if let Some(integer) = aurora_plugin_sdk::integer(number) {
+        return integer.to_string();
+    }
+    if let Some(unsigned) = number.as_u64() {
+        return unsigned.to_string();
+    }
+    // Every JSON number serde_json reads without arbitrary precision is an f64 otherwise;
+    // Rust's `Display` of an f64 is plain decimal notation with the shortest exact digits.
+    number
+        .as_f64()
+        .map_or_else(|| number.to_string(), |float| float.to_string())
 }
 
 aurora_plugin_sdk::columns! {
@@ -82,7 +110,7 @@ impl Plugin for EventRating {
                 PluginError::CapabilityFailed(format!("event item is not valid: {error}"))
             })?;
             if event.valid_at(document.timestamp) {
-                event_name = Some(event.event_name.into_option());
+                event_name = Some(event.name());
                 break;
             }
         }
@@ -172,7 +200,8 @@ mod tests {
         for event in [
             json!({"event_code": "7", "code_valid_from": 0, "code_valid_to": 1000}),
             json!({"event_code": "7", "event_name": null, "code_valid_from": 0, "code_valid_to": 1000}),
-            json!({"event_code": "7", "event_name": 5, "code_valid_from": 0, "code_valid_to": 1000}),
+            json!({"event_code": "7", "event_name": true, "code_valid_from": 0, "code_valid_to": 1000}),
+            json!({"event_code": "7", "event_name": ["a"], "code_valid_from": 0, "code_valid_to": 1000}),
         ] {
             let host = StaticHost::new().with_reference(EVENT_CODES, "7", event.clone());
             let document = Document {
@@ -185,6 +214,36 @@ mod tests {
                 matches!(&outcome, Outcome::Refused(reason) if reason.contains("no event_name")),
                 "{event}: {outcome:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_numeric_event_name_is_stored_as_the_old_job_stored_it() {
+        for (name, stored) in [
+            (json!(5), "5"),
+            (json!(-0.0), "0"),
+            (json!(5.5), "5.5"),
+            (json!(5.0), "5"),
+            (
+                json!(100_000_000_000_000_000_000.0),
+                "100000000000000000000",
+            ),
+            (
+                json!(18_446_744_073_709_551_615_u64),
+                "18446744073709551615",
+            ),
+            (json!("asdf"), "asdf"),
+        ] {
+            let item = json!({"event_code": "7", "event_name": name, "code_valid_from": 0,
+                              "code_valid_to": 1000});
+            let host = StaticHost::new().with_reference(EVENT_CODES, "7", item);
+            let document = Document {
+                id: "x".into(),
+                timestamp: 50,
+                data: r#"{"button":1,"event_code":"7"}"#.into(),
+            };
+            let outcome = EventRating::transform(&document, &host).unwrap();
+            assert_eq!(event_name(outcome).as_deref(), Some(stored), "{name}");
         }
     }
 

@@ -83,7 +83,10 @@ impl<'a> Parsed<'a> {
 
     /// The integer at a pointer; `None` when missing, not an integer or beyond 64 bits.
     pub fn int(&self, pointer: &str) -> Option<i64> {
-        self.pointer(pointer)?.as_i64()
+        match self.pointer(pointer)?.as_ref() {
+            Json::Number(number) => crate::integer(number),
+            _ => None,
+        }
     }
 
     /// The number at a pointer, as a float; `None` when missing or not a number.
@@ -106,7 +109,9 @@ impl<'a> Parsed<'a> {
 pub fn cell(kind: ColumnType, json: &Json) -> Value {
     match (kind, json) {
         (ColumnType::Text, Json::String(text)) => Value::Text(text.clone()),
-        (ColumnType::Int, Json::Number(number)) => number.as_i64().map_or(Value::Null, Value::Int),
+        (ColumnType::Int, Json::Number(number)) => {
+            crate::integer(number).map_or(Value::Null, Value::Int)
+        }
         (ColumnType::Float, Json::Number(number)) => {
             number.as_f64().map_or(Value::Null, Value::Float)
         }
@@ -129,7 +134,7 @@ mod tests {
 
     #[test]
     fn paths_follow_keys_and_indexes_and_give_null_otherwise() {
-        let doc = document(r#"{"commits":[{"id":"c1"}],"n":5,"flag":true,"s":"t"}"#);
+        let doc = document(r#"{"commits":[{"id":"c1"}],"n":5,"flag":true,"s":"t","z":-0}"#);
         let parsed = Parsed::new(&doc).unwrap();
         let columns = [
             path("first", ColumnType::Text, "/data/commits/0/id"),
@@ -140,6 +145,7 @@ mod tests {
             path("id", ColumnType::Text, "/id"),
             path("ts", ColumnType::Int, "/timestamp"),
             path("through_scalar", ColumnType::Text, "/data/s/x"),
+            path("negative_zero", ColumnType::Int, "/data/z"),
         ];
         assert_eq!(
             parsed.values(&columns),
@@ -152,7 +158,9 @@ mod tests {
                 Value::Text("AAAAAF0Qp79lNx8dkdk1qQ==".into()),
                 Value::Int(1561372607),
                 Value::Null,
+                Value::Int(0),
             ]
         );
+        assert_eq!(parsed.int("/data/z"), Some(0));
     }
 }

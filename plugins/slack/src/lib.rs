@@ -1,11 +1,34 @@
 //! `SlackType`: one row per Slack Events API envelope, with the channel's name looked up.
 
-use aurora_plugin_sdk::paths::Parsed;
 use aurora_plugin_sdk::{
-    Capability, Document, Host, LookupError, Outcome, Plugin, PluginError, export_plugin,
+    Capability, Document, Field, Host, LookupError, Outcome, Plugin, PluginError, export_plugin,
 };
+use serde::Deserialize;
 
 struct Slack;
+
+/// The parts of an Events API envelope this type keeps. Every member is a lenient [`Field`], so
+/// a missing attribute or one of the wrong kind gives NULL, and the members it does not read are
+/// skipped unparsed, as the GitHub and EventRating plugins skip theirs (and as the old job,
+/// which read only these paths, stored such documents).
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    team_id: Field<String>,
+    #[serde(default)]
+    event_time: Field<i64>,
+    #[serde(default)]
+    event: Field<Event>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Event {
+    #[serde(rename = "type")]
+    event_type: Field<String>,
+    /// A channel id; some events carry none, or a channel object (`channel_created`).
+    channel: Field<String>,
+}
 
 aurora_plugin_sdk::columns! {
     /// One row per Events API envelope.
@@ -27,17 +50,18 @@ impl Plugin for Slack {
     }
 
     fn transform(document: &Document, host: &dyn Host) -> Result<Outcome, PluginError> {
-        let parsed = Parsed::new(document)?;
-        // Some events carry no channel, or a channel object (`channel_created`); those get
-        // a NULL name rather than a lookup. The old job crashed on them.
-        let channel_name = match parsed.text("/data/event/channel") {
-            Some(channel_id) => channel_name(host, &channel_id)?,
+        let envelope: Envelope = document.parse()?;
+        let event = envelope.event.into_option().unwrap_or_default();
+        // Events without a channel id get a NULL name rather than a lookup. The old job
+        // crashed on them.
+        let channel_name = match event.channel.get() {
+            Some(channel_id) => channel_name(host, channel_id)?,
             None => None,
         };
         Ok(Outcome::row(EventRow {
-            event_type: parsed.text("/data/event/type"),
-            slack_timestamp: parsed.int("/data/event_time"),
-            team_id: parsed.text("/data/team_id"),
+            event_type: event.event_type.into(),
+            slack_timestamp: envelope.event_time.into(),
+            team_id: envelope.team_id.into(),
             channel_name,
         }))
     }
@@ -108,6 +132,47 @@ mod tests {
             .with_channel("C1", Some("Epic Channel name"))
             .with_channel("C9", None);
         aurora_plugin_sdk::testing::golden::<Slack>(env!("CARGO_MANIFEST_DIR"), &host);
+    }
+
+    #[test]
+    fn members_it_never_reads_are_skipped_unparsed_as_in_the_other_plugins() {
+        let host = StaticHost::new().with_channel("C1", Some("general"));
+        let deep = format!("{}1{}", "[".repeat(600), "]".repeat(600));
+        for unread in [r#""\ud800""#, "1e400", deep.as_str()] {
+            let data = format!(
+                r#"{{"team_id":"T1","event_time":5,"authed_users":{unread},
+                    "event":{{"type":"message","channel":"C1","blocks":{unread}}}}}"#
+            );
+            assert_eq!(
+                transform(&data, &host),
+                vec![
+                    T("message".into()),
+                    I(5),
+                    T("T1".into()),
+                    T("general".into())
+                ],
+                "{unread}"
+            );
+        }
+        // In a member it reads, a lone surrogate is a broken document, as everywhere.
+        let document = Document {
+            id: "AAAAAF0Qp79lNx8dkdk1qQ==".into(),
+            timestamp: 1,
+            data: r#"{"team_id":"\ud800"}"#.into(),
+        };
+        let error = Slack::transform(&document, &host).unwrap_err().to_string();
+        assert!(error.contains("lone surrogate"), "{error}");
+    }
+
+    #[test]
+    fn an_integer_minus_zero_is_zero_and_a_repeated_key_keeps_its_last_value() {
+        let host = StaticHost::new().with_channel("C2", Some("second"));
+        let data = r#"{"event_time":-0,"event":{"channel":"C1","type":"a"},
+            "event":{"channel":"C2","type":"b"},"team_id":"T0","team_id":"T1"}"#;
+        assert_eq!(
+            transform(data, &host),
+            vec![T("b".into()), I(0), T("T1".into()), T("second".into())]
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! [`Field`]: a lenient typed attribute for serde structs.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -9,7 +10,11 @@ use serde::de::value::{
     MapAccessDeserializer, SeqAccessDeserializer, StrDeserializer, StringDeserializer,
     U64Deserializer,
 };
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, DeserializeSeed, Deserializer, IgnoredAny, IntoDeserializer, MapAccess, SeqAccess,
+    Visitor,
+};
+use serde_json::value::RawValue;
 
 /// An attribute that is `Some` only when the JSON value exists and has the kind `T` wants.
 ///
@@ -112,10 +117,16 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for FieldVisitor<T> {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Self::scalar(
-            T::deserialize(F64Deserializer::<E>::new(v)),
-            v != 0.0,
-        ))
+        let value = T::deserialize(F64Deserializer::<E>::new(v)).or_else(|error| {
+            // serde_json reads the integer `-0` as the float -0.0 (an i64 has no negative
+            // zero); Python's `json` reads it as the int 0, and the old job stored 0.
+            if crate::is_negative_zero(v) {
+                T::deserialize(I64Deserializer::<E>::new(0))
+            } else {
+                Err(error)
+            }
+        });
+        Ok(Self::scalar(value, v != 0.0))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
@@ -277,6 +288,151 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Counted<A> {
     }
 }
 
+/// One JSON value, as its text, read so that a repeated key keeps its last value at every
+/// depth, as Python's `json` does, and members nobody asks for are never parsed (whatever they
+/// hold: a lone surrogate escape, `1e400`, nesting past serde_json's limit).
+///
+/// The typed parse is the fast path; a derived struct refuses a repeated key, so a document that
+/// fails it is read again through this. Each object is split into its members' raw texts (the
+/// last one of a key kept), and each member is read only when the target asks for it.
+pub(crate) struct LastWins<'de>(pub(crate) &'de str);
+
+impl<'de> Deserializer<'de> for LastWins<'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0.trim_start().as_bytes().first() {
+            Some(b'{') => {
+                let Members(members) = serde_json::from_str(self.0)?;
+                visitor.visit_map(MembersAccess {
+                    members: members.into_iter(),
+                    value: None,
+                })
+            }
+            Some(b'[') => {
+                let elements: Vec<&'de RawValue> = serde_json::from_str(self.0)?;
+                visitor.visit_seq(ElementsAccess(elements.into_iter()))
+            }
+            _ => serde_json::Deserializer::from_str(self.0).deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        // Already checked to be well formed when its object was split; never parsed.
+        visitor.visit_unit()
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        if self.0.trim() == "null" {
+            visitor.visit_none()
+        } else {
+            visitor.visit_some(self)
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        serde_json::Deserializer::from_str(self.0).deserialize_enum(name, variants, visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        unit unit_struct seq tuple tuple_struct map struct identifier
+    }
+}
+
+/// An object's members as raw texts, in order, a repeated key keeping its first place and its
+/// last value (as a Python `dict` does).
+struct Members<'de>(Vec<(String, &'de RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MembersVisitor;
+        impl<'de> Visitor<'de> for MembersVisitor {
+            type Value = Members<'de>;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members: Vec<(String, &'de RawValue)> = Vec::new();
+                let mut places: HashMap<String, usize> = HashMap::new();
+                while let Some((key, value)) = map.next_entry::<String, &'de RawValue>()? {
+                    match places.get(&key) {
+                        Some(&place) => members[place].1 = value,
+                        None => {
+                            places.insert(key.clone(), members.len());
+                            members.push((key, value));
+                        }
+                    }
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
+struct MembersAccess<'de> {
+    members: std::vec::IntoIter<(String, &'de RawValue)>,
+    value: Option<&'de RawValue>,
+}
+
+impl<'de> MapAccess<'de> for MembersAccess<'de> {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        let Some((key, value)) = self.members.next() else {
+            return Ok(None);
+        };
+        self.value = Some(value);
+        seed.deserialize(key.into_deserializer()).map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        let value = self
+            .value
+            .take()
+            .ok_or_else(|| de::Error::custom("a member's value was asked for before its key"))?;
+        seed.deserialize(LastWins(value.get()))
+    }
+}
+
+struct ElementsAccess<'de>(std::vec::IntoIter<&'de RawValue>);
+
+impl<'de> SeqAccess<'de> for ElementsAccess<'de> {
+    type Error = serde_json::Error;
+
+    fn next_element_seed<S: DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<Option<S::Value>, Self::Error> {
+        self.0
+            .next()
+            .map(|element| seed.deserialize(LastWins(element.get())))
+            .transpose()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,6 +519,59 @@ mod tests {
         ] {
             assert!(serde_json::from_str::<Doc>(json).is_err(), "{json}");
         }
+    }
+
+    #[test]
+    fn a_negative_zero_is_the_integer_zero_as_in_python() {
+        let field: Field<i64> = serde_json::from_str("-0").unwrap();
+        assert_eq!(field.get(), Some(&0));
+        assert!(!field.is_truthy());
+        // serde_json gives `-0.0` the same way; the old job's MySQL INT stored it as 0 too.
+        let field: Field<i64> = serde_json::from_str("-0.0").unwrap();
+        assert_eq!(field.get(), Some(&0));
+        let field: Field<f64> = serde_json::from_str("-0").unwrap();
+        assert_eq!(field.get(), Some(&0.0));
+        let field: Field<String> = serde_json::from_str("-0").unwrap();
+        assert_eq!(field.get(), None);
+        let field: Field<i64> = serde_json::from_str("-0.5").unwrap();
+        assert_eq!(field.get(), None);
+    }
+
+    #[test]
+    fn a_repeated_key_keeps_its_last_value_and_members_nobody_reads_stay_unparsed() {
+        let document = |data: String| crate::Document {
+            id: "i".into(),
+            timestamp: 1,
+            data,
+        };
+        let deep = format!("{}1{}", "[".repeat(600), "]".repeat(600));
+        for unread in [r#""\ud800""#, "1e400", deep.as_str()] {
+            let data = format!(
+                r#"{{"name":"a","skip":{unread},"repository":{{"full_name":"x","more":{unread},
+                    "full_name":"o/r","stars":-0}},"name":"b","after":[{unread}]}}"#
+            );
+            let doc: Doc = document(data).parse().unwrap();
+            assert_eq!(doc.name.get().map(String::as_str), Some("b"), "{unread}");
+            let repo = doc.repository.get().unwrap();
+            assert_eq!(repo.full_name.get().map(String::as_str), Some("o/r"));
+            assert_eq!(repo.stars.get(), Some(&0));
+            assert!(doc.after.get().is_none());
+        }
+        // Broken where it is read: the document fails, and the message says where, in the
+        // document's own lines and columns.
+        let error = document(r#"{"name":"a","name":"\ud800"}"#.into())
+            .parse::<Doc>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("lone surrogate") && error.contains("column 27"),
+            "{error}"
+        );
+        let error = document(r#"{"name":"a","name":"b" "x":1}"#.into())
+            .parse::<Doc>()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("data is not valid JSON"), "{error}");
     }
 
     #[test]

@@ -111,18 +111,39 @@ impl Document {
         match serde_json::from_str(&self.data) {
             Ok(parsed) => Ok(parsed),
             // A derived struct refuses a repeated key ("duplicate field"), and inside a lenient
-            // `Field` the refusal leaves the parser mid-object. `serde_json::Value` keeps the
-            // last value instead, so a document that failed is read again through it: only
-            // failing documents pay for the second parse.
-            Err(_) => {
-                let value: serde_json::Value =
-                    serde_json::from_str(&self.data).map_err(data_error)?;
-                T::deserialize(value).map_err(|error| {
-                    PluginError::InvalidDocument(format!("data is not valid: {error}"))
-                })
-            }
+            // `Field` the refusal leaves the parser mid-object. A document that failed is read
+            // again keeping the last value of each key, still without parsing the members `T`
+            // does not ask for: only failing documents pay for the second reading.
+            Err(_) => T::deserialize(field::LastWins(&self.data)).map_err(|error| {
+                if error.is_data() {
+                    return PluginError::InvalidDocument(format!("data is not valid: {error}"));
+                }
+                // The document is broken where `T` reads. The message of a parse of the whole
+                // says where, in the document's own lines and columns.
+                match serde_json::from_str::<serde_json::Value>(&self.data) {
+                    Err(whole) => data_error(whole),
+                    Ok(_) => data_error(error),
+                }
+            }),
         }
     }
+}
+
+/// Whether a number read as a float is a negative zero: serde_json's reading of the integer
+/// `-0`, which Python's `json` reads as the int 0.
+pub(crate) fn is_negative_zero(number: f64) -> bool {
+    number == 0.0 && number.is_sign_negative()
+}
+
+/// A JSON number as an integer column takes it: `None` when it is not an integer of 64 bits,
+/// and 0 for `-0` (read as the float -0.0 by serde_json, as the int 0 by Python).
+pub fn integer(number: &serde_json::Number) -> Option<i64> {
+    number.as_i64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|float| is_negative_zero(*float))
+            .map(|_| 0)
+    })
 }
 
 /// The document error for data that is not JSON, naming the real fault where serde_json's
