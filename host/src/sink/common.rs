@@ -22,9 +22,12 @@ macro_rules! bookkeeping {
         /// Inserts rows in one transaction (the engine's `insert_on`); the number inserted,
         /// duplicates being skipped. After a database error the connection is closed rather
         /// than reused: after a failover it may be talking to an instance that is now
-        /// read-only, and after SQLite rolled a transaction back on its own (a full disk),
-        /// sqlx still counts it as open, so that the connection's next "transaction" would be
-        /// a savepoint, and its "commit" would persist nothing.
+        /// read-only. And after SQLite rolled a transaction back on its own (SQLITE_FULL),
+        /// sqlx still counts it open (its ROLLBACK fails unnoticed): the connection's next
+        /// `begin` is a `SAVEPOINT`, which opens a transaction that, after one more failure,
+        /// nothing ever commits. Every later "commit" then only releases a savepoint, reports
+        /// success, and is rolled back when the connection closes (measured on a full tmpfs:
+        /// 250 rows stored, 1,900 reported).
         async fn insert_chunk(
             &self,
             table: &super::TableSpec,

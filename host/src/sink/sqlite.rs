@@ -184,3 +184,4 @@ fn sql_type(kind: ColumnType) -> &'static str {
         ColumnType::Bool => "BOOLEAN",
     }
 }
+
