@@ -14,5 +14,6 @@ mod lambda_deadline;
 mod loading;
 mod resilience;
 mod sandbox;
+mod sink_faults;
 mod sinks;
 mod tidy;

@@ -30,6 +30,7 @@ use crate::model::{ColumnType, FailedDocument, Row};
 use crate::summary::TypeSummary;
 
 pub use insert::{InsertOutcome, RefusedRow, WriteError};
+pub use postgres::DDL_LOCK as POSTGRES_DDL_LOCK;
 pub use run_log::RunStatus;
 pub use schema::{Dialect, PrepareReport, SchemaChange, TableSpec};
 
@@ -223,9 +224,13 @@ impl Waits {
         let left = deadline
             .saturating_duration_since(Instant::now())
             .max(Waits::AFTER_DEADLINE);
+        // The statement gets a second more than the lock, so that a lock wait ends as one
+        // and says so.
         Waits {
             lock: Waits::WITHOUT_DEADLINE.lock.min(left),
-            statement: Waits::WITHOUT_DEADLINE.statement.min(left),
+            statement: Waits::WITHOUT_DEADLINE
+                .statement
+                .min(left + Duration::from_secs(1)),
         }
     }
 
@@ -399,5 +404,22 @@ mod tests {
             "mysql://***@h:3306/db"
         );
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}
+
+#[cfg(test)]
+mod wait_tests {
+    use super::*;
+
+    #[test]
+    fn waits_follow_the_time_left() {
+        assert_eq!(Waits::until(None), Waits::WITHOUT_DEADLINE);
+        let waits = Waits::until(Some(Instant::now() + Duration::from_secs(10)));
+        assert!(waits.lock <= Duration::from_secs(10) && waits.lock > Duration::from_secs(9));
+        assert_eq!(waits.lock_seconds(), 10);
+        assert!(waits.statement > waits.lock);
+        // Past the deadline, a write still gets its second.
+        let late = Waits::until(Some(Instant::now() - Duration::from_secs(5)));
+        assert_eq!(late.lock, Waits::AFTER_DEADLINE);
     }
 }

@@ -120,3 +120,27 @@ pub fn is_storage_failure(error: &sqlx::Error) -> bool {
         .any(|class| code.starts_with(class))
         || ["42501", "42P01", "42703"].contains(&code.as_ref())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_stop_at_the_deadline_and_within_the_budget_without_one() {
+        let unbounded = Budget::new(None);
+        assert_eq!(
+            unbounded.next_delay(Some(Duration::from_secs(10))),
+            Some(Duration::from_secs(10))
+        );
+        // No wait that would end past the retry budget, even without a deadline.
+        assert_eq!(unbounded.next_delay(Some(MAX_RETRYING)), None);
+        // None past the deadline either.
+        let soon = Budget::new(Some(Instant::now() + Duration::from_secs(2)));
+        assert_eq!(
+            soon.next_delay(Some(Duration::from_millis(200))),
+            Some(Duration::from_millis(200))
+        );
+        assert_eq!(soon.next_delay(Some(Duration::from_secs(3))), None);
+        assert_eq!(Budget::new(Some(Instant::now())).next_delay(Some(Duration::ZERO)), None);
+    }
+}
