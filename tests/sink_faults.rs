@@ -441,10 +441,13 @@ async fn single_precision_columns_are_named_with_their_fix() {
         }
         // An old single-precision column: said, with the statement that fixes it.
         let database = TestDatabase::new(engine, "floats_old").await;
-        let single = if engine == Engine::Mysql { "FLOAT" } else { "REAL" };
+        let (id, single) = match engine {
+            Engine::Mysql => ("VARCHAR(24) CHARACTER SET ascii COLLATE ascii_nopad_bin", "FLOAT"),
+            _ => ("VARCHAR(24)", "REAL"),
+        };
         database
             .execute(&format!(
-                "CREATE TABLE {} (id VARCHAR(24) NOT NULL PRIMARY KEY, timestamp BIGINT NOT NULL, f {single})",
+                "CREATE TABLE {} (id {id} NOT NULL PRIMARY KEY, timestamp BIGINT NOT NULL, f {single})",
                 database.quote("Floats")
             ))
             .await;

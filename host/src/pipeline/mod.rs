@@ -125,8 +125,8 @@ pub(crate) async fn run_prepared(
         // The database could not store a write (a full disk, a lock held past the deadline):
         // the run fails with the reason, and the run log says so rather than `running`.
         Err(error) => {
-            let types = lanes.iter().map(|lane| lane.table.name());
-            sink.log_stopped_run(&summary.run_id, types, &error).await;
+            let types: Vec<String> = lanes.iter().map(|l| l.table.name().to_owned()).collect();
+            sink.log_stopped_run(&summary.run_id, &types, &error).await;
             return Err(error.into());
         }
     };

@@ -308,17 +308,13 @@ impl Sink {
     /// fails the run with `error` whatever happens here: when the log cannot be written (a
     /// full disk), that is said in the process's own log, and the run's exit and message
     /// still say why.
-    pub async fn log_stopped_run<'a>(
-        &self,
-        run_id: &str,
-        types: impl IntoIterator<Item = &'a str>,
-        error: &SinkError,
-    ) {
+    pub async fn log_stopped_run(&self, run_id: &str, types: &[String], error: &SinkError) {
         let counts = TypeSummary {
             error: Some(crate::error::chain(error)),
             ..TypeSummary::default()
         };
         for type_name in types {
+            let type_name = type_name.as_str();
             if let Err(log_error) = self
                 .run_finished(run_id, type_name, &counts, RunStatus::Failed, None)
                 .await
