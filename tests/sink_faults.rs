@@ -173,7 +173,10 @@ async fn a_full_disk_on_the_servers_fails_the_write_and_counts_no_row() {
         let logged = database
             .count("SELECT MAX(inserted) FROM batch_job_runs WHERE status = 'failed'")
             .await;
-        assert!(logged <= stored, "{engine:?}: {logged} logged, {stored} stored");
+        assert!(
+            logged <= stored,
+            "{engine:?}: {logged} logged, {stored} stored"
+        );
         assert_eq!(
             database
                 .count("SELECT COUNT(*) FROM batch_job_failed_documents")
@@ -211,7 +214,12 @@ async fn a_table_without_a_unique_id_is_refused_with_the_fix() {
             ))
             .await;
         let (output, _) = run_binary(&source, &database.url, plugins.path(), &[]);
-        assert_eq!(output.status.code(), Some(3), "{engine:?}: {}", stderr(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "{engine:?}: {}",
+            stderr(&output)
+        );
         assert_eq!(database.count_rows("MisbehavingType", "1 = 1").await, 0);
         let error = summary(&output)["types"]["MisbehavingType"]["error"]
             .as_str()
@@ -312,7 +320,9 @@ async fn a_locked_table_ends_the_run_at_its_deadline() {
         assert_eq!(status, "failed", "{engine:?}");
         assert!(error.contains(reason), "{engine:?}: {error}");
         assert_eq!(
-            database.count_rows("MisbehavingType", "id LIKE 'lockedold%'").await,
+            database
+                .count_rows("MisbehavingType", "id LIKE 'lockedold%'")
+                .await,
             100,
             "{engine:?}: what was stored stays stored"
         );
@@ -377,11 +387,7 @@ async fn ids_that_differ_only_in_trailing_spaces_are_different_documents() {
     for engine in crate::support::ENGINES {
         let database = TestDatabase::new(engine, "pad_ids").await;
         let summary = run(config_for(&source, &database, plugins.path())).await;
-        assert_eq!(
-            (summary.inserted, summary.duplicates),
-            (3, 0),
-            "{engine:?}"
-        );
+        assert_eq!((summary.inserted, summary.duplicates), (3, 0), "{engine:?}");
     }
     // The job's own earlier tables (ascii_bin, PAD SPACE) are said once, with the fix.
     let database = TestDatabase::new(Engine::Mysql, "pad_ids_old").await;
@@ -426,11 +432,21 @@ async fn single_precision_columns_are_named_with_their_fix() {
         let database = TestDatabase::new(engine, "floats").await;
         let sink = Sink::connect(&database.url).await.unwrap();
         assert!(sink.prepare(&table).await.unwrap().notes.is_empty());
-        assert_eq!(sink.insert(&table, &[row.clone()]).await.unwrap().inserted, 1);
+        assert_eq!(
+            sink.insert(&table, std::slice::from_ref(&row))
+                .await
+                .unwrap()
+                .inserted,
+            1
+        );
         let stored = database
             .strings(&format!(
                 "SELECT CAST(f AS {}) FROM {}",
-                if engine == Engine::Mysql { "CHAR" } else { "TEXT" },
+                if engine == Engine::Mysql {
+                    "CHAR"
+                } else {
+                    "TEXT"
+                },
                 database.quote("Floats")
             ))
             .await;
@@ -442,7 +458,10 @@ async fn single_precision_columns_are_named_with_their_fix() {
         // An old single-precision column: said, with the statement that fixes it.
         let database = TestDatabase::new(engine, "floats_old").await;
         let (id, single) = match engine {
-            Engine::Mysql => ("VARCHAR(24) CHARACTER SET ascii COLLATE ascii_nopad_bin", "FLOAT"),
+            Engine::Mysql => (
+                "VARCHAR(24) CHARACTER SET ascii COLLATE ascii_nopad_bin",
+                "FLOAT",
+            ),
             _ => ("VARCHAR(24)", "REAL"),
         };
         database
@@ -460,12 +479,18 @@ async fn single_precision_columns_are_named_with_their_fix() {
         database.execute(fix).await;
         let sink = Sink::connect(&database.url).await.unwrap();
         assert!(sink.prepare(&table).await.unwrap().notes.is_empty());
-        sink.insert(&table, &[row.clone()]).await.unwrap();
+        sink.insert(&table, std::slice::from_ref(&row))
+            .await
+            .unwrap();
         sink.close().await;
         let stored = database
             .strings(&format!(
                 "SELECT CAST(f AS {}) FROM {}",
-                if engine == Engine::Mysql { "CHAR" } else { "TEXT" },
+                if engine == Engine::Mysql {
+                    "CHAR"
+                } else {
+                    "TEXT"
+                },
                 database.quote("Floats")
             ))
             .await;

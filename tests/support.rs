@@ -198,7 +198,11 @@ fn stale_pattern(test: &str) -> String {
 /// test process that made it, and a process that still runs (another checkout's suite on this
 /// machine, say) keeps its database.
 fn is_abandoned(database: &str) -> bool {
-    match database.rsplit('_').next().and_then(|pid| pid.parse::<u32>().ok()) {
+    match database
+        .rsplit('_')
+        .next()
+        .and_then(|pid| pid.parse::<u32>().ok())
+    {
         Some(pid) if pid == std::process::id() => true,
         Some(pid) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
         None => true,

@@ -277,11 +277,17 @@ impl Sink {
     /// Sets the deadline of the run this sink now serves (a warm Lambda's sink serves one
     /// invocation after another); `None`: no deadline.
     pub fn set_deadline(&self, deadline: Option<Instant>) {
-        *self.deadline.lock().unwrap_or_else(|poison| poison.into_inner()) = deadline;
+        *self
+            .deadline
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = deadline;
     }
 
     fn deadline(&self) -> Option<Instant> {
-        *self.deadline.lock().unwrap_or_else(|poison| poison.into_inner())
+        *self
+            .deadline
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// How long a statement and a lock wait may take now.

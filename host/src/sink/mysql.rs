@@ -137,7 +137,10 @@ impl MysqlSink {
 
     /// The statement that gives an old table's `id` the type of the tables we create.
     pub fn id_fix(&self, table: &str) -> String {
-        format!("ALTER TABLE `{table}` MODIFY `id` {} NOT NULL", self.id_type)
+        format!(
+            "ALTER TABLE `{table}` MODIFY `id` {} NOT NULL",
+            self.id_type
+        )
     }
 
     /// Sets this session's lock waits (and on MariaDB its statement time) for the next
@@ -273,7 +276,11 @@ impl super::Engine for MysqlSink {
     /// `float` (and `float(M,D)`) is 4 bytes: about 7 significant digits. `FLOAT(p)` with
     /// p > 24 is created as `double`.
     fn single_precision(&self, found: &str) -> bool {
-        found.split(['(', ' ']).next().unwrap_or_default().eq_ignore_ascii_case("float")
+        found
+            .split(['(', ' '])
+            .next()
+            .unwrap_or_default()
+            .eq_ignore_ascii_case("float")
     }
 
     /// MySQL serialises concurrent DDL on one table with metadata locks, and `CREATE TABLE IF

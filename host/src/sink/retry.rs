@@ -97,8 +97,8 @@ pub fn is_storage_failure(error: &sqlx::Error) -> bool {
         // ROLLBACK, access denied (database, table, column, command), no such table or
         // column, out of memory, read-only schema.
         const STORAGE: [u16; 16] = [
-            3, 1021, 1030, 1114, 1180, 1181, 1044, 1045, 1142, 1143, 1146, 1054, 1037, 1038,
-            3989, 1036,
+            3, 1021, 1030, 1114, 1180, 1181, 1044, 1045, 1142, 1143, 1146, 1054, 1037, 1038, 3989,
+            1036,
         ];
         return STORAGE.contains(&mysql.number());
     }
@@ -141,6 +141,9 @@ mod tests {
             Some(Duration::from_millis(200))
         );
         assert_eq!(soon.next_delay(Some(Duration::from_secs(3))), None);
-        assert_eq!(Budget::new(Some(Instant::now())).next_delay(Some(Duration::ZERO)), None);
+        assert_eq!(
+            Budget::new(Some(Instant::now())).next_delay(Some(Duration::ZERO)),
+            None
+        );
     }
 }

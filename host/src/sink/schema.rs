@@ -134,8 +134,7 @@ impl Sink {
                 .iter()
                 .find(|(name, _)| name.eq_ignore_ascii_case(&column.name))
             {
-                Some((_, found)) if engine!(self, engine => engine.compatible(found, column.kind)) =>
-                {
+                Some((_, found)) if engine!(self, engine => engine.compatible(found, column.kind)) => {
                     if engine!(self, engine => engine.single_precision(found)) {
                         notes.push(single_precision_note(table, column, found, &dialect));
                     }

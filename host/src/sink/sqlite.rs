@@ -184,4 +184,3 @@ fn sql_type(kind: ColumnType) -> &'static str {
         ColumnType::Bool => "BOOLEAN",
     }
 }
-
