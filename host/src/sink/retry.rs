@@ -107,10 +107,11 @@ pub fn is_storage_failure(error: &sqlx::Error) -> bool {
         .try_downcast_ref::<sqlx::sqlite::SqliteError>()
         .is_some()
     {
-        // The primary result code: SQLITE_PERM, NOMEM, READONLY, IOERR, CORRUPT, FULL,
-        // CANTOPEN, NOTADB (extended codes keep it in their low byte).
+        // The primary result code: SQLITE_PERM, BUSY and LOCKED (another process held the
+        // file past the busy timeout), NOMEM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB
+        // (extended codes keep it in their low byte).
         let primary = code.parse::<u32>().unwrap_or(0) & 0xff;
-        return [3, 7, 8, 10, 11, 13, 14, 26].contains(&primary);
+        return [3, 5, 6, 7, 8, 10, 11, 13, 14, 26].contains(&primary);
     }
     // PostgreSQL: insufficient resources (53: disk full, out of memory), operator
     // intervention (57), system errors (58), internal errors (XX), invalid transaction state
