@@ -199,6 +199,44 @@ async fn a_full_disk_on_the_servers_fails_the_write_and_counts_no_row() {
     }
 }
 
+/// When the run log cannot be written either (its table fails too), the exit code and the
+/// message still say why the run stopped, and the log's failure is said as well.
+#[tokio::test(flavor = "multi_thread")]
+async fn when_the_run_log_cannot_be_written_the_exit_and_message_still_say_why() {
+    let plugins = plugin_folder(&["misbehaving"]);
+    let (_folder, source) = ndjson(&ok_documents("nolog", 100, T0, 1));
+    let database = TestDatabase::new(Engine::Postgres, "no_log").await;
+    let (output, _) = run_binary(&source, &database.url, plugins.path(), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    database
+        .execute(
+            r#"CREATE FUNCTION no_room() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN
+                 RAISE EXCEPTION 'could not extend file: No space left on device'
+                   USING ERRCODE = 'disk_full';
+               END $$;
+               CREATE TRIGGER no_room BEFORE INSERT ON "MisbehavingType"
+                 FOR EACH ROW EXECUTE FUNCTION no_room();
+               CREATE TRIGGER no_room BEFORE UPDATE ON batch_job_runs
+                 FOR EACH ROW EXECUTE FUNCTION no_room()"#,
+        )
+        .await;
+    let (_more, more) = ndjson(&ok_documents("nolog-more", 10, T0, 1));
+    let (output, _) = run_binary(&more, &database.url, plugins.path(), &[]);
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    let last_line = message.lines().last().unwrap_or_default();
+    assert!(
+        last_line.starts_with("error: ") && last_line.contains("No space left on device"),
+        "{message}"
+    );
+    assert!(
+        message.contains("cannot mark the run failed in the run log"),
+        "{message}"
+    );
+    assert_eq!(database.count_rows("MisbehavingType", "1 = 1").await, 100);
+}
+
 // 4. A table without a unique id: refused before anything is written, with the DDL that
 // fixes it; with it applied, reruns count duplicates.
 #[tokio::test(flavor = "multi_thread")]
