@@ -107,7 +107,7 @@ async fn ids_that_differ_only_in_case_are_different_documents() {
     let summary = run(config_for(&source, &database, plugins.path())).await;
     let notes = &summary.types["MisbehavingType"].notes;
     assert_eq!(notes.len(), 1, "{notes:?}");
-    assert!(notes[0].contains("ALTER TABLE `MisbehavingType` MODIFY `id` VARCHAR(24) CHARACTER SET ascii COLLATE ascii_bin"));
+    assert!(notes[0].contains("ALTER TABLE `MisbehavingType` MODIFY `id` VARCHAR(24) CHARACTER SET ascii COLLATE ascii_nopad_bin"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -301,6 +301,16 @@ impl TestDatabase {
         }
     }
 
+    /// An existing SQLite file, left where it is.
+    pub fn sqlite_file(path: &Path) -> TestDatabase {
+        TestDatabase {
+            engine: Engine::Sqlite,
+            name: path.display().to_string(),
+            url: format!("sqlite://{}", path.display()),
+            _folder: None,
+        }
+    }
+
     /// Runs statements (separated by `;`) on the database.
     pub async fn execute(&self, sql: &str) {
         let sql = AssertSqlSafe(sql.to_owned());

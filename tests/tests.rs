@@ -17,5 +17,6 @@ mod old_job_behaviour;
 mod resilience;
 mod sandbox;
 mod secrets;
+mod sink_faults;
 mod sinks;
 mod tidy;

@@ -346,7 +346,7 @@ impl From<RunError> for InvocationFailure {
             RunError::Sink(SinkError::UnsupportedUrl(_)) | RunError::Capabilities(_) => {
                 FailureKind::InvalidConfig
             }
-            RunError::Sink(SinkError::IncompatibleColumn { .. }) => FailureKind::IncompleteRun,
+            RunError::Sink(sink) if sink.is_table_misfit() => FailureKind::IncompleteRun,
             RunError::Sink(sink) if sink.is_unavailable() => FailureKind::DatabaseUnavailable,
             RunError::Sink(_) | RunError::Task(_) => FailureKind::Internal,
             RunError::Source(SourceError::Credentials(_)) => FailureKind::CredentialsUnavailable,

@@ -73,18 +73,24 @@ impl Job {
     /// `config.limits` and `config.plugins_dir` were used when the job was prepared.
     pub async fn run(&self, mut config: RunConfig) -> Result<RunSummary, RunError> {
         self.check_types(config.types.as_deref())?;
-        let sink = self.sink(&config.database_url).await?;
+        let sink = self.sink(&config.database_url, config.deadline).await?;
         config.plugins_dir.clone_from(&self.plugins_dir);
         pipeline::run_prepared(config, &self.engine, &self.plugins, sink).await
     }
 
     /// The database for `url`: the open one when it still answers, else a new one. A database
     /// that is down fails here, at the run, not when the job was prepared.
-    async fn sink(&self, url: &str) -> Result<Arc<Sink>, RunError> {
+    /// The deadline bounds every wait of the database's, this run's (`None`: no deadline).
+    async fn sink(
+        &self,
+        url: &str,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Arc<Sink>, RunError> {
         let mut open = self.sink.lock().await;
         if let Some((open_url, sink)) = open.as_ref()
             && open_url == url
         {
+            sink.set_deadline(deadline);
             match sink.health_check().await {
                 Ok(()) => return Ok(Arc::clone(sink)),
                 Err(error) => {
@@ -95,7 +101,7 @@ impl Job {
         if let Some((_, old)) = open.take() {
             old.close().await;
         }
-        let sink = Arc::new(Sink::connect(url).await?);
+        let sink = Arc::new(Sink::connect_until(url, deadline).await?);
         *open = Some((url.to_owned(), Arc::clone(&sink)));
         Ok(sink)
     }

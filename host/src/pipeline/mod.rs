@@ -124,9 +124,19 @@ pub(crate) async fn run_prepared(
         lane_reports.push(report);
     }
     lane::report_deadline_stops(&lane_reports, &mut read);
-    let counts = writer
+    let counts = match writer
         .await
-        .map_err(|error| RunError::Task(error.to_string()))??;
+        .map_err(|error| RunError::Task(error.to_string()))?
+    {
+        Ok(counts) => counts,
+        // The database could not store a write (a full disk, a lock held past the deadline):
+        // the run fails with the reason, and the run log says so rather than `running`.
+        Err(error) => {
+            let types: Vec<String> = lanes.iter().map(|l| l.table.name().to_owned()).collect();
+            sink.log_stopped_run(&summary.run_id, &types, &error).await;
+            return Err(error.into());
+        }
+    };
 
     let abandoned = give_up_unreadable(
         &sink,

@@ -8,7 +8,7 @@ use super::budget::ByteBudget;
 use crate::config::{RunConfig, Window, WindowPlan, unix_now};
 use crate::error::RunError;
 use crate::plugin::{LoadedPlugin, PluginSet};
-use crate::sink::{Sink, SinkError, TableSpec};
+use crate::sink::{Sink, TableSpec};
 use crate::source::{self, FetchApi, SourceSpec};
 use crate::summary::RunSummary;
 
@@ -105,11 +105,9 @@ pub async fn lanes(
                 for change in report.changes {
                     tracing::info!(table = %type_name, "schema: {change:?}");
                 }
-                if let Some(note) = report.note {
-                    summary.type_mut(&type_name).notes.push(note);
-                }
+                summary.type_mut(&type_name).notes.extend(report.notes);
             }
-            Err(error @ SinkError::IncompatibleColumn { .. }) => {
+            Err(error) if error.is_table_misfit() => {
                 tracing::error!("{error}");
                 summary.type_mut(&type_name).error = Some(error.to_string());
                 continue;

@@ -84,24 +84,33 @@ impl Sink {
     }
 
     /// One chunk in one transaction: `Ok(Ok(inserted))`, `Ok(Err(_))` when the database
-    /// refused it, `Err` when it stayed unavailable through every retry.
+    /// refused its values, `Err` when it could not store it at all (unavailable through every
+    /// retry the deadline allows, a full disk, a failed commit): then nothing of it is counted,
+    /// and the run stops with the reason.
     async fn insert_chunk(
         &self,
         table: &TableSpec,
         rows: &[Row],
     ) -> Result<Result<u64, WriteError>, SinkError> {
-        let attempt = || async { engine!(self, engine => engine.insert_chunk(table, rows).await) };
+        let budget = retry::Budget::new(self.deadline());
+        let attempt = || async {
+            let waits = self.waits();
+            engine!(self, engine => engine.insert_chunk(table, rows, waits).await)
+        };
         match attempt
             .retry(retry::backoff())
             .when(WriteError::is_transient)
+            .adjust(|_, delay| budget.next_delay(delay))
             .notify(|error, delay| tracing::warn!(table = %table.name, "insert failed, retrying in {delay:?}: {error}"))
             .await
         {
-            Err(WriteError::Database(source)) if retry::is_transient(&source) => Err(SinkError::Database {
-                table: table.name.clone(),
-                operation: "insert",
-                source,
-            }),
+            Err(WriteError::Database(source)) if retry::is_storage_failure(&source) => {
+                Err(SinkError::Database {
+                    table: table.name.clone(),
+                    operation: "insert",
+                    source,
+                })
+            }
             other => Ok(other),
         }
     }

@@ -21,6 +21,8 @@ mod run_log;
 mod schema;
 mod sqlite;
 
+use std::time::{Duration, Instant};
+
 use backon::Retryable;
 
 use crate::config::Window;
@@ -28,6 +30,7 @@ use crate::model::{ColumnType, FailedDocument, Row};
 use crate::summary::TypeSummary;
 
 pub use insert::{InsertOutcome, RefusedRow, WriteError};
+pub use postgres::DDL_LOCK as POSTGRES_DDL_LOCK;
 pub use run_log::RunStatus;
 pub use schema::{Dialect, PrepareReport, SchemaChange, TableSpec};
 
@@ -58,6 +61,10 @@ pub enum SinkError {
         found: String,
         declared: ColumnType,
     },
+    #[error(
+        "table {table} has no primary key or unique index on id, so a rerun would store its rows again (or every row would fail); nothing written for this type; fix it with: {fix}"
+    )]
+    NoUniqueId { table: String, fix: String },
     #[error("table {table}: {operation}")]
     Database {
         table: String,
@@ -83,6 +90,15 @@ impl SinkError {
             .is_some_and(|code| code == "28000" || code == "28P01")
     }
 
+    /// Whether the table does not fit its plugin: that type stops, writing nothing, and the
+    /// others go on.
+    pub fn is_table_misfit(&self) -> bool {
+        matches!(
+            self,
+            SinkError::IncompatibleColumn { .. } | SinkError::NoUniqueId { .. }
+        )
+    }
+
     /// Whether the database could not be reached or used (as opposed to a table that does
     /// not fit, or a URL that is not one).
     pub fn is_unavailable(&self) -> bool {
@@ -90,9 +106,18 @@ impl SinkError {
     }
 }
 
-/// A database to write to.
+/// A database to write to, with the deadline of the run it serves.
 #[derive(Debug)]
-pub enum Sink {
+pub struct Sink {
+    engine: Kind,
+    /// When the current run must end (`None`: no deadline). Every wait of the sink, a lock,
+    /// a statement or a retry, ends by then.
+    deadline: std::sync::Mutex<Option<Instant>>,
+}
+
+/// The engine behind a [`Sink`].
+#[derive(Debug)]
+enum Kind {
     Sqlite(sqlite::SqliteSink),
     Mysql(mysql::MysqlSink),
     Postgres(postgres::PostgresSink),
@@ -114,9 +139,27 @@ pub(crate) trait Engine {
     fn max_statement_bytes(&self) -> usize;
     /// The columns of `table` with their types; none when it does not exist.
     async fn existing_columns(&self, table: &str) -> Result<Vec<(String, String)>, sqlx::Error>;
-    /// Rows in one transaction; how many were inserted (duplicates are skipped).
-    async fn insert_chunk(&self, table: &TableSpec, rows: &[Row]) -> Result<u64, WriteError>;
+    /// Whether `table` has a primary key or a unique index on `id` alone, which skipping
+    /// duplicates needs.
+    async fn unique_id(&self, table: &str) -> Result<bool, sqlx::Error>;
+    /// The DDL that gives `table` the unique `id` it lacks.
+    fn unique_id_fix(&self, table: &str) -> String;
+    /// Whether a column's type, as the database names it, holds only single-precision floats.
+    fn single_precision(&self, _found: &str) -> bool {
+        false
+    }
+    /// Rows in one transaction, no lock or statement waiting longer than `waits`; how many were
+    /// inserted (duplicates are skipped).
+    async fn insert_chunk(
+        &self,
+        table: &TableSpec,
+        rows: &[Row],
+        waits: Waits,
+    ) -> Result<u64, WriteError>;
     async fn execute(&self, sql: &str) -> Result<(), sqlx::Error>;
+    /// Runs DDL, serialised with every other run's DDL where the engine's catalog needs it,
+    /// no lock waiting longer than `waits`.
+    async fn execute_ddl(&self, sql: &str, waits: Waits) -> Result<(), sqlx::Error>;
     async fn record_failures(
         &self,
         run_id: &str,
@@ -146,43 +189,154 @@ pub(crate) trait Engine {
 /// Dispatches to the engine.
 macro_rules! engine {
     ($sink:expr, $engine:ident => $body:expr) => {
-        match $sink {
-            Sink::Sqlite($engine) => $body,
-            Sink::Mysql($engine) => $body,
-            Sink::Postgres($engine) => $body,
+        match &$sink.engine {
+            $crate::sink::Kind::Sqlite($engine) => $body,
+            $crate::sink::Kind::Mysql($engine) => $body,
+            $crate::sink::Kind::Postgres($engine) => $body,
         }
     };
 }
 pub(crate) use engine;
+
+/// How long one statement, and one lock wait in it, may last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Waits {
+    pub lock: Duration,
+    pub statement: Duration,
+}
+
+impl Waits {
+    /// Without a deadline: another session's lock is waited for a minute (MySQL's default is a
+    /// day, PostgreSQL's for ever), a statement five minutes.
+    const WITHOUT_DEADLINE: Waits = Waits {
+        lock: Duration::from_secs(60),
+        statement: Duration::from_secs(300),
+    };
+    /// After the deadline, rows already read still get this long each, so that what can be
+    /// stored quickly is stored and the run still ends just after its deadline.
+    const AFTER_DEADLINE: Duration = Duration::from_secs(1);
+
+    /// The waits allowed now, before `deadline`.
+    fn until(deadline: Option<Instant>) -> Waits {
+        let Some(deadline) = deadline else {
+            return Waits::WITHOUT_DEADLINE;
+        };
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Waits::AFTER_DEADLINE);
+        // The statement gets a second more than the lock, so that a lock wait ends as one
+        // and says so.
+        Waits {
+            lock: Waits::WITHOUT_DEADLINE.lock.min(left),
+            statement: Waits::WITHOUT_DEADLINE
+                .statement
+                .min(left + Duration::from_secs(1)),
+        }
+    }
+
+    /// Whole seconds, at least 1, as MySQL's lock timeouts take them.
+    fn lock_seconds(self) -> u64 {
+        self.lock.as_secs_f64().ceil().max(1.0) as u64
+    }
+}
 
 impl Sink {
     /// Opens the database at `url` (`sqlite://PATH`, `mysql://…`, `postgres://…`; TLS as the
     /// URL says), creating a SQLite file when missing, and makes sure the dead-letter and run
     /// log tables exist.
     pub async fn connect(url: &str) -> Result<Sink, SinkError> {
+        Sink::connect_until(url, None).await
+    }
+
+    /// [`Sink::connect`] for a run that must end by `deadline`: making the bookkeeping tables
+    /// waits and retries no longer.
+    pub async fn connect_until(url: &str, deadline: Option<Instant>) -> Result<Sink, SinkError> {
         crate::secrets::register_url(url);
-        let sink = if let Some(path) = url
+        let engine = if let Some(path) = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
         {
-            Sink::Sqlite(sqlite::SqliteSink::open(url, path).await?)
+            Kind::Sqlite(sqlite::SqliteSink::open(url, path).await?)
         } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
-            Sink::Mysql(mysql::MysqlSink::open(url).await?)
+            Kind::Mysql(mysql::MysqlSink::open(url).await?)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Sink::Postgres(postgres::PostgresSink::open(url).await?)
+            Kind::Postgres(postgres::PostgresSink::open(url).await?)
         } else {
             return Err(SinkError::UnsupportedUrl(crate::http::redact(url)));
         };
+        let sink = Sink {
+            engine,
+            deadline: std::sync::Mutex::new(deadline),
+        };
         for (table, ddl) in engine!(&sink, engine => engine.bookkeeping_ddl()) {
-            sink.retrying(table, "create", || async {
-                engine!(&sink, engine => engine.execute(ddl).await)
-            })
-            .await?;
+            sink.execute_ddl(table, "create", ddl).await?;
         }
         Ok(sink)
     }
 
-    /// Runs `operation` again after transient errors, with backoff.
+    /// Sets the deadline of the run this sink now serves (a warm Lambda's sink serves one
+    /// invocation after another); `None`: no deadline.
+    pub fn set_deadline(&self, deadline: Option<Instant>) {
+        *self
+            .deadline
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = deadline;
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        *self
+            .deadline
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// How long a statement and a lock wait may take now.
+    fn waits(&self) -> Waits {
+        Waits::until(self.deadline())
+    }
+
+    /// DDL, serialised between runs and bounded by the deadline, retried when transient.
+    async fn execute_ddl(
+        &self,
+        table: &str,
+        what: &'static str,
+        ddl: &str,
+    ) -> Result<(), SinkError> {
+        self.retrying(table, what, || async {
+            let waits = self.waits();
+            engine!(self, engine => engine.execute_ddl(ddl, waits).await)
+        })
+        .await
+    }
+
+    /// Marks the types of a run that the database stopped as failed in the run log, with
+    /// the reason, so that the log never says `running` for a run that is over. The caller
+    /// fails the run with `error` whatever happens here: when the log cannot be written (a
+    /// full disk), that is said in the process's own log, and the run's exit and message
+    /// still say why.
+    pub async fn log_stopped_run(&self, run_id: &str, types: &[String], error: &SinkError) {
+        let counts = TypeSummary {
+            error: Some(crate::error::chain(error)),
+            ..TypeSummary::default()
+        };
+        for type_name in types {
+            let type_name = type_name.as_str();
+            if let Err(log_error) = self
+                .run_finished(run_id, type_name, &counts, RunStatus::Failed, None)
+                .await
+            {
+                tracing::error!(
+                    type_name,
+                    "cannot mark the run failed in the run log ({}); it stopped because: {}",
+                    crate::error::chain(&log_error),
+                    crate::error::chain(error)
+                );
+            }
+        }
+    }
+
+    /// Runs `operation` again after transient errors, with backoff, for as long as the
+    /// deadline and the retry budget allow.
     async fn retrying<T, F, Fut>(
         &self,
         table: &str,
@@ -193,9 +347,11 @@ impl Sink {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, sqlx::Error>>,
     {
+        let budget = retry::Budget::new(self.deadline());
         operation
             .retry(retry::backoff())
             .when(retry::is_transient)
+            .adjust(|_, delay| budget.next_delay(delay))
             .notify(|error, delay| {
                 tracing::warn!(table, "{what} failed, retrying in {delay:?}: {error}");
             })
@@ -250,5 +406,22 @@ mod tests {
             "mysql://***@h:3306/db"
         );
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}
+
+#[cfg(test)]
+mod wait_tests {
+    use super::*;
+
+    #[test]
+    fn waits_follow_the_time_left() {
+        assert_eq!(Waits::until(None), Waits::WITHOUT_DEADLINE);
+        let waits = Waits::until(Some(Instant::now() + Duration::from_secs(10)));
+        assert!(waits.lock <= Duration::from_secs(10) && waits.lock > Duration::from_secs(9));
+        assert_eq!(waits.lock_seconds(), 10);
+        assert!(waits.statement > waits.lock);
+        // Past the deadline, a write still gets its second.
+        let late = Waits::until(Some(Instant::now() - Duration::from_secs(5)));
+        assert_eq!(late.lock, Waits::AFTER_DEADLINE);
     }
 }

@@ -13,7 +13,7 @@ use sqlx::mysql::{
 };
 use sqlx::{Connection, Executor, MySql, QueryBuilder, Row as _};
 
-use super::{Dialect, SinkError, TableSpec, WriteError};
+use super::{Dialect, SinkError, TableSpec, Waits, WriteError};
 use crate::model::{ColumnType, Row};
 
 /// MySQL refuses statements with more than 65,535 placeholders.
@@ -28,7 +28,18 @@ pub struct MysqlSink {
     pool: MySqlPool,
     /// The server's `max_allowed_packet`: no statement may be larger.
     max_packet: usize,
+    /// MariaDB bounds any statement with `max_statement_time`; MySQL has no such variable.
+    mariadb: bool,
+    /// The type of `id` in the tables we create: compared byte for byte and NO PAD.
+    id_type: &'static str,
 }
+
+/// `id`, byte for byte and NO PAD (trailing spaces count), on MariaDB: ascii_bin is PAD SPACE.
+const MARIADB_ID_TYPE: &str = "VARCHAR(24) CHARACTER SET ascii COLLATE ascii_nopad_bin";
+/// The same on MySQL 8 (Aurora MySQL 3), which has no ascii_nopad_bin.
+const MYSQL_ID_TYPE: &str = "VARCHAR(24) CHARACTER SET utf8mb4 COLLATE utf8mb4_0900_bin";
+/// A server with neither collation (MySQL 5.7): bytes, and binary strings do not pad.
+const BINARY_ID_TYPE: &str = "VARBINARY(24)";
 
 impl MysqlSink {
     pub async fn open(url: &str) -> Result<Self, SinkError> {
@@ -53,9 +64,15 @@ impl MysqlSink {
             .acquire_timeout(Duration::from_secs(30))
             .after_connect(|connection, _| {
                 Box::pin(async move {
-                    // So that SHOW WARNINGS lists every warning of a batch, not the first 64.
+                    // So that SHOW WARNINGS lists every warning of a batch, not the first 64;
+                    // and so that no lock is waited for longer than a minute (MySQL's
+                    // lock_wait_timeout is a day) where a write does not set its own.
+                    let lock = Waits::until(None).lock_seconds();
                     connection
-                        .execute("SET SESSION max_error_count = 65535")
+                        .execute(sqlx::AssertSqlSafe(format!(
+                            "SET SESSION max_error_count = 65535, \
+                             innodb_lock_wait_timeout = {lock}, lock_wait_timeout = {lock}"
+                        )))
                         .await
                         .map(drop)
                 })
@@ -66,21 +83,36 @@ impl MysqlSink {
                 url: crate::http::redact(url),
                 source,
             })?;
-        let max_packet: u64 = sqlx::query_scalar("SELECT CAST(@@max_allowed_packet AS UNSIGNED)")
-            .fetch_one(&pool)
-            .await
-            .map_err(|source| SinkError::Connect {
-                url: crate::http::redact(url),
-                source,
-            })?;
+        let (max_packet, version, nopad): (u64, String, Option<String>) = sqlx::query_as(
+            "SELECT CAST(@@max_allowed_packet AS UNSIGNED), CAST(@@version AS CHAR), \
+             (SELECT CAST(MIN(COLLATION_NAME) AS CHAR) FROM information_schema.COLLATIONS \
+              WHERE COLLATION_NAME IN ('ascii_nopad_bin', 'utf8mb4_0900_bin'))",
+        )
+        .fetch_one(&pool)
+        .await
+        .map_err(|source| SinkError::Connect {
+            url: crate::http::redact(url),
+            source,
+        })?;
+        let id_type = match nopad.as_deref() {
+            Some("ascii_nopad_bin") => MARIADB_ID_TYPE,
+            Some(_) => MYSQL_ID_TYPE,
+            None => BINARY_ID_TYPE,
+        };
         Ok(MysqlSink {
             pool,
             max_packet: usize::try_from(max_packet).unwrap_or(usize::MAX),
+            mariadb: version.contains("MariaDB"),
+            id_type,
         })
     }
 
-    /// The collation of a table's `id` when it is not binary (`None` when it is).
-    pub async fn case_insensitive_id(&self, table: &str) -> Result<Option<String>, sqlx::Error> {
+    /// How a table's `id` compares ids it should keep apart: `None` when byte for byte and
+    /// NO PAD, else the collation's name and what it confuses.
+    pub async fn id_comparison_fault(
+        &self,
+        table: &str,
+    ) -> Result<Option<(String, &'static str)>, sqlx::Error> {
         let collation: Option<Option<String>> = sqlx::query_scalar(
             "SELECT CAST(COLLATION_NAME AS CHAR) FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'id'",
@@ -88,9 +120,60 @@ impl MysqlSink {
         .bind(table)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(collation
-            .flatten()
-            .filter(|collation| !collation.ends_with("_bin")))
+        // No collation: a binary string, compared byte for byte without padding. A NO PAD
+        // collation says so in its name on both servers (MariaDB's `_nopad_`, MySQL 8's
+        // `_0900_`); every other one pads with spaces.
+        Ok(collation.flatten().and_then(|collation| {
+            let fault = if !collation.ends_with("_bin") {
+                "ids that differ only in case"
+            } else if !(collation.contains("_nopad_") || collation.contains("_0900_")) {
+                "ids that differ only in trailing spaces"
+            } else {
+                return None;
+            };
+            Some((collation, fault))
+        }))
+    }
+
+    /// The statement that gives an old table's `id` the type of the tables we create.
+    pub fn id_fix(&self, table: &str) -> String {
+        format!(
+            "ALTER TABLE `{table}` MODIFY `id` {} NOT NULL",
+            self.id_type
+        )
+    }
+
+    /// Sets this session's lock waits (and on MariaDB its statement time) for the next
+    /// transaction.
+    async fn set_waits(
+        &self,
+        connection: &mut MySqlConnection,
+        waits: Waits,
+    ) -> Result<(), sqlx::Error> {
+        let lock = waits.lock_seconds();
+        let mut sql =
+            format!("SET SESSION innodb_lock_wait_timeout = {lock}, lock_wait_timeout = {lock}");
+        if self.mariadb {
+            sql.push_str(&format!(
+                ", max_statement_time = {:.3}",
+                waits.statement.as_secs_f64()
+            ));
+        }
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(connection)
+            .await
+            .map(drop)
+    }
+
+    async fn insert_on(
+        &self,
+        connection: &mut MySqlConnection,
+        table: &TableSpec,
+        rows: &[Row],
+        waits: Waits,
+    ) -> Result<u64, WriteError> {
+        self.set_waits(connection, waits).await?;
+        insert_on(connection, table, rows).await
     }
 }
 
@@ -127,12 +210,13 @@ impl super::Engine for MysqlSink {
     }
 
     /// CONTRACT §3: `id VARCHAR(24)` primary key, `timestamp BIGINT`; the id compared
-    /// byte for byte (base64 is case-sensitive, and PAD SPACE collations ignore trailing
-    /// spaces), which fixes the old tables' case-insensitive default.
+    /// byte for byte (base64 is case-sensitive) and NO PAD (PAD SPACE collations, ascii_bin
+    /// among them, ignore trailing spaces), which fixes the old tables' case-insensitive
+    /// default.
     fn dialect(&self) -> Dialect {
         Dialect {
             quote: '`',
-            id_type: "VARCHAR(24) CHARACTER SET ascii COLLATE ascii_bin",
+            id_type: self.id_type,
             timestamp_type: "BIGINT",
             column_type: sql_type,
         }
@@ -167,6 +251,48 @@ impl super::Engine for MysqlSink {
 
     fn rows_per_statement(&self, table: &TableSpec) -> usize {
         (MAX_PARAMETERS / (table.columns.len() + 2)).min(MAX_ROWS_PER_STATEMENT)
+    }
+
+    /// A unique index (the primary key among them) on the whole of `id` alone.
+    async fn unique_id(&self, table: &str) -> Result<bool, sqlx::Error> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.STATISTICS s \
+             WHERE s.TABLE_SCHEMA = DATABASE() AND s.TABLE_NAME = ? AND s.NON_UNIQUE = 0 \
+               AND s.COLUMN_NAME = 'id' AND s.SEQ_IN_INDEX = 1 AND s.SUB_PART IS NULL \
+               AND NOT EXISTS (SELECT 1 FROM information_schema.STATISTICS o \
+                   WHERE o.TABLE_SCHEMA = s.TABLE_SCHEMA AND o.TABLE_NAME = s.TABLE_NAME \
+                     AND o.INDEX_NAME = s.INDEX_NAME AND o.SEQ_IN_INDEX > 1)",
+        )
+        .bind(table)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(count > 0)
+    }
+
+    fn unique_id_fix(&self, table: &str) -> String {
+        format!("ALTER TABLE `{table}` ADD PRIMARY KEY (`id`)")
+    }
+
+    /// `float` (and `float(M,D)`) is 4 bytes: about 7 significant digits. `FLOAT(p)` with
+    /// p > 24 is created as `double`.
+    fn single_precision(&self, found: &str) -> bool {
+        found
+            .split(['(', ' '])
+            .next()
+            .unwrap_or_default()
+            .eq_ignore_ascii_case("float")
+    }
+
+    /// MySQL serialises concurrent DDL on one table with metadata locks, and `CREATE TABLE IF
+    /// NOT EXISTS` of a table made meanwhile is a note: no lock of ours is needed. The
+    /// metadata lock wait is bounded.
+    async fn execute_ddl(&self, sql: &str, waits: Waits) -> Result<(), sqlx::Error> {
+        let mut connection = self.pool.acquire().await?;
+        self.set_waits(&mut connection, waits).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut *connection)
+            .await
+            .map(drop)
     }
 
     bookkeeping!(

@@ -8,11 +8,15 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Postgres};
 
-use super::{Dialect, SinkError, TableSpec, WriteError};
+use super::{Dialect, SinkError, TableSpec, Waits, WriteError};
 use crate::model::{Cell, ColumnType, Row};
 
 /// COPY has no parameter limit; this bounds one transaction's size.
 const MAX_ROWS_PER_STATEMENT: usize = 5_000;
+/// The advisory lock every run's DDL takes, so that two first runs do not race in
+/// `CREATE TABLE IF NOT EXISTS` (whose catalog insert fails the loser with a duplicate key on
+/// `pg_type_typname_nsp_index`). The number is arbitrary, fixed, and ours ("bja-ddl").
+pub const DDL_LOCK: i64 = 0x626a_612d_6464_6c00;
 
 #[derive(Debug)]
 pub struct PostgresSink {
@@ -29,6 +33,12 @@ impl PostgresSink {
                 source,
             })?;
         super::probe::<PgConnection>(url, &options).await?;
+        // Without a deadline no lock is waited for longer than this (PostgreSQL's default is
+        // for ever); each write sets its own from the time left.
+        let options = options.options([(
+            "lock_timeout",
+            format!("{}ms", Waits::until(None).lock.as_millis()),
+        )]);
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
@@ -94,6 +104,46 @@ impl super::Engine for PostgresSink {
         MAX_ROWS_PER_STATEMENT
     }
 
+    /// A unique, whole-table index on `id` alone: what `ON CONFLICT ("id")` needs.
+    async fn unique_id(&self, table: &str) -> Result<bool, sqlx::Error> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_index i \
+             JOIN pg_class c ON c.oid = i.indrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0] \
+             WHERE n.nspname = current_schema() AND c.relname = $1 AND i.indisunique \
+               AND i.indnkeyatts = 1 AND i.indpred IS NULL AND a.attname = 'id'",
+        )
+        .bind(table)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(count > 0)
+    }
+
+    fn unique_id_fix(&self, table: &str) -> String {
+        format!("ALTER TABLE \"{table}\" ADD PRIMARY KEY (\"id\")")
+    }
+
+    /// `real` is 4 bytes: about 7 significant digits.
+    fn single_precision(&self, found: &str) -> bool {
+        found == "real"
+    }
+
+    /// Under [`DDL_LOCK`], held to the end of the DDL's transaction.
+    async fn execute_ddl(&self, sql: &str, waits: Waits) -> Result<(), sqlx::Error> {
+        let mut transaction = self.pool.begin().await?;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "SET LOCAL client_min_messages = warning; {}; SELECT pg_advisory_xact_lock({DDL_LOCK})",
+            set_local_waits(waits)
+        )))
+        .execute(&mut *transaction)
+        .await?;
+        sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await
+    }
+
     bookkeeping!(
         Postgres,
         "SELECT column_name::text, data_type::text FROM information_schema.columns \
@@ -101,10 +151,32 @@ impl super::Engine for PostgresSink {
     );
 }
 
+/// `SET LOCAL` of the lock and statement timeouts, for the current transaction.
+fn set_local_waits(waits: Waits) -> String {
+    format!(
+        "SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
+        waits.lock.as_millis().max(1),
+        waits.statement.as_millis().max(1)
+    )
+}
+
+impl PostgresSink {
+    async fn insert_on(
+        &self,
+        connection: &mut PgConnection,
+        table: &TableSpec,
+        rows: &[Row],
+        waits: Waits,
+    ) -> Result<u64, WriteError> {
+        insert_on(connection, table, rows, waits).await
+    }
+}
+
 async fn insert_on(
     connection: &mut PgConnection,
     table: &TableSpec,
     rows: &[Row],
+    waits: Waits,
 ) -> Result<u64, WriteError> {
     let data = copy_text(rows)?;
     let columns = table.column_list('"');
@@ -118,8 +190,9 @@ async fn insert_on(
         format!("batch_job_staging_{:016x}", hasher.finish())
     };
     let mut staging = format!(
-        "SET LOCAL client_min_messages = warning; \
-         CREATE TEMP TABLE IF NOT EXISTS {staging_name} (\"id\" TEXT, \"timestamp\" BIGINT"
+        "SET LOCAL client_min_messages = warning; {}; \
+         CREATE TEMP TABLE IF NOT EXISTS {staging_name} (\"id\" TEXT, \"timestamp\" BIGINT",
+        set_local_waits(waits)
     );
     for column in &table.columns {
         let _ = write!(staging, ", \"{}\" {}", column.name, sql_type(column.kind));

@@ -85,8 +85,8 @@ pub struct Dialect {
 #[derive(Debug, Default)]
 pub struct PrepareReport {
     pub changes: Vec<SchemaChange>,
-    /// A problem of an existing table that the job does not fix on its own (for the summary).
-    pub note: Option<String>,
+    /// Problems of an existing table that the job does not fix on its own (for the summary).
+    pub notes: Vec<String>,
 }
 
 /// A schema change made to fit the plugin's columns, for the log.
@@ -97,49 +97,48 @@ pub enum SchemaChange {
 }
 
 impl Sink {
-    /// Creates the table when missing; otherwise compares it with the plugin's columns, adds
-    /// the missing ones, and refuses incompatible types. Extra columns in the table are fine.
+    /// Creates the table when missing; otherwise checks it: a unique `id` (without one, a
+    /// rerun stores rows twice, or every row fails), the plugin's columns (missing ones are
+    /// added, incompatible types refused). Extra columns in the table are fine. Everything is
+    /// checked before anything is changed, so a refused table is left untouched.
     pub async fn prepare(&self, table: &TableSpec) -> Result<PrepareReport, SinkError> {
         let existing = self
             .retrying(&table.name, "read columns", || async {
                 engine!(self, engine => engine.existing_columns(&table.name).await)
             })
             .await?;
+        let dialect = engine!(self, engine => engine.dialect());
         if existing.is_empty() {
-            let ddl = table.create_sql(&engine!(self, engine => engine.dialect()));
-            self.retrying(&table.name, "create", || async {
-                engine!(self, engine => engine.execute(&ddl).await)
-            })
-            .await?;
+            self.execute_ddl(&table.name, "create", &table.create_sql(&dialect))
+                .await?;
             return Ok(PrepareReport {
                 changes: vec![SchemaChange::Created],
-                note: None,
+                notes: Vec::new(),
             });
         }
-        // Base64 ids are case-sensitive; a case-insensitive `id` takes distinct documents for
-        // duplicates. Said, not fixed: altering someone's table is theirs to decide.
-        let note = match self {
-            Sink::Mysql(engine) => self
-                .retrying(&table.name, "read the id collation", || async {
-                    engine.case_insensitive_id(&table.name).await
-                })
-                .await?
-                .map(|collation| {
-                    format!(
-                        "table {} compares ids case-insensitively (collation {collation}), so ids that differ only in case count as duplicates; fix it with: ALTER TABLE `{}` MODIFY `id` VARCHAR(24) CHARACTER SET ascii COLLATE ascii_bin NOT NULL",
-                        table.name, table.name
-                    )
-                }),
-            _ => None,
-        };
+        let unique_id = self
+            .retrying(&table.name, "read the indexes", || async {
+                engine!(self, engine => engine.unique_id(&table.name).await)
+            })
+            .await?;
+        if !unique_id {
+            return Err(SinkError::NoUniqueId {
+                table: table.name.clone(),
+                fix: engine!(self, engine => engine.unique_id_fix(&table.name)),
+            });
+        }
+        let mut notes = self.id_notes(table).await?;
         let mut missing = Vec::new();
         for column in &table.columns {
             match existing
                 .iter()
                 .find(|(name, _)| name.eq_ignore_ascii_case(&column.name))
             {
-                Some((_, found)) if engine!(self, engine => engine.compatible(found, column.kind)) =>
-                    {}
+                Some((_, found)) if engine!(self, engine => engine.compatible(found, column.kind)) => {
+                    if engine!(self, engine => engine.single_precision(found)) {
+                        notes.push(single_precision_note(table, column, found, &dialect));
+                    }
+                }
                 Some((name, found)) => {
                     return Err(SinkError::IncompatibleColumn {
                         table: table.name.clone(),
@@ -151,22 +150,81 @@ impl Sink {
                 None => missing.push(column),
             }
         }
-        // Every column is checked before any is added, so a refused table is left untouched.
         let mut changes = Vec::new();
         for column in missing {
-            let ddl = table.add_column_sql(column, &engine!(self, engine => engine.dialect()));
-            self.retrying(&table.name, "add column", || async {
-                engine!(self, engine => engine.execute(&ddl).await)
-            })
-            .await?;
+            let ddl = table.add_column_sql(column, &dialect);
+            match self.execute_ddl(&table.name, "add column", &ddl).await {
+                Ok(()) => {}
+                // Another run added it since the columns were read: the same plugin's column.
+                Err(SinkError::Database { source, .. }) if is_duplicate_column(&source) => continue,
+                Err(error) => return Err(error),
+            }
             tracing::warn!(table = %table.name, "added missing column {} {}", column.name, column.kind);
             changes.push(SchemaChange::AddedColumn(column.name.clone()));
         }
-        if let Some(note) = &note {
+        for note in &notes {
             tracing::warn!("{note}");
         }
-        Ok(PrepareReport { changes, note })
+        Ok(PrepareReport { changes, notes })
     }
+
+    /// MySQL: an old table's `id` that confuses distinct ids (a case-insensitive or a PAD
+    /// SPACE collation). Said, not fixed: altering someone's table is theirs to decide.
+    async fn id_notes(&self, table: &TableSpec) -> Result<Vec<String>, SinkError> {
+        let super::Kind::Mysql(engine) = &self.engine else {
+            return Ok(Vec::new());
+        };
+        let fault = self
+            .retrying(&table.name, "read the id collation", || async {
+                engine.id_comparison_fault(&table.name).await
+            })
+            .await?;
+        Ok(fault
+            .map(|(collation, confused)| {
+                format!(
+                    "table {} compares ids with collation {collation}, so {confused} count as duplicates; fix it with: {}",
+                    table.name,
+                    engine.id_fix(&table.name)
+                )
+            })
+            .into_iter()
+            .collect())
+    }
+}
+
+/// A single-precision float column keeps about 7 significant digits: 16777217.25 becomes
+/// 16777218 (MySQL) or 16777216 (PostgreSQL) without a warning. Said, with the fix: the type
+/// the job creates.
+fn single_precision_note(
+    table: &TableSpec,
+    column: &Column,
+    found: &str,
+    dialect: &Dialect,
+) -> String {
+    let q = dialect.quote;
+    let (name, wanted) = (&column.name, (dialect.column_type)(column.kind));
+    let fix = if q == '`' {
+        format!("ALTER TABLE `{}` MODIFY `{name}` {wanted}", table.name)
+    } else {
+        format!(
+            "ALTER TABLE \"{}\" ALTER COLUMN \"{name}\" TYPE {wanted}",
+            table.name
+        )
+    };
+    format!(
+        "table {}: column {name} is {found}, a single-precision float that keeps about 7 significant digits, so larger values are stored rounded; fix it with: {fix}",
+        table.name
+    )
+}
+
+/// "Column already exists", on each engine.
+fn is_duplicate_column(error: &sqlx::Error) -> bool {
+    let Some(database) = error.as_database_error() else {
+        return false;
+    };
+    // PostgreSQL 42701, MySQL 1060 (SQLSTATE 42S21), SQLite says it in words.
+    matches!(database.code().as_deref(), Some("42701" | "42S21"))
+        || database.message().contains("duplicate column name")
 }
 
 #[cfg(test)]

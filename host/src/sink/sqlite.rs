@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::{Dialect, SinkError, TableSpec, WriteError};
+use super::{Dialect, SinkError, TableSpec, Waits, WriteError};
 use crate::model::{ColumnType, Row};
 
 /// SQLite allows 32,766 bound parameters per statement; stay well under it.
@@ -110,7 +110,48 @@ impl super::Engine for SqliteSink {
         (MAX_PARAMETERS / (table.columns.len() + 2)).min(MAX_ROWS_PER_STATEMENT)
     }
 
+    /// A unique, whole-table index on `id` alone (a primary key on a TEXT column is one), or
+    /// `id INTEGER PRIMARY KEY`, the rowid itself.
+    async fn unique_id(&self, table: &str) -> Result<bool, sqlx::Error> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM pragma_index_list(?1) AS l \
+                     WHERE l.\"unique\" = 1 AND l.partial = 0 \
+                       AND (SELECT COUNT(*) FROM pragma_index_info(l.name)) = 1 \
+                       AND (SELECT lower(name) FROM pragma_index_info(l.name)) = 'id') \
+                  + (SELECT COUNT(*) FROM pragma_table_info(?1) \
+                     WHERE pk = 1 AND lower(name) = 'id' AND upper(type) = 'INTEGER' \
+                       AND (SELECT COUNT(*) FROM pragma_table_info(?1) WHERE pk > 0) = 1)",
+        )
+        .bind(table)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(count > 0)
+    }
+
+    /// SQLite cannot add a primary key to a table; a unique index does the same here.
+    fn unique_id_fix(&self, table: &str) -> String {
+        format!("CREATE UNIQUE INDEX \"{table}_id\" ON \"{table}\" (\"id\")")
+    }
+
+    /// SQLite has one writer at a time: DDL is serialised already, and lock waits are bounded
+    /// by the busy timeout.
+    async fn execute_ddl(&self, sql: &str, _waits: Waits) -> Result<(), sqlx::Error> {
+        self.execute(sql).await
+    }
+
     bookkeeping!(Sqlite, "SELECT name, type FROM pragma_table_info(?)");
+}
+
+impl SqliteSink {
+    async fn insert_on(
+        &self,
+        connection: &mut sqlx::SqliteConnection,
+        table: &TableSpec,
+        rows: &[Row],
+        _waits: Waits,
+    ) -> Result<u64, WriteError> {
+        insert_on(connection, table, rows).await
+    }
 }
 
 async fn insert_on(
