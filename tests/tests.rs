@@ -12,6 +12,7 @@ mod kit;
 mod lambda;
 mod lambda_deadline;
 mod loading;
+mod network_faults;
 mod resilience;
 mod sandbox;
 mod sinks;

@@ -4,11 +4,14 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 
-use super::SlackDirectory;
-use crate::http::{HttpError, with_retries};
+use super::{LookupLimits, SlackDirectory};
+use crate::http::{HttpError, RetryPolicy, client_builder, read_body, with_retries};
 
 /// Slack's Web API, or a server that speaks it.
 pub const DEFAULT_BASE_URL: &str = "https://slack.com/api/";
+
+/// The most bytes read from an answer of `conversations.info` (a few kilobytes in practice).
+const ANSWER_LIMIT: usize = 1 << 20;
 
 /// Errors of `conversations.info` that mean the token, not the channel, is wrong: they fail
 /// the lookup instead of turning every name into a silent NULL.
@@ -26,7 +29,7 @@ pub struct SlackWebApi {
     token: String,
     client: reqwest::Client,
     runtime: Handle,
-    backoff: backon::ExponentialBuilder,
+    retry: RetryPolicy,
     timeout: Duration,
 }
 
@@ -62,7 +65,7 @@ impl SlackWebApi {
         } else {
             format!("{base}/")
         };
-        let client = reqwest::Client::builder()
+        let client = client_builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|error| HttpError::transport("building the Slack client", &base, &error))?;
@@ -72,26 +75,34 @@ impl SlackWebApi {
             token: token.to_owned(),
             client,
             runtime,
-            backoff: crate::http::backoff().with_max_times(4),
+            retry: RetryPolicy {
+                backoff: crate::http::backoff().with_max_times(4),
+                ..RetryPolicy::default()
+            },
             timeout: Duration::from_secs(10),
         })
     }
 
     /// Another backoff and request timeout (tests use short ones).
     pub fn with_retries(mut self, backoff: backon::ExponentialBuilder, timeout: Duration) -> Self {
-        self.backoff = backoff;
+        self.retry.backoff = backoff;
         self.timeout = timeout;
         self
     }
 
+    /// One lookup, its tries and waits ending by the deadline of `limits`.
     async fn lookup(
         &self,
         channel_id: &str,
-        backoff: backon::ExponentialBuilder,
+        limits: LookupLimits,
     ) -> Result<Option<String>, HttpError> {
         let url = format!("{}conversations.info", self.base);
         let what = "asking Slack about a channel at";
-        let answer: Answer = with_retries(backoff, crate::http::MAX_WAIT, || async {
+        let mut retry = self.retry;
+        if !limits.retries {
+            retry.backoff = retry.backoff.with_max_times(0);
+        }
+        let answer: Answer = with_retries(retry, limits.deadline, what, &url, || async {
             // The token goes in the Authorization header, never in the query string.
             let response = self
                 .client
@@ -105,12 +116,9 @@ impl SlackWebApi {
             if !response.status().is_success() {
                 return Err(HttpError::from_response(what, &url, response).await);
             }
-            response.json::<Answer>().await.map_err(|error| {
-                HttpError::other(
-                    what,
-                    &url,
-                    format!("not a Slack answer: {}", error.without_url()),
-                )
+            let body = read_body(what, &url, response, ANSWER_LIMIT).await?;
+            serde_json::from_slice::<Answer>(&body).map_err(|error| {
+                HttpError::other(what, &url, format!("not a Slack answer: {error}"))
             })
         })
         .await?;
@@ -132,16 +140,13 @@ impl SlackWebApi {
 }
 
 impl SlackDirectory for SlackWebApi {
-    fn channel_name(&self, channel_id: &str) -> Result<Option<String>, String> {
+    fn channel_name(
+        &self,
+        channel_id: &str,
+        limits: LookupLimits,
+    ) -> Result<Option<String>, String> {
         self.runtime
-            .block_on(self.lookup(channel_id, self.backoff))
-            .map_err(|error| error.to_string())
-    }
-
-    fn channel_name_once(&self, channel_id: &str) -> Result<Option<String>, String> {
-        let no_retries = self.backoff.with_max_times(0);
-        self.runtime
-            .block_on(self.lookup(channel_id, no_retries))
+            .block_on(self.lookup(channel_id, limits))
             .map_err(|error| error.to_string())
     }
 }
