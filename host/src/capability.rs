@@ -140,8 +140,11 @@ pub struct LookupLimits {
 
 /// Answers Slack channel lookups: `Ok(None)` when Slack does not know the channel.
 pub trait SlackDirectory: Send + Sync {
-    fn channel_name(&self, channel_id: &str, limits: LookupLimits)
-    -> Result<Option<String>, String>;
+    fn channel_name(
+        &self,
+        channel_id: &str,
+        limits: LookupLimits,
+    ) -> Result<Option<String>, String>;
 }
 
 /// Answers reference-table lookups: every item (a JSON object text) under `key`.
@@ -442,7 +445,8 @@ impl Grants {
                 let why = format!(
                     "{capability} is taken as down for the rest of the run after {failures} failures in a row"
                 );
-                let note = format!("{capability} was down: {why}; its documents failed and are kept");
+                let note =
+                    format!("{capability} was down: {why}; its documents failed and are kept");
                 (why, note)
             }
             Unanswered::PastDeadline => (

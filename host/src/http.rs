@@ -295,7 +295,10 @@ where
         .notify(|error, delay| tracing::warn!("{error}; retrying in {delay:?}"));
     match tokio::time::timeout_at(end.into(), tries).await {
         Ok(Err(mut error)) if out_of_time.load(Ordering::Relaxed) => {
-            error.reason = format!("{}; no time left for another try within {limit}", error.reason);
+            error.reason = format!(
+                "{}; no time left for another try within {limit}",
+                error.reason
+            );
             Err(error)
         }
         Ok(result) => result,
@@ -361,17 +364,25 @@ mod tests {
     #[tokio::test]
     async fn a_429_for_ever_ends_within_the_retry_budget() {
         let tries = std::sync::atomic::AtomicU32::new(0);
-        let error = with_retries(quick(Duration::from_millis(350)), None, "asking", "u", || {
-            tries.fetch_add(1, Ordering::Relaxed);
-            async { Err::<(), _>(too_many_requests()) }
-        })
+        let error = with_retries(
+            quick(Duration::from_millis(350)),
+            None,
+            "asking",
+            "u",
+            || {
+                tries.fetch_add(1, Ordering::Relaxed);
+                async { Err::<(), _>(too_many_requests()) }
+            },
+        )
         .await
         .unwrap_err();
         // Every wait is at least the 100 ms asked for: a try at 0, 100, 200 and 300 ms at most.
         let tries = tries.load(Ordering::Relaxed);
         assert!((1..=4).contains(&tries), "{tries} tries");
         assert!(
-            error.to_string().contains("HTTP 429; no time left for another try within the retry budget of 0.35 s"),
+            error.to_string().contains(
+                "HTTP 429; no time left for another try within the retry budget of 0.35 s"
+            ),
             "{error}"
         );
     }
@@ -384,7 +395,10 @@ mod tests {
         })
         .await
         .unwrap_err();
-        assert!(error.reason.ends_with("within the run's deadline"), "{error}");
+        assert!(
+            error.reason.ends_with("within the run's deadline"),
+            "{error}"
+        );
 
         let deadline = Some(Instant::now() + Duration::from_millis(150));
         let error = with_retries(quick(RETRY_BUDGET), deadline, "asking", "u", || {

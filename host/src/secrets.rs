@@ -80,7 +80,9 @@ mod tests {
         register("echoed-api-key-123");
         register("short"); // too short to be told from a word: left alone
         register_url("mysql://job:pa55%3Fw0rd@db:3306/raw");
-        register_url("https://bucket/docs.json?X-Amz-Signature=deadbeefcafe&X-Amz-Expires=300&X-Amz-Credential=AKIAEXAMPLE%2F20261203%2Fus-east-1%2Fs3%2Faws4_request");
+        register_url(
+            "https://bucket/docs.json?X-Amz-Signature=deadbeefcafe&X-Amz-Expires=300&X-Amz-Credential=AKIAEXAMPLE%2F20261203%2Fus-east-1%2Fs3%2Faws4_request",
+        );
         let text = "500: headers {x-api-key: echoed-api-key-123}, password pa55?w0rd, sig deadbeefcafe, short";
         assert_eq!(
             scrub(text),
@@ -88,7 +90,9 @@ mod tests {
         );
         // Quoted back decoded, as S3 does, or as the URL has it.
         assert_eq!(
-            scrub("<Credential>AKIAEXAMPLE/20261203/us-east-1/s3/aws4_request</Credential> AKIAEXAMPLE%2F20261203%2Fus-east-1%2Fs3%2Faws4_request <AWSAccessKeyId>AKIAEXAMPLE</AWSAccessKeyId>"),
+            scrub(
+                "<Credential>AKIAEXAMPLE/20261203/us-east-1/s3/aws4_request</Credential> AKIAEXAMPLE%2F20261203%2Fus-east-1%2Fs3%2Faws4_request <AWSAccessKeyId>AKIAEXAMPLE</AWSAccessKeyId>"
+            ),
             "<Credential>***</Credential> *** <AWSAccessKeyId>***</AWSAccessKeyId>"
         );
         assert!(matches!(scrub("nothing secret"), Cow::Borrowed(_)));

@@ -92,7 +92,9 @@ impl ReferenceTable for DynamoTable {
             // A stalled connection must not hold every lane waiting on this lock for ever, nor
             // the run past its deadline.
             let timeout = std::time::Instant::now() + std::time::Duration::from_secs(120);
-            let end = limits.deadline.map_or(timeout, |deadline| deadline.min(timeout));
+            let end = limits
+                .deadline
+                .map_or(timeout, |deadline| deadline.min(timeout));
             let load = tokio::time::timeout_at(end.into(), self.load());
             let items = self
                 .runtime
