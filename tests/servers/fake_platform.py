@@ -24,8 +24,9 @@ Control endpoints (used by the tests):
                                                "api_503_endless": n, "store_503_endless": n,
                                                "slack_503_endless": n, "api_200_endless": n
                                                (a body that never ends, up to ENDLESS_CAP),
-                                               "api_redirect": URL, "store_redirect": URL
-                                               (a 302 / 307 to URL, for every request),
+                                               "api_redirect": URL, "store_redirect": URL,
+                                               "slack_redirect": URL (a 302 / 307 / 302 to
+                                               URL, for every request),
                                                "store_403_quote": n (S3's 403 quoting the
                                                signature and the decoded credential),
                                                "slack_hold": true (until /control/release)}
@@ -329,6 +330,10 @@ class Handler(BaseHTTPRequestHandler):
             RELEASE.wait(timeout=3600)
         if take_fault("slack_503_endless"):
             return self.send_endless(503)
+        with LOCK:
+            redirect = FAULTS.get("slack_redirect")
+        if redirect:
+            return self.send_redirect(302, redirect)
         if take_fault("slack_500"):
             return self.send_json(500, {"ok": False, "error": "internal_error"})
         if take_fault("slack_429"):
