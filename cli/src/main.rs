@@ -196,7 +196,8 @@ struct RunArgs {
     max_wait: u64,
     /// The most time one HTTP request may take, its retries and the waits between them
     /// together, whether or not there is a --deadline.
-    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..))]
     retry_budget: u64,
     /// Print one JSON object with the counts on stdout at the end.
     #[arg(long)]
