@@ -14,6 +14,7 @@ mod lambda_deadline;
 mod loading;
 mod plugin_faults;
 mod old_job_behaviour;
+mod network_faults;
 mod resilience;
 mod sandbox;
 mod secrets;

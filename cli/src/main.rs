@@ -194,6 +194,11 @@ struct RunArgs {
     /// The longest single wait between retries of an HTTP call, whatever a Retry-After asks.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     max_wait: u64,
+    /// The most time one HTTP request may take, its retries and the waits between them
+    /// together, whether or not there is a --deadline.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    retry_budget: u64,
     /// Print one JSON object with the counts on stdout at the end.
     #[arg(long)]
     json: bool,
@@ -381,6 +386,7 @@ fn run_config(args: RunArgs, environment: Environment) -> Result<RunConfig> {
         config.deadline = Some(std::time::Instant::now() + Duration::from_secs(deadline));
     }
     config.fetch.max_wait = Duration::from_secs(args.max_wait);
+    config.fetch.retry_budget = Duration::from_secs(args.retry_budget);
     config.pause = args.pause_after_writes.map(Pause::after_writes);
     config.rows_per_write = args.rows_per_write.max(1);
     config.plugin_instances = args.plugin_instances;

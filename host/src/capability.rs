@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crate::model::Capability;
 
@@ -123,21 +124,29 @@ impl fmt::Display for LookupFailure {
     }
 }
 
+/// What bounds one lookup of a backend that waits on the network.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LookupLimits {
+    /// Whether the lookup may try again. Not right after a failure of the same capability:
+    /// a backend that is down costs one request per lookup, not a round of retries, until
+    /// its circuit opens.
+    pub retries: bool,
+    /// The run's deadline: the lookup gives up rather than wait past it.
+    pub deadline: Option<Instant>,
+}
+
 /// Answers Slack channel lookups: `Ok(None)` when Slack does not know the channel.
 pub trait SlackDirectory: Send + Sync {
-    fn channel_name(&self, channel_id: &str) -> Result<Option<String>, String>;
-
-    /// The same with a single try: asked while the backend has just failed, so that a backend
-    /// that is down costs one request per lookup, not a round of retries, until the circuit
-    /// opens.
-    fn channel_name_once(&self, channel_id: &str) -> Result<Option<String>, String> {
-        self.channel_name(channel_id)
-    }
+    fn channel_name(
+        &self,
+        channel_id: &str,
+        limits: LookupLimits,
+    ) -> Result<Option<String>, String>;
 }
 
 /// Answers reference-table lookups: every item (a JSON object text) under `key`.
 pub trait ReferenceTable: Send + Sync {
-    fn items(&self, key: &str) -> Result<Vec<String>, String>;
+    fn items(&self, key: &str, limits: LookupLimits) -> Result<Vec<String>, String>;
 }
 
 /// A channel map file for local runs: `{"C012AB3CD": "general", "C999": null}`, where `null`
@@ -155,7 +164,7 @@ impl ChannelMapFile {
 }
 
 impl SlackDirectory for ChannelMapFile {
-    fn channel_name(&self, channel_id: &str) -> Result<Option<String>, String> {
+    fn channel_name(&self, channel_id: &str, _: LookupLimits) -> Result<Option<String>, String> {
         Ok(self.channels.get(channel_id).cloned().flatten())
     }
 }
@@ -191,7 +200,7 @@ impl ReferenceFile {
 }
 
 impl ReferenceTable for ReferenceFile {
-    fn items(&self, key: &str) -> Result<Vec<String>, String> {
+    fn items(&self, key: &str, _: LookupLimits) -> Result<Vec<String>, String> {
         Ok(self.by_key.get(key).cloned().unwrap_or_default())
     }
 }
@@ -237,34 +246,54 @@ pub struct CapabilityHub {
     reference_cache: Mutex<HashMap<(String, String), Vec<String>>>,
     /// Failures in a row, per capability.
     failures_in_a_row: Mutex<HashMap<String, u32>>,
+    /// The run's deadline: no lookup waits past it, and none starts after it.
+    deadline: Option<Instant>,
+}
+
+/// Why the hub has no answer for a lookup.
+enum Unanswered {
+    /// The backend failed this time, with its reason.
+    Failed(String),
+    /// The backend failed this many times in a row: it is taken as down (its circuit is open).
+    Down(u32),
+    /// The run's deadline has passed: no lookup starts any more.
+    PastDeadline,
 }
 
 impl CapabilityHub {
-    /// Runs `lookup` unless the capability's circuit is open; counts its failures in a row.
-    /// `lookup` is told whether it may retry: not after a failure, so that a backend that is
-    /// down is tried once per lookup until the circuit opens.
+    /// Runs `lookup` unless the run's deadline has passed or the capability's circuit is open;
+    /// counts its failures in a row. `lookup` is told its limits: no retry right after a
+    /// failure, so that a backend that is down is tried once per lookup until the circuit
+    /// opens, and no wait past the run's deadline.
     fn guarded<T>(
         &self,
         capability: &str,
-        lookup: impl FnOnce(bool) -> Result<T, String>,
-    ) -> Result<T, String> {
+        lookup: impl FnOnce(LookupLimits) -> Result<T, String>,
+    ) -> Result<T, Unanswered> {
+        if self
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            return Err(Unanswered::PastDeadline);
+        }
         let failures = lock(&self.failures_in_a_row)
             .get(capability)
             .copied()
             .unwrap_or(0);
         if failures >= FAILURES_TO_OPEN {
-            return Err(format!(
-                "{capability} is taken as down for the rest of the run after {failures} failures in a row"
-            ));
+            return Err(Unanswered::Down(failures));
         }
-        let result = lookup(failures == 0);
+        let result = lookup(LookupLimits {
+            retries: failures == 0,
+            deadline: self.deadline,
+        });
         let mut counts = lock(&self.failures_in_a_row);
         let count = counts.entry(capability.to_owned()).or_default();
         match &result {
             Ok(_) => *count = 0,
             Err(_) => *count += 1,
         }
-        result
+        result.map_err(Unanswered::Failed)
     }
 }
 
@@ -274,6 +303,12 @@ impl CapabilityHub {
             backends,
             ..Default::default()
         }
+    }
+
+    /// Bounds every lookup by the run's deadline (`None`: no deadline).
+    pub fn with_deadline(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     /// The grants of one plugin: what it declared, intersected with what is configured.
@@ -333,14 +368,10 @@ impl Grants {
         }
         let name = self
             .hub
-            .guarded("slack-channels", |may_retry| {
-                if may_retry {
-                    directory.channel_name(channel_id)
-                } else {
-                    directory.channel_name_once(channel_id)
-                }
+            .guarded("slack-channels", |limits| {
+                directory.channel_name(channel_id, limits)
             })
-            .map_err(|why| self.note(LookupFailure::Unavailable(why), "slack-channels"))?;
+            .map_err(|unanswered| self.unavailable(unanswered, "slack-channels"))?;
         lock(&self.hub.slack_cache).insert(channel_id.to_owned(), name.clone());
         Ok(name)
     }
@@ -364,8 +395,8 @@ impl Grants {
         }
         let items = self
             .hub
-            .guarded(&capability, |_| backend.items(key))
-            .map_err(|why| self.note(LookupFailure::Unavailable(why), &capability))?;
+            .guarded(&capability, |limits| backend.items(key, limits))
+            .map_err(|unanswered| self.unavailable(unanswered, &capability))?;
         lock(&self.hub.reference_cache).insert(cache_key, items.clone());
         Ok(items)
     }
@@ -397,15 +428,40 @@ impl Grants {
                 format!("called {capability}, which it did not declare: denied")
             }
             LookupFailure::NotConfigured(why) => format!("{capability} not configured: {why}"),
-            LookupFailure::Unavailable(why) if why.contains("taken as down") => {
-                format!("{capability} was down: {why}; its documents failed and are kept")
-            }
             LookupFailure::Unavailable(_) => format!("{capability} failed at least once"),
         };
+        self.leave_note(note);
+        failure
+    }
+
+    /// The plugin's answer for a lookup the hub could not answer, with a note saying why.
+    fn unavailable(&self, unanswered: Unanswered, capability: &str) -> LookupFailure {
+        let (why, note) = match unanswered {
+            Unanswered::Failed(why) => (why, format!("{capability} failed at least once")),
+            Unanswered::Down(failures) => {
+                let why = format!(
+                    "{capability} is taken as down for the rest of the run after {failures} failures in a row"
+                );
+                let note =
+                    format!("{capability} was down: {why}; its documents failed and are kept");
+                (why, note)
+            }
+            Unanswered::PastDeadline => (
+                "the run's deadline has passed: no more lookups".to_owned(),
+                format!(
+                    "{capability} was not asked after the run's deadline; documents that needed it failed and are kept"
+                ),
+            ),
+        };
+        self.leave_note(note);
+        LookupFailure::Unavailable(why)
+    }
+
+    /// Keeps `note` for the run summary, logged the first time it is left.
+    fn leave_note(&self, note: String) {
         if lock(&self.notes).insert(note.clone()) {
             tracing::warn!(type_name = %self.type_name, "{note}");
         }
-        failure
     }
 }
 

@@ -331,6 +331,8 @@ pub struct FetchOptions {
     pub backoff: backon::ExponentialBuilder,
     /// The longest single wait between tries, a `Retry-After` included.
     pub max_wait: std::time::Duration,
+    /// The most time one request may take, its tries and waits together.
+    pub retry_budget: std::time::Duration,
 }
 
 impl Default for FetchOptions {
@@ -340,6 +342,7 @@ impl Default for FetchOptions {
             concurrency: 2,
             backoff: crate::http::backoff(),
             max_wait: crate::http::MAX_WAIT,
+            retry_budget: crate::http::RETRY_BUDGET,
         }
     }
 }

@@ -33,17 +33,29 @@ pub fn register_url(url: &str) {
         && let Some(at) = rest.rfind('@')
         && let Some((_, password)) = rest[..at].split_once(':')
     {
-        register(password);
-        if let Ok(decoded) = percent_encoding::percent_decode_str(password).decode_utf8() {
-            register(&decoded);
-        }
+        register_encoded(password);
     }
     if let Some((_, query)) = url.split_once('?') {
-        for pair in query.split('&') {
-            if let Some((_, value)) = pair.split_once('=') {
-                register(value);
+        for pair in query.split(['&', '#']) {
+            if let Some((name, value)) = pair.split_once('=') {
+                register_encoded(value);
+                // S3's errors quote the access key id of `KEY/date/region/s3/aws4_request` alone.
+                if name == "X-Amz-Credential"
+                    && let Some((key_id, _)) = value.split_once("%2F")
+                {
+                    register(key_id);
+                }
             }
         }
+    }
+}
+
+/// A value as the URL carries it and as a server quotes it back, decoded: an S3 error quotes
+/// `X-Amz-Credential` with its `/` where the URL has `%2F`.
+fn register_encoded(value: &str) {
+    register(value);
+    if let Ok(decoded) = percent_encoding::percent_decode_str(value).decode_utf8() {
+        register(&decoded);
     }
 }
 
@@ -68,11 +80,20 @@ mod tests {
         register("echoed-api-key-123");
         register("short"); // too short to be told from a word: left alone
         register_url("mysql://job:pa55%3Fw0rd@db:3306/raw");
-        register_url("https://bucket/docs.json?X-Amz-Signature=deadbeefcafe&X-Amz-Expires=300");
+        register_url(
+            "https://bucket/docs.json?X-Amz-Signature=deadbeefcafe&X-Amz-Expires=300&X-Amz-Credential=AKIAEXAMPLE%2F20261203%2Fus-east-1%2Fs3%2Faws4_request",
+        );
         let text = "500: headers {x-api-key: echoed-api-key-123}, password pa55?w0rd, sig deadbeefcafe, short";
         assert_eq!(
             scrub(text),
             "500: headers {x-api-key: ***}, password ***, sig ***, short"
+        );
+        // Quoted back decoded, as S3 does, or as the URL has it.
+        assert_eq!(
+            scrub(
+                "<Credential>AKIAEXAMPLE/20261203/us-east-1/s3/aws4_request</Credential> AKIAEXAMPLE%2F20261203%2Fus-east-1%2Fs3%2Faws4_request <AWSAccessKeyId>AKIAEXAMPLE</AWSAccessKeyId>"
+            ),
+            "<Credential>***</Credential> *** <AWSAccessKeyId>***</AWSAccessKeyId>"
         );
         assert!(matches!(scrub("nothing secret"), Cow::Borrowed(_)));
     }

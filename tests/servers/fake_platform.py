@@ -20,12 +20,23 @@ Control endpoints (used by the tests):
                                                "expire": n, "slow_first_byte": s, "cut_off": true,
                                                "hold_first_byte": true (until /control/release),
                                                "slack_429": n, "slack_slow": s, "slack_500": n,
-                                               "url_key": "url"|"all_docs_url"}
+                                               "url_key": "url"|"all_docs_url",
+                                               "api_503_endless": n, "store_503_endless": n,
+                                               "slack_503_endless": n, "api_200_endless": n
+                                               (a body that never ends, up to ENDLESS_CAP),
+                                               "api_redirect": URL, "store_redirect": URL,
+                                               "slack_redirect": URL (a 302 / 307 / 302 to
+                                               URL, for every request),
+                                               "store_403_quote": n (S3's 403 quoting the
+                                               signature and the decoded credential),
+                                               "slack_hold": true (until /control/release)}
     PUT  /control/credentials           body: {"api_key": "...", "slack_token": "..."}: the only
                                         key and token accepted from now on (a rotation); an
                                         old key gets a 403 that echoes it, an old token
                                         Slack's invalid_auth
     GET  /control/requests              every request seen: method, path, query, headers
+    GET  /control/sent                  bytes written of each endless body before the client
+                                        hung up (or ENDLESS_CAP)
 """
 
 import json
@@ -51,6 +62,12 @@ FAULTS = {}
 REQUESTS = []
 TOKENS = {}  # token -> (type, from, to)
 CHANNELS = {"C012AB3CD": "general", "C024BE91L": "fun"}
+SIGNATURE = "deadbeefsecret"
+CREDENTIAL = "AKIASECRET/20261203/us-east-1/s3/aws4_request"
+# An endless body stops here, so that a client that reads it all still ends (and fails the
+# test on the bytes it took) instead of hanging.
+ENDLESS_CAP = 256 << 20
+SENT = []  # bytes written of each endless body
 
 
 def take_fault(name):
@@ -92,6 +109,34 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def send_endless(self, status):
+        """Answers `status` with a chunked body that never ends (up to ENDLESS_CAP), and records
+        how much of it the client took before hanging up."""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        chunk = b"x" * 65536
+        framed = b"%x\r\n" % len(chunk) + chunk + b"\r\n"
+        sent = 0
+        self.close_connection = True
+        try:
+            while sent < ENDLESS_CAP:
+                self.wfile.write(framed)
+                sent += len(chunk)
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            with LOCK:
+                SENT.append(sent)
+
+    def send_redirect(self, status, location):
+        self.send_response(status)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def read_body(self):
         length = int(self.headers.get("Content-Length", "0"))
         return json.loads(self.rfile.read(length) or b"null")
@@ -120,7 +165,7 @@ class Handler(BaseHTTPRequestHandler):
                 RELEASE.set()
             elif url.path == "/control/reset":
                 DOCUMENTS.clear(); GENERATED.clear(); RAW.clear(); FILES.clear(); FAULTS.clear()
-                REQUESTS.clear(); RELEASE.clear()
+                REQUESTS.clear(); RELEASE.clear(); SENT.clear()
         self.send_json(200, {"ok": True})
 
     def do_GET(self):
@@ -129,6 +174,9 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/control/requests":
             with LOCK:
                 return self.send_json(200, list(REQUESTS))
+        if url.path == "/control/sent":
+            with LOCK:
+                return self.send_json(200, list(SENT))
         if url.path.startswith("/get_docs/"):
             return self.fetch_api(url.path[len("/get_docs/"):], query)
         if url.path.startswith("/store/"):
@@ -144,6 +192,14 @@ class Handler(BaseHTTPRequestHandler):
         if given != expected:
             # Echoes what it was given, as some gateways do: the client must scrub it.
             return self.send_json(403, {"message": "Forbidden", "x-api-key": given})
+        with LOCK:
+            redirect = FAULTS.get("api_redirect")
+        if redirect:
+            return self.send_redirect(302, redirect)
+        if take_fault("api_503_endless"):
+            return self.send_endless(503)
+        if take_fault("api_200_endless"):
+            return self.send_endless(200)
         if take_fault("api_503"):
             return self.send_json(503, {"message": "Service Unavailable"})
         if take_fault("api_429"):
@@ -162,7 +218,8 @@ class Handler(BaseHTTPRequestHandler):
             TOKENS[token] = (type_name, *window)
             key = FAULTS.get("url_key", "url")
         port = self.server.server_address[1]
-        presigned = f"http://127.0.0.1:{port}/store/{token}?X-Amz-Credential=AKIASECRET&X-Amz-Signature=deadbeefsecret"
+        credential = CREDENTIAL.replace("/", "%2F")
+        presigned = f"http://127.0.0.1:{port}/store/{token}?X-Amz-Credential={credential}&X-Amz-Signature={SIGNATURE}"
         self.send_json(200, {key: presigned})
 
     def store(self, token, query):
@@ -177,6 +234,22 @@ class Handler(BaseHTTPRequestHandler):
             return self.wfile.write(body)
         if take_fault("store_503"):
             return self.send_json(503, {"message": "Slow Down"})
+        with LOCK:
+            redirect = FAULTS.get("store_redirect")
+        if redirect:
+            return self.send_redirect(307, redirect)
+        if take_fault("store_503_endless"):
+            return self.send_endless(503)
+        if take_fault("store_403_quote"):
+            # S3's answer to a signature it does not accept quotes what it was given.
+            body = ("<Error><Code>SignatureDoesNotMatch</Code><AWSAccessKeyId>AKIASECRET</AWSAccessKeyId>"
+                    f"<SignatureProvided>{SIGNATURE}</SignatureProvided>"
+                    f"<StringToSign>AWS4-HMAC-SHA256 {CREDENTIAL}</StringToSign></Error>").encode()
+            self.send_response(403)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            return self.wfile.write(body)
         with LOCK:
             type_name, first, last = TOKENS[token]
             slow = FAULTS.get("slow_first_byte", 0)
@@ -264,8 +337,17 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, {"ok": False, "error": "invalid_auth"})
         with LOCK:
             slow = FAULTS.get("slack_slow", 0)
+            hold = FAULTS.get("slack_hold", False)
         if slow:
             time.sleep(slow)
+        if hold:
+            RELEASE.wait(timeout=3600)
+        if take_fault("slack_503_endless"):
+            return self.send_endless(503)
+        with LOCK:
+            redirect = FAULTS.get("slack_redirect")
+        if redirect:
+            return self.send_redirect(302, redirect)
         if take_fault("slack_500"):
             return self.send_json(500, {"ok": False, "error": "internal_error"})
         if take_fault("slack_429"):

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Map, Value};
 use tokio::runtime::Handle;
 
-use super::ReferenceTable;
+use super::{LookupLimits, ReferenceTable};
 
 pub struct DynamoTable {
     client: aws_sdk_dynamodb::Client,
@@ -81,7 +81,7 @@ impl DynamoTable {
 }
 
 impl ReferenceTable for DynamoTable {
-    fn items(&self, key: &str) -> Result<Vec<String>, String> {
+    fn items(&self, key: &str, limits: LookupLimits) -> Result<Vec<String>, String> {
         // Holding the lock while loading makes other plugin threads wait for the one scan
         // instead of starting their own.
         let mut loaded = self
@@ -89,8 +89,13 @@ impl ReferenceTable for DynamoTable {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if loaded.is_none() {
-            // A stalled connection must not hold every lane waiting on this lock for ever.
-            let load = tokio::time::timeout(std::time::Duration::from_secs(120), self.load());
+            // A stalled connection must not hold every lane waiting on this lock for ever, nor
+            // the run past its deadline.
+            let timeout = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            let end = limits
+                .deadline
+                .map_or(timeout, |deadline| deadline.min(timeout));
+            let load = tokio::time::timeout_at(end.into(), self.load());
             let items = self
                 .runtime
                 .block_on(load)

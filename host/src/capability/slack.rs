@@ -4,12 +4,15 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 
-use super::SlackDirectory;
+use super::{LookupLimits, SlackDirectory};
 use crate::credentials::ApiCredential;
-use crate::http::{HttpError, with_retries};
+use crate::http::{HttpError, RetryPolicy, client_builder, read_body, with_retries};
 
 /// Slack's Web API, or a server that speaks it.
 pub const DEFAULT_BASE_URL: &str = "https://slack.com/api/";
+
+/// The most bytes read from an answer of `conversations.info` (a few kilobytes in practice).
+const ANSWER_LIMIT: usize = 1 << 20;
 
 /// Errors of `conversations.info` that mean the token, not the channel, is wrong: they fail
 /// the lookup instead of turning every name into a silent NULL.
@@ -34,7 +37,7 @@ pub struct SlackWebApi {
     token: ApiCredential,
     client: reqwest::Client,
     runtime: Handle,
-    backoff: backon::ExponentialBuilder,
+    retry: RetryPolicy,
     timeout: Duration,
 }
 
@@ -74,7 +77,7 @@ impl SlackWebApi {
         } else {
             format!("{base}/")
         };
-        let client = reqwest::Client::builder()
+        let client = client_builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|error| HttpError::transport("building the Slack client", &base, &error))?;
@@ -83,36 +86,44 @@ impl SlackWebApi {
             token: token.into(),
             client,
             runtime,
-            backoff: crate::http::backoff().with_max_times(4),
+            retry: RetryPolicy {
+                backoff: crate::http::backoff().with_max_times(4),
+                ..RetryPolicy::default()
+            },
             timeout: Duration::from_secs(10),
         })
     }
 
     /// Another backoff and request timeout (tests use short ones).
     pub fn with_retries(mut self, backoff: backon::ExponentialBuilder, timeout: Duration) -> Self {
-        self.backoff = backoff;
+        self.retry.backoff = backoff;
         self.timeout = timeout;
         self
     }
 
+    /// One lookup, its tries and waits ending by the deadline of `limits`.
     async fn lookup(
         &self,
         channel_id: &str,
-        backoff: backon::ExponentialBuilder,
+        limits: LookupLimits,
     ) -> Result<Option<String>, HttpError> {
         let url = format!("{}conversations.info", self.base);
         let unreadable = |error: crate::credentials::CredentialsError| {
             HttpError::other(ASKING, &url, error.to_string())
         };
+        let mut retry = self.retry;
+        if !limits.retries {
+            retry.backoff = retry.backoff.with_max_times(0);
+        }
         let token = self.token.get().await.map_err(unreadable)?;
-        let mut answer = self.ask(&url, &token, channel_id, backoff).await?;
+        let mut answer = self.ask(&url, &token, channel_id, retry, limits).await?;
         if let Some(error) = answer.error.as_deref()
             && ROTATED_TOKEN_ERRORS.contains(&error)
             && self.token.can_refresh()
         {
             tracing::warn!("Slack refused the token ({error}); reading it again");
             let token = self.token.refresh(&token).await.map_err(unreadable)?;
-            answer = self.ask(&url, &token, channel_id, backoff).await?;
+            answer = self.ask(&url, &token, channel_id, retry, limits).await?;
         }
         match answer {
             Answer {
@@ -130,15 +141,17 @@ impl SlackWebApi {
         }
     }
 
-    /// One `conversations.info` with `token`, retried on transport errors, 429 and 5xx.
+    /// One `conversations.info` with `token`, retried on transport errors, 429 and 5xx, its
+    /// tries and waits ending by the deadline of `limits`.
     async fn ask(
         &self,
         url: &str,
         token: &str,
         channel_id: &str,
-        backoff: backon::ExponentialBuilder,
+        retry: RetryPolicy,
+        limits: LookupLimits,
     ) -> Result<Answer, HttpError> {
-        with_retries(backoff, crate::http::MAX_WAIT, || async {
+        with_retries(retry, limits.deadline, ASKING, url, || async {
             // The token goes in the Authorization header, never in the query string.
             let response = self
                 .client
@@ -152,12 +165,9 @@ impl SlackWebApi {
             if !response.status().is_success() {
                 return Err(HttpError::from_response(ASKING, url, response).await);
             }
-            response.json::<Answer>().await.map_err(|error| {
-                HttpError::other(
-                    ASKING,
-                    url,
-                    format!("not a Slack answer: {}", error.without_url()),
-                )
+            let body = read_body(ASKING, url, response, ANSWER_LIMIT).await?;
+            serde_json::from_slice::<Answer>(&body).map_err(|error| {
+                HttpError::other(ASKING, url, format!("not a Slack answer: {error}"))
             })
         })
         .await
@@ -165,16 +175,13 @@ impl SlackWebApi {
 }
 
 impl SlackDirectory for SlackWebApi {
-    fn channel_name(&self, channel_id: &str) -> Result<Option<String>, String> {
+    fn channel_name(
+        &self,
+        channel_id: &str,
+        limits: LookupLimits,
+    ) -> Result<Option<String>, String> {
         self.runtime
-            .block_on(self.lookup(channel_id, self.backoff))
-            .map_err(|error| error.to_string())
-    }
-
-    fn channel_name_once(&self, channel_id: &str) -> Result<Option<String>, String> {
-        let no_retries = self.backoff.with_max_times(0);
-        self.runtime
-            .block_on(self.lookup(channel_id, no_retries))
+            .block_on(self.lookup(channel_id, limits))
             .map_err(|error| error.to_string())
     }
 }

@@ -81,7 +81,7 @@ pub(crate) async fn run_prepared(
         Some(backends) => backends.clone(),
         None => Backends::configure(&config.capabilities).await?,
     };
-    let hub = Arc::new(CapabilityHub::new(backends));
+    let hub = Arc::new(CapabilityHub::new(backends).with_deadline(config.deadline));
     let (writer_tx, writer_rx) = mpsc::channel(8);
     let mut inputs = Vec::new();
     let mut lane_tasks = Vec::new();

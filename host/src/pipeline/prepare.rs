@@ -72,7 +72,8 @@ pub fn open_source(config: &RunConfig) -> Result<Source, RunError> {
         SourceSpec::Fetch { base_url, key } => Source::Fetch(
             FetchApi::new(base_url, key.clone(), config.fetch.timeouts.clone())?
                 .with_backoff(config.fetch.backoff)
-                .with_max_wait(config.fetch.max_wait),
+                .with_max_wait(config.fetch.max_wait)
+                .with_retry_budget(config.fetch.retry_budget),
         ),
     })
 }

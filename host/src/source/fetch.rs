@@ -12,7 +12,10 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 use super::{SourceError, SourceItem};
 use crate::config::Window;
 use crate::credentials::ApiCredential;
-use crate::http::{HttpError, MAX_WAIT, backoff, redact, with_retries};
+use crate::http::{HttpError, RetryPolicy, client_builder, read_body, redact, with_retries};
+
+/// The most bytes read from step 1's answer, a small JSON object holding one URL.
+const PRESIGN_ANSWER_LIMIT: usize = 64 * 1024;
 
 /// Timeouts of the fetch client.
 #[derive(Debug, Clone)]
@@ -43,8 +46,7 @@ pub struct FetchApi {
     key: ApiCredential,
     client: reqwest::Client,
     timeouts: FetchTimeouts,
-    backoff: backon::ExponentialBuilder,
-    max_wait: Duration,
+    retry: RetryPolicy,
 }
 
 impl std::fmt::Debug for FetchApi {
@@ -78,10 +80,9 @@ impl FetchApi {
         } else {
             format!("{base}/")
         };
-        let client = reqwest::Client::builder()
+        let client = client_builder()
             .connect_timeout(timeouts.connect)
             .read_timeout(timeouts.read)
-            .user_agent(concat!("batch-job-aurora/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| {
                 SourceError::Fetch(HttpError::transport(
@@ -95,20 +96,25 @@ impl FetchApi {
             key: key.into(),
             client,
             timeouts,
-            backoff: backoff(),
-            max_wait: MAX_WAIT,
+            retry: RetryPolicy::default(),
         })
     }
 
     /// Shorter backoff, for tests.
     pub fn with_backoff(mut self, backoff: backon::ExponentialBuilder) -> Self {
-        self.backoff = backoff;
+        self.retry.backoff = backoff;
         self
     }
 
     /// Caps every single wait between tries (a `Retry-After` included).
     pub fn with_max_wait(mut self, max_wait: Duration) -> Self {
-        self.max_wait = max_wait;
+        self.retry.max_wait = max_wait;
+        self
+    }
+
+    /// Caps the time one request may take, its tries and waits together.
+    pub fn with_retry_budget(mut self, budget: Duration) -> Self {
+        self.retry.budget = budget;
         self
     }
 
@@ -125,9 +131,8 @@ impl FetchApi {
         let Some(deadline) = deadline else {
             return self.fetch_window(type_name, window, None, deliver).await;
         };
-        let deadline = tokio::time::Instant::from_std(deadline);
         match tokio::time::timeout_at(
-            deadline,
+            deadline.into(),
             self.fetch_window(type_name, window, Some(deadline), deliver),
         )
         .await
@@ -141,7 +146,7 @@ impl FetchApi {
         &self,
         type_name: &str,
         window: Window,
-        deadline: Option<tokio::time::Instant>,
+        deadline: Option<Instant>,
         mut deliver: impl FnMut(SourceItem) -> ControlFlow<()> + Send + 'static,
     ) -> Result<(), SourceError> {
         let mut presigned = self.presign(type_name, window).await?;
@@ -164,7 +169,7 @@ impl FetchApi {
         // close, instead of waiting on a server that may never send another byte.
         let until_deadline = async move {
             match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
                 None => std::future::pending().await,
             }
         };
@@ -191,7 +196,7 @@ impl FetchApi {
             ))
         })?;
         match deadline {
-            Some(deadline) if result.is_err() && tokio::time::Instant::now() >= deadline => {
+            Some(deadline) if result.is_err() && Instant::now() >= deadline => {
                 Err(SourceError::Deadline)
             }
             _ => result,
@@ -199,7 +204,9 @@ impl FetchApi {
     }
 
     /// Step 1: the presigned URL of a type's window. A key the API refuses (403) is read
-    /// again from its secret and tried once more: it may have been rotated.
+    /// again from its secret and tried once more: it may have been rotated. The answer's query
+    /// (signature, credential) is registered as a secret before anything is asked of it, so
+    /// that an error quoting it is scrubbed too.
     async fn presign(&self, type_name: &str, window: Window) -> Result<String, SourceError> {
         let key = self.key.get().await?;
         match self.presign_with(&key, type_name, window).await {
@@ -222,7 +229,8 @@ impl FetchApi {
     ) -> Result<String, SourceError> {
         let url = format!("{}{type_name}", self.base);
         let what = "asking the fetch API";
-        let answer = with_retries(self.backoff, self.max_wait, || async {
+        // No deadline here: `fetch` ends the whole window at the deadline, with its own error.
+        let answer = with_retries(self.retry, None, what, &url, || async {
             let response = self
                 .client
                 .get(&url)
@@ -235,29 +243,28 @@ impl FetchApi {
             if !response.status().is_success() {
                 return Err(HttpError::from_response(what, &url, response).await);
             }
-            response.json::<Presigned>().await.map_err(|error| {
-                HttpError::other(
-                    what,
-                    &url,
-                    format!("not a JSON answer: {}", error.without_url()),
-                )
+            let body = read_body(what, &url, response, PRESIGN_ANSWER_LIMIT).await?;
+            serde_json::from_slice::<Presigned>(&body).map_err(|error| {
+                HttpError::other(what, &url, format!("not a JSON answer: {error}"))
             })
         })
         .await
         .map_err(SourceError::Fetch)?;
-        answer.url.or(answer.all_docs_url).ok_or_else(|| {
+        let presigned = answer.url.or(answer.all_docs_url).ok_or_else(|| {
             SourceError::Fetch(HttpError::other(
                 what,
                 &url,
                 "the answer has neither url nor all_docs_url",
             ))
-        })
+        })?;
+        crate::secrets::register_url(&presigned);
+        Ok(presigned)
     }
 
     /// Step 2: the response of the presigned URL, once its status is success.
     async fn open(&self, presigned: &str) -> Result<reqwest::Response, HttpError> {
         let what = "downloading documents from";
-        with_retries(self.backoff, self.max_wait, || async {
+        with_retries(self.retry, None, what, presigned, || async {
             let response = self
                 .client
                 .get(presigned)
@@ -265,7 +272,6 @@ impl FetchApi {
                 .await
                 .map_err(|error| HttpError::transport(what, presigned, &error))?;
             if response.status().is_success() {
-                crate::secrets::register_url(presigned);
                 return Ok(response);
             }
             Err(HttpError::from_response(what, presigned, response).await)
