@@ -315,6 +315,8 @@ impl From<RunError> for InvocationFailure {
             RunError::Sink(sink) if sink.is_unavailable() => FailureKind::DatabaseUnavailable,
             RunError::Sink(_) | RunError::Task(_) => FailureKind::Internal,
             RunError::Source(_) => FailureKind::SourceFailed,
+            // Stopped by a signal: nothing is claimed, catch-up reads the windows again.
+            RunError::Interrupted(_) => FailureKind::IncompleteRun,
         };
         InvocationFailure::from_error(kind, &error)
     }
