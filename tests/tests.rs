@@ -16,3 +16,4 @@ mod resilience;
 mod sandbox;
 mod sinks;
 mod tidy;
+mod windows;

@@ -158,10 +158,14 @@ impl Interrupt {
     /// Waits until it is raised; the reason.
     pub async fn raised(&self) -> String {
         let mut receiver = self.0.subscribe();
-        match receiver.wait_for(Option::is_some).await {
-            Ok(reason) => reason.clone().unwrap_or_default(),
-            // The sender lives in `self`, so this cannot happen; never stop for it.
-            Err(_) => std::future::pending().await,
+        let reason = match receiver.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone(),
+            Err(_) => None,
+        };
+        match reason {
+            Some(reason) => reason,
+            // The sender lives in `self`, so it is never dropped: never stop for that.
+            None => std::future::pending().await,
         }
     }
 }

@@ -44,7 +44,13 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         config.compile_cache.clone(),
     )?;
     let summary = job.run(config).await;
-    job.close().await;
+    if let Err(RunError::Interrupted(_)) = &summary {
+        // The abandoned run's tasks may still hold connections that never come back; the
+        // process is on its way out, so the pool is not waited for long.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), job.close()).await;
+    } else {
+        job.close().await;
+    }
     summary
 }
 

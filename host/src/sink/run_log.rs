@@ -214,20 +214,7 @@ impl Sink {
     /// may race here; a column the other one added meanwhile is fine.
     pub(super) async fn upgrade_run_log(&self) -> Result<(), SinkError> {
         const ADDED: [(&str, &str); 2] = [("done_until", "BIGINT"), ("expires_at", "BIGINT")];
-        let columns = || async {
-            let existing = self
-                .retrying(RUN_LOG_TABLE, "read columns", || async {
-                    engine!(self, engine => engine.existing_columns(RUN_LOG_TABLE).await)
-                })
-                .await?;
-            Ok::<_, SinkError>(
-                existing
-                    .into_iter()
-                    .map(|(name, _)| name.to_ascii_lowercase())
-                    .collect::<Vec<_>>(),
-            )
-        };
-        let existing = columns().await?;
+        let existing = self.run_log_columns().await?;
         for (column, kind) in ADDED {
             if existing.iter().any(|name| name == column) {
                 continue;
@@ -235,7 +222,7 @@ impl Sink {
             let ddl = format!("ALTER TABLE {RUN_LOG_TABLE} ADD COLUMN {column} {kind}");
             let added = engine!(self, engine => engine.execute(&ddl).await);
             if let Err(source) = added
-                && !columns().await?.iter().any(|name| name == column)
+                && !self.run_log_columns().await?.iter().any(|name| name == column)
             {
                 return Err(SinkError::Database {
                     table: RUN_LOG_TABLE.into(),
@@ -245,6 +232,19 @@ impl Sink {
             }
         }
         Ok(())
+    }
+
+    /// The run log's column names, in lower case.
+    async fn run_log_columns(&self) -> Result<Vec<String>, SinkError> {
+        let existing = self
+            .retrying(RUN_LOG_TABLE, "read columns", || async {
+                engine!(self, engine => engine.existing_columns(RUN_LOG_TABLE).await)
+            })
+            .await?;
+        Ok(existing
+            .into_iter()
+            .map(|(name, _)| name.to_ascii_lowercase())
+            .collect())
     }
 }
 
