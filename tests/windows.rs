@@ -23,7 +23,14 @@ const T0: i64 = 1_800_000_000;
 fn job(source: &str, database: &TestDatabase, plugins: &Path) -> Command {
     let mut command = Command::new(binary());
     command
-        .args(["run", "--json", "--source", source, "--database", &database.url])
+        .args([
+            "run",
+            "--json",
+            "--source",
+            source,
+            "--database",
+            &database.url,
+        ])
         .arg("--plugins")
         .arg(plugins)
         .env("DATAPLATTFORM_AURORA_FETCH_KEY", FETCH_KEY)
@@ -114,9 +121,7 @@ async fn catch_up_failing_for_hours_then_one_ordinary_run_leaves_no_hole() {
         assert_eq!(code, 0, "{engine:?}: {stderr}");
         // Catch-up fails for three hours: every presigned URL has expired, twice.
         for hour in 1..=3 {
-            platform
-                .put("/control/faults", &json!({"expire": 2}))
-                .await;
+            platform.put("/control/faults", &json!({"expire": 2})).await;
             let (code, _, _) = run(T0 + hour * HOUR, true);
             assert_eq!(code, 3, "{engine:?}: hour {hour} was meant to fail");
         }
@@ -222,7 +227,10 @@ async fn a_deadline_inside_an_unsorted_window_claims_finished_parts_only_and_cat
             }
             assert_eq!(code, 3, "{engine:?}: {stderr}");
         }
-        assert_eq!(total, COUNT as i64, "{engine:?}: each document inserted once");
+        assert_eq!(
+            total, COUNT as i64,
+            "{engine:?}: each document inserted once"
+        );
         assert_eq!(
             database.count_rows("MisbehavingType", "1 = 1").await,
             COUNT as i64,
@@ -320,5 +328,46 @@ async fn a_run_killed_outright_is_taken_as_interrupted_once_past_its_deadline_an
         let (code, _, stderr) = finish(&mut catch_up(T0 + 631));
         assert_eq!(code, 0, "{engine:?}: {stderr}");
         assert_eq!(killed_status().await, ["interrupted"], "{engine:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_log_made_by_an_older_version_gets_the_new_columns_and_its_stale_rows_end() {
+    let (_folder, path) = ndjson(&ok_documents("o", 10, T0 - 60, 1));
+    let source = format!("file:{}", path.display());
+    let plugins = plugin_folder(&["misbehaving"]);
+    for engine in [Engine::Sqlite, Engine::Postgres] {
+        let database = TestDatabase::new(engine, "old_run_log").await;
+        database
+            .execute(
+                "CREATE TABLE batch_job_runs (run_id TEXT NOT NULL, type_name TEXT NOT NULL, \
+                 window_from BIGINT, window_to BIGINT, scheduled BOOLEAN NOT NULL DEFAULT FALSE, \
+                 status TEXT NOT NULL, inserted BIGINT NOT NULL DEFAULT 0, \
+                 duplicates BIGINT NOT NULL DEFAULT 0, refused BIGINT NOT NULL DEFAULT 0, \
+                 failed BIGINT NOT NULL DEFAULT 0, error TEXT, started_at BIGINT NOT NULL, \
+                 finished_at BIGINT, PRIMARY KEY (run_id, type_name)); \
+                 INSERT INTO batch_job_runs (run_id, type_name, status, started_at) \
+                 VALUES ('killed-long-ago', 'MisbehavingType', 'running', 1000)",
+            )
+            .await;
+        let mut command = job(&source, &database, plugins.path());
+        command.args(["--catch-up", "--now", &T0.to_string()]);
+        let (code, summary, stderr) = finish(&mut command);
+        assert_eq!(code, 0, "{engine:?}: {stderr}");
+        assert_eq!(inserted(&summary), 10, "{engine:?}");
+        assert_eq!(
+            database
+                .count("SELECT COUNT(*) FROM batch_job_runs WHERE expires_at IS NOT NULL AND done_until IS NULL")
+                .await,
+            1,
+            "{engine:?}"
+        );
+        assert_eq!(
+            database
+                .strings("SELECT status FROM batch_job_runs WHERE run_id = 'killed-long-ago'")
+                .await,
+            ["interrupted"],
+            "{engine:?}"
+        );
     }
 }

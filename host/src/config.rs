@@ -563,10 +563,7 @@ mod tests {
         };
         assert_eq!(catch_up.window(None), window(100_000 - 4200, 100_000));
         assert_eq!(catch_up.window(done(1, 90_000)), window(89_400, 100_000));
-        assert_eq!(
-            catch_up.window(done(1, 1_000)),
-            window(400, 400 + 6 * 3600)
-        );
+        assert_eq!(catch_up.window(done(1, 1_000)), window(400, 400 + 6 * 3600));
         // Nothing loaded since the first scheduled window: start where it did.
         let nothing = Some(Watermark {
             start: 95_000,

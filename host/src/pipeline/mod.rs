@@ -99,7 +99,6 @@ async fn read_write_and_log(
     mut summary: RunSummary,
     started: Instant,
 ) -> Result<RunSummary, RunError> {
-
     let backends = match &config.backends {
         Some(backends) => backends.clone(),
         None => Backends::configure(&config.capabilities).await?,

@@ -106,10 +106,12 @@ pub async fn lanes(
         );
     }
     let expires_at = now
-        + config.deadline.map_or(RUN_WITHOUT_DEADLINE_SECS, |deadline| {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            i64::try_from(left.as_secs()).unwrap_or(i64::MAX / 4)
-        })
+        + config
+            .deadline
+            .map_or(RUN_WITHOUT_DEADLINE_SECS, |deadline| {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                i64::try_from(left.as_secs()).unwrap_or(i64::MAX / 4)
+            })
         + RUN_MARGIN_SECS;
     let mut lanes = Vec::new();
     for plugin in plugins {

@@ -222,7 +222,11 @@ impl Sink {
             let ddl = format!("ALTER TABLE {RUN_LOG_TABLE} ADD COLUMN {column} {kind}");
             let added = engine!(self, engine => engine.execute(&ddl).await);
             if let Err(source) = added
-                && !self.run_log_columns().await?.iter().any(|name| name == column)
+                && !self
+                    .run_log_columns()
+                    .await?
+                    .iter()
+                    .any(|name| name == column)
             {
                 return Err(SinkError::Database {
                     table: RUN_LOG_TABLE.into(),
@@ -281,14 +285,18 @@ mod tests {
 
     #[test]
     fn the_watermark_advances_only_over_contiguous_loaded_windows() {
-        let done = |start, until| Some(Watermark {
-            start,
-            done_until: Some(until),
-        });
-        let nothing_since = |start| Some(Watermark {
-            start,
-            done_until: None,
-        });
+        let done = |start, until| {
+            Some(Watermark {
+                start,
+                done_until: Some(until),
+            })
+        };
+        let nothing_since = |start| {
+            Some(Watermark {
+                start,
+                done_until: None,
+            })
+        };
         let cases: Vec<(&str, Vec<LoggedWindow>, Option<Watermark>)> = vec![
             ("never run", vec![], None),
             (
@@ -308,12 +316,18 @@ mod tests {
             ),
             (
                 "windows that just touch are contiguous",
-                vec![scheduled(0, H - 1, Succeeded), scheduled(H, 2 * H, Succeeded)],
+                vec![
+                    scheduled(0, H - 1, Succeeded),
+                    scheduled(H, 2 * H, Succeeded),
+                ],
                 done(0, 2 * H),
             ),
             (
                 "a one-second hole stops it",
-                vec![scheduled(0, H - 1, Succeeded), scheduled(H + 1, 2 * H, Succeeded)],
+                vec![
+                    scheduled(0, H - 1, Succeeded),
+                    scheduled(H + 1, 2 * H, Succeeded),
+                ],
                 done(0, H - 1),
             ),
             (
@@ -375,20 +389,23 @@ mod tests {
             ),
             (
                 "a by-hand window reaching back before the start carries it",
-                vec![
-                    by_hand(-10 * H, 2 * H, Succeeded),
-                    scheduled(0, H, Failed),
-                ],
+                vec![by_hand(-10 * H, 2 * H, Succeeded), scheduled(0, H, Failed)],
                 done(0, 2 * H),
             ),
             (
                 "only failures: nothing done since the first scheduled window",
-                vec![scheduled(5 * H, 6 * H, Failed), scheduled(5 * H, 7 * H, Failed)],
+                vec![
+                    scheduled(5 * H, 6 * H, Failed),
+                    scheduled(5 * H, 7 * H, Failed),
+                ],
                 nothing_since(5 * H),
             ),
             (
                 "a partial window counts up to its finished sub-windows",
-                vec![scheduled(0, H, Succeeded), partial(H - 600, 7 * H, 3 * H - 1)],
+                vec![
+                    scheduled(0, H, Succeeded),
+                    partial(H - 600, 7 * H, 3 * H - 1),
+                ],
                 done(0, 3 * H - 1),
             ),
             (
