@@ -118,7 +118,7 @@ async fn read_write_and_log(
         inputs.push(input);
         lane_tasks.extend(tasks);
     }
-    let writer = tokio::spawn(writer::write_all(
+    let mut writer = AbortOnDrop(tokio::spawn(writer::write_all(
         Arc::clone(&sink),
         lanes
             .iter()
@@ -129,7 +129,7 @@ async fn read_write_and_log(
         summary.run_id.clone(),
         Arc::clone(&config.progress),
         config.pause.clone(),
-    ));
+    )));
 
     let read = router::read_source(source, inputs, writer_tx, &config).await?;
 
@@ -140,7 +140,7 @@ async fn read_write_and_log(
             .map_err(|error| RunError::Task(error.to_string()))?;
         notes.entry(type_name).or_default().extend(lane_notes);
     }
-    let counts = writer
+    let counts = (&mut writer.0)
         .await
         .map_err(|error| RunError::Task(error.to_string()))??;
 
@@ -202,6 +202,17 @@ async fn read_write_and_log(
         summary.skipped
     );
     Ok(summary)
+}
+
+/// A spawned task aborted when the run awaiting it is dropped (an interrupt): its open
+/// transaction is then rolled back instead of holding locks that the run log's last update
+/// waits for.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Gives up the windows that failed their last attempt with a body that cannot be read: the
