@@ -21,3 +21,4 @@ mod secrets;
 mod sink_faults;
 mod sinks;
 mod tidy;
+mod windows;

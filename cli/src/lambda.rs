@@ -109,6 +109,21 @@ async fn serve(started: Instant) -> ExitCode {
         plugins = %plugins.join(", "),
         "initialised"
     );
+    // Lambda sends SIGTERM before a shutdown only when extensions are registered; a timeout
+    // kills outright, and the run log's expiry (the deadline plus a margin) covers that.
+    let interrupt = lambda.interrupt().clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            terminate.recv().await;
+            tracing::warn!("SIGTERM: the invocation under way is logged as interrupted");
+            interrupt.raise("SIGTERM");
+            // Best effort within Lambda's short shutdown grace; should the row not be written
+            // in time, the run log's expiry takes it as interrupted later.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            std::process::exit(143);
+        }
+    });
     // Both live as long as the process; the handler borrows them for every invocation.
     let lambda: &'static LambdaJob = Box::leak(Box::new(lambda));
     let settings: &'static Settings = Box::leak(Box::new(settings));

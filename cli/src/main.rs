@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use batch_job_aurora::capability::CapabilitySpecs;
 use batch_job_aurora::config::{
-    CatchUp, Environment, Pause, Progress, Window, WindowPlan, from_env, unix_now,
+    CatchUp, Environment, Interrupt, Pause, Progress, Window, WindowPlan, from_env, unix_now,
 };
 use batch_job_aurora::kit;
 use batch_job_aurora::plugin::{PluginEngine, SandboxLimits};
@@ -165,15 +165,19 @@ struct RunArgs {
     /// End of the window, Unix seconds (inclusive).
     #[arg(long, value_name = "SECONDS", requires = "from")]
     to: Option<i64>,
-    /// Gap-free windows: each type starts where its last successful window ended, minus the
-    /// overlap, up to now (at most --max-catch-up-hours per run; the next run takes the rest).
+    /// Gap-free windows: each type starts where its windows are loaded without a hole (from
+    /// its first scheduled one, whatever run loaded them), minus the overlap, up to now (at
+    /// most --max-catch-up-hours per run; the next run takes the rest).
     #[arg(long, conflicts_with = "from")]
     catch_up: bool,
-    /// The overlap of a catch-up window with the last successful one.
-    #[arg(long, value_name = "MINUTES", default_value_t = 10)]
+    /// The overlap of a catch-up window with what is already loaded (0 or more: a negative
+    /// overlap would leave a hole).
+    #[arg(long, value_name = "MINUTES", default_value_t = 10,
+          value_parser = clap::value_parser!(i64).range(0..=7 * 24 * 60))]
     overlap_minutes: i64,
-    /// The longest window one catch-up run takes.
-    #[arg(long, value_name = "HOURS", default_value_t = 6)]
+    /// The longest window one catch-up run takes (at least 1).
+    #[arg(long, value_name = "HOURS", default_value_t = 6,
+          value_parser = clap::value_parser!(i64).range(1..=100 * 365 * 24))]
     max_catch_up_hours: i64,
     /// The time the run takes as now, Unix seconds (for replaying a past hour).
     #[arg(
@@ -321,7 +325,7 @@ fn check_plugin(args: CheckArgs) -> Result<ExitCode> {
 
 fn run_job(args: RunArgs) -> Result<ExitCode> {
     let json = args.json;
-    let config = run_config(args, from_env(|name| std::env::var(name).ok())?)?;
+    let mut config = run_config(args, from_env(|name| std::env::var(name).ok())?)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     if let Some(pause) = &config.pause {
         let reached = Arc::clone(&pause.reached);
@@ -330,10 +334,23 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
             eprintln!("paused");
         });
     }
+    let interrupt = Interrupt::default();
+    config.interrupt = Some(interrupt.clone());
+    runtime.spawn(raise_on_signals(interrupt));
     let progress = show_progress(Arc::clone(&config.progress));
     let summary = runtime.block_on(batch_job_aurora::run(config));
     if let Some(bar) = progress {
         bar.finish_and_clear();
+    }
+    if let Err(batch_job_aurora::RunError::Interrupted(signal)) = &summary {
+        let code = if signal == "SIGINT" { 130 } else { 143 };
+        eprintln!(
+            "error: {}",
+            batch_job_aurora::error::chain(summary.as_ref().unwrap_err())
+        );
+        // Tasks of the abandoned run may still be blocked on their channels: do not wait.
+        runtime.shutdown_background();
+        return Ok(ExitCode::from(code));
     }
     let summary = summary?;
     print_summary(&summary, json)?;
@@ -343,6 +360,24 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(3)
     })
+}
+
+/// Raises `interrupt` at the first SIGTERM or SIGINT: the run then logs its types as
+/// `interrupted` and the process exits with 143 or 130.
+async fn raise_on_signals(interrupt: Interrupt) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("cannot listen for SIGTERM and SIGINT");
+        return;
+    };
+    let reason = tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    interrupt.raise(reason);
 }
 
 /// The run's config: flags first, then the environment, then the defaults.

@@ -19,6 +19,29 @@ impl Window {
     pub fn contains(&self, timestamp: i64) -> bool {
         self.from <= timestamp && timestamp <= self.to
     }
+
+    /// The window cut into consecutive parts of `span` seconds (the last one shorter), which
+    /// touch without overlapping: each is read, and claimed done, on its own.
+    pub fn parts(self, span: i64) -> impl Iterator<Item = Window> {
+        let span = span.max(1);
+        let mut next = Some(self.from);
+        std::iter::from_fn(move || {
+            let from = next?;
+            let to = from.saturating_add(span - 1).min(self.to);
+            next = (to < self.to).then(|| to + 1);
+            Some(Window { from, to })
+        })
+    }
+
+    /// The span of the parts a window is read in when the run has a deadline, so that a window
+    /// too big for one run is finished part by part over several: an hour, or a 48th of the
+    /// window when that is longer (a window of years must not become a million requests).
+    pub fn part_span(&self) -> i64 {
+        const PART_SECS: i64 = 3600;
+        const MAX_PARTS: i64 = 48;
+        let length = self.to.saturating_sub(self.from).saturating_add(1);
+        PART_SECS.max(length / MAX_PARTS + 1)
+    }
 }
 
 /// The contract's default window: the last 70 minutes, so an hourly schedule overlaps by 10.
@@ -39,7 +62,8 @@ impl Window {
 pub struct CatchUp {
     /// The end of every window, Unix seconds; computed at each invocation.
     pub now: i64,
-    /// How far a window reaches back before the last successful end.
+    /// How far a window reaches back before the watermark; never negative (a negative overlap
+    /// would leave a hole that no later run reads).
     pub overlap_secs: i64,
     /// The longest window one run takes, so that it finishes in time; the next run takes the
     /// rest.
@@ -56,19 +80,23 @@ impl CatchUp {
         }
     }
 
-    /// The window of a type whose last successful window ended at `last_end`. A type that never
-    /// succeeded starts where its first attempt did (`first_attempt`), so that failed first runs
-    /// leave no hole either; a type never run takes the contract's last 70 minutes.
-    pub fn window(&self, last_end: Option<i64>, first_attempt: Option<i64>) -> Window {
-        let from = match (last_end, first_attempt) {
-            (Some(last_end), _) => last_end - self.overlap_secs,
-            (None, Some(first_start)) => first_start,
-            (None, None) => return Window::last_70_minutes(self.now),
+    /// The window of a type whose gap-free loading stands at `watermark` (the run log's one
+    /// rule, [`crate::sink::watermark`]): from the watermark less the overlap; from the first
+    /// scheduled window when nothing since it is loaded; the contract's last 70 minutes for a
+    /// type never run on a scheduled window.
+    pub fn window(&self, watermark: Option<crate::sink::Watermark>) -> Window {
+        let from = match watermark {
+            Some(crate::sink::Watermark {
+                done_until: Some(done_until),
+                ..
+            }) => done_until - self.overlap_secs.max(0),
+            Some(crate::sink::Watermark { start, .. }) => start,
+            None => return Window::last_70_minutes(self.now),
         }
         .min(self.now);
         Window {
             from,
-            to: self.now.min(from.saturating_add(self.max_span_secs)),
+            to: self.now.min(from.saturating_add(self.max_span_secs.max(1))),
         }
     }
 }
@@ -91,6 +119,54 @@ impl WindowPlan {
     /// Whether the windows of this plan count for catch-up.
     pub fn is_scheduled(&self) -> bool {
         matches!(self, WindowPlan::Scheduled { .. } | WindowPlan::CatchUp(_))
+    }
+
+    /// The run's clock: the plan's now, else the system's (the run log's times and expiries
+    /// follow it, so that a run given a time judges by that time).
+    pub fn now(&self) -> i64 {
+        match self {
+            WindowPlan::Scheduled { now } | WindowPlan::CatchUp(CatchUp { now, .. }) => *now,
+            WindowPlan::All | WindowPlan::Fixed(_) => unix_now(),
+        }
+    }
+}
+
+/// Tells a run to stop at once (a signal came): it logs its types as `interrupted` with the
+/// reason and returns [`crate::error::RunError::Interrupted`]. Raising it before the run
+/// starts, or twice, is fine.
+#[derive(Debug, Clone)]
+pub struct Interrupt(Arc<tokio::sync::watch::Sender<Option<String>>>);
+
+impl Default for Interrupt {
+    fn default() -> Self {
+        Interrupt(Arc::new(tokio::sync::watch::Sender::new(None)))
+    }
+}
+
+impl Interrupt {
+    /// Stops the run, for `reason` (`SIGTERM`, say).
+    pub fn raise(&self, reason: &str) {
+        self.0.send_if_modified(|raised| {
+            let first = raised.is_none();
+            if first {
+                *raised = Some(reason.to_owned());
+            }
+            first
+        });
+    }
+
+    /// Waits until it is raised; the reason.
+    pub async fn raised(&self) -> String {
+        let mut receiver = self.0.subscribe();
+        let reason = match receiver.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone(),
+            Err(_) => None,
+        };
+        match reason {
+            Some(reason) => reason,
+            // The sender lives in `self`, so it is never dropped: never stop for that.
+            None => std::future::pending().await,
+        }
     }
 }
 
@@ -301,6 +377,9 @@ pub struct RunConfig {
     /// A point where the run waits, for tests that need a crash or a lost connection at a
     /// known moment rather than a lucky one.
     pub pause: Option<Pause>,
+    /// Stops the run at once, its types logged `interrupted` (the local runner's SIGTERM and
+    /// SIGINT).
+    pub interrupt: Option<Interrupt>,
 }
 
 /// After `after_writes` writes of rows have committed, the writer signals `reached` and waits
@@ -369,6 +448,7 @@ impl RunConfig {
             deadline: None,
             max_window_attempts: 3,
             pause: None,
+            interrupt: None,
         }
     }
 }
@@ -483,19 +563,66 @@ mod tests {
     }
 
     #[test]
-    fn catch_up_starts_at_the_last_end_minus_the_overlap_and_is_bounded() {
+    fn catch_up_starts_at_the_watermark_minus_the_overlap_and_is_bounded() {
+        use crate::sink::Watermark;
         let catch_up = CatchUp::at(100_000);
         let window = |from, to| Window { from, to };
-        assert_eq!(catch_up.window(None, None), window(100_000 - 4200, 100_000));
+        let done = |start, until| {
+            Some(Watermark {
+                start,
+                done_until: Some(until),
+            })
+        };
+        assert_eq!(catch_up.window(None), window(100_000 - 4200, 100_000));
+        assert_eq!(catch_up.window(done(1, 90_000)), window(89_400, 100_000));
+        assert_eq!(catch_up.window(done(1, 1_000)), window(400, 400 + 6 * 3600));
+        // Nothing loaded since the first scheduled window: start where it did.
+        let nothing = Some(Watermark {
+            start: 95_000,
+            done_until: None,
+        });
+        assert_eq!(catch_up.window(nothing), window(95_000, 100_000));
+        // A negative overlap (refused by the binaries) never opens a hole.
+        let negative = CatchUp {
+            overlap_secs: -600,
+            ..catch_up
+        };
+        assert_eq!(negative.window(done(1, 90_000)), window(90_000, 100_000));
+    }
+
+    #[test]
+    fn a_window_is_cut_into_touching_parts() {
+        let window = Window { from: 0, to: 9_000 };
+        let parts: Vec<_> = window.parts(3_600).collect();
         assert_eq!(
-            catch_up.window(Some(90_000), Some(1)),
-            window(89_400, 100_000)
+            parts,
+            [
+                Window { from: 0, to: 3_599 },
+                Window {
+                    from: 3_600,
+                    to: 7_199
+                },
+                Window {
+                    from: 7_200,
+                    to: 9_000
+                }
+            ]
         );
-        assert_eq!(
-            catch_up.window(Some(1_000), None),
-            window(400, 400 + 6 * 3600)
-        );
-        // Only failed attempts so far: start where the first one did.
-        assert_eq!(catch_up.window(None, Some(95_000)), window(95_000, 100_000));
+        assert_eq!(window.part_span(), 3_600);
+        let one = Window { from: 5, to: 5 };
+        assert_eq!(one.parts(3_600).collect::<Vec<_>>(), [one]);
+        let huge = Window {
+            from: 0,
+            to: 100_000_000_000,
+        };
+        assert!(huge.parts(huge.part_span()).count() <= 48);
+    }
+
+    #[tokio::test]
+    async fn an_interrupt_raised_before_the_wait_is_seen() {
+        let interrupt = Interrupt::default();
+        interrupt.raise("SIGTERM");
+        interrupt.raise("SIGINT");
+        assert_eq!(interrupt.clone().raised().await, "SIGTERM");
     }
 }

@@ -25,6 +25,8 @@ pub enum RunError {
     Capabilities(#[from] crate::capability::CapabilityError),
     #[error("a run task failed: {0}")]
     Task(String),
+    #[error("interrupted by {0}: the run log says so, and catch-up reads its windows again")]
+    Interrupted(String),
 }
 
 /// Formats an error with its whole chain, as `{:#}` does for anyhow, with every configured

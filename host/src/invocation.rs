@@ -351,6 +351,8 @@ impl From<RunError> for InvocationFailure {
             RunError::Sink(_) | RunError::Task(_) => FailureKind::Internal,
             RunError::Source(SourceError::Credentials(_)) => FailureKind::CredentialsUnavailable,
             RunError::Source(_) => FailureKind::SourceFailed,
+            // Stopped by a signal: nothing is claimed, catch-up reads the windows again.
+            RunError::Interrupted(_) => FailureKind::IncompleteRun,
         };
         InvocationFailure::from_error(kind, &error)
     }
@@ -417,6 +419,9 @@ pub struct LambdaJob {
     source: SourceSpec,
     backends: Backends,
     credentials: DatabaseCredentials,
+    /// Raised by a SIGTERM (sent before a shutdown when extensions are registered): the run
+    /// under way logs its types as `interrupted`.
+    interrupt: crate::config::Interrupt,
 }
 
 /// One invocation's result: the summary when the run went through (also when it did not
@@ -483,7 +488,13 @@ impl LambdaJob {
             source,
             backends,
             credentials,
+            interrupt: Default::default(),
         })
+    }
+
+    /// What stops the invocation under way (raised on SIGTERM).
+    pub fn interrupt(&self) -> &crate::config::Interrupt {
+        &self.interrupt
     }
 
     pub fn job(&self) -> &Job {
@@ -527,6 +538,7 @@ impl LambdaJob {
             // The clients made at init, not new ones per invocation.
             config.backends = Some(self.backends.clone());
             config.deadline = deadline;
+            config.interrupt = Some(self.interrupt.clone());
             let window = match config.windows {
                 WindowPlan::Fixed(window) => Some(window),
                 WindowPlan::Scheduled { now } => Some(Window::last_70_minutes(now)),

@@ -19,6 +19,9 @@ Control endpoints (used by the tests):
                                                "api_500_echo": n (a 500 echoing the headers),
                                                "expire": n, "slow_first_byte": s, "cut_off": true,
                                                "hold_first_byte": true (until /control/release),
+                                               "stall_after": n (a documents body after n
+                                               served ones sends half, then holds until
+                                               /control/release),
                                                "slack_429": n, "slack_slow": s, "slack_500": n,
                                                "url_key": "url"|"all_docs_url",
                                                "api_503_endless": n, "store_503_endless": n,
@@ -78,6 +81,16 @@ def take_fault(name):
             FAULTS[name] = left - 1
             return True
     return False
+
+
+def take_stall():
+    """Counts down "stall_after" by one served body; at zero, this body stalls (once)."""
+    with LOCK:
+        left = FAULTS.get("stall_after")
+        if not isinstance(left, int) or left < 0:
+            return False
+        FAULTS["stall_after"] = left - 1
+        return left == 0
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -282,6 +295,13 @@ class Handler(BaseHTTPRequestHandler):
         if cut_off:
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
+            self.close_connection = True
+            return
+        if take_stall():
+            # Half the body, then nothing until /control/release: a reader stopped mid-window.
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            RELEASE.wait(timeout=3600)
             self.close_connection = True
             return
         self.wfile.write(body)

@@ -45,7 +45,13 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         config.compile_cache.clone(),
     )?;
     let summary = job.run(config).await;
-    job.close().await;
+    if let Err(RunError::Interrupted(_)) = &summary {
+        // The abandoned run's tasks may still hold connections that never come back; the
+        // process is on its way out, so the pool is not waited for long.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), job.close()).await;
+    } else {
+        job.close().await;
+    }
     summary
 }
 
@@ -67,16 +73,33 @@ pub(crate) async fn run_prepared(
     };
 
     let plan = prepare::window_plan(&config, &source);
-    let lanes = prepare::lanes(
-        &sink,
-        selected,
-        plan,
-        config.max_window_attempts,
-        config.lane_bytes,
-        &mut summary,
-    )
-    .await?;
+    let lanes = prepare::lanes(&sink, selected, plan, &config, &mut summary).await?;
+    let Some(interrupt) = config.interrupt.clone() else {
+        return read_write_and_log(config, engine, sink, source, lanes, summary, started).await;
+    };
+    let run_id = summary.run_id.clone();
+    tokio::select! {
+        outcome = read_write_and_log(config, engine, Arc::clone(&sink), source, lanes, summary, started) => outcome,
+        reason = interrupt.raised() => {
+            // What was handed on may be half written: nothing of these windows is claimed.
+            let said = format!("interrupted by {reason}; the next catch-up reads its window again");
+            tracing::warn!(run_id, "{said}");
+            sink.run_interrupted(&run_id, &said).await?;
+            Err(RunError::Interrupted(reason))
+        }
+    }
+}
 
+/// The run once its lanes are ready: read, transform and write, then log how each type ended.
+async fn read_write_and_log(
+    config: RunConfig,
+    engine: &PluginEngine,
+    sink: Arc<Sink>,
+    source: prepare::Source,
+    lanes: Vec<Lane>,
+    mut summary: RunSummary,
+    started: Instant,
+) -> Result<RunSummary, RunError> {
     let backends = match &config.backends {
         Some(backends) => backends.clone(),
         None => Backends::configure(&config.capabilities).await?,
@@ -96,7 +119,7 @@ pub(crate) async fn run_prepared(
         inputs.push(input);
         lane_tasks.extend(tasks);
     }
-    let writer = tokio::spawn(writer::write_all(
+    let mut writer = AbortOnDrop(tokio::spawn(writer::write_all(
         Arc::clone(&sink),
         lanes
             .iter()
@@ -107,7 +130,7 @@ pub(crate) async fn run_prepared(
         summary.run_id.clone(),
         Arc::clone(&config.progress),
         config.pause.clone(),
-    ));
+    )));
 
     let mut read = router::read_source(source, inputs, writer_tx, &config).await?;
 
@@ -124,7 +147,7 @@ pub(crate) async fn run_prepared(
         lane_reports.push(report);
     }
     lane::report_deadline_stops(&lane_reports, &mut read);
-    let counts = match writer
+    let counts = match (&mut writer.0)
         .await
         .map_err(|error| RunError::Task(error.to_string()))?
     {
@@ -164,22 +187,25 @@ pub(crate) async fn run_prepared(
     summary.total();
     summary.stages = crate::summary::StageTimes::from_progress(&config.progress);
     // A window counts as done only when the source was read to its end: every document of it
-    // was then stored, counted as a duplicate or refusal, or kept as failed. A read stopped at
-    // the deadline is done up to the last document it handed on, when the source gave them in
-    // time order.
+    // was then stored, counted as a duplicate or refusal, or kept as failed. A window read in
+    // parts that stopped early (the deadline, a failed part) is done up to its last finished
+    // part, which the run log keeps for the gap-free rule (`sink::watermark`).
     for lane in &lanes {
         let type_name = lane.table.name();
         let counts = &summary.types[type_name];
-        let done_until = read.stopped_at.get(type_name).copied().flatten();
-        let (status, window_end) = match (summary.error.is_none(), &counts.error, done_until) {
-            _ if abandoned.contains(type_name) => (RunStatus::Abandoned, None),
-            (true, None, _) => (RunStatus::Succeeded, None),
-            (true, Some(_), Some(until)) => (RunStatus::Succeeded, Some(until)),
-            _ => (RunStatus::Failed, None),
+        let status = if abandoned.contains(type_name) {
+            RunStatus::Abandoned
+        } else if summary.error.is_none() && counts.error.is_none() {
+            RunStatus::Succeeded
+        } else {
+            RunStatus::Failed
         };
+        let done_until = (status == RunStatus::Failed)
+            .then(|| read.done_until.get(type_name).copied())
+            .flatten();
         let mut logged = counts.clone();
         logged.error = logged.error.or_else(|| summary.error.clone());
-        sink.run_finished(&summary.run_id, type_name, &logged, status, window_end)
+        sink.run_finished(&summary.run_id, type_name, &logged, status, done_until)
             .await?;
     }
     tracing::info!(
@@ -193,6 +219,17 @@ pub(crate) async fn run_prepared(
         summary.skipped
     );
     Ok(summary)
+}
+
+/// A spawned task aborted when the run awaiting it is dropped (an interrupt): its open
+/// transaction is then rolled back instead of holding locks that the run log's last update
+/// waits for.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Gives up the windows that failed their last attempt with a body that cannot be read: the

@@ -8,7 +8,9 @@ use super::budget::ByteBudget;
 use crate::config::{RunConfig, Window, WindowPlan, unix_now};
 use crate::error::RunError;
 use crate::plugin::{LoadedPlugin, PluginSet};
-use crate::sink::{Sink, TableSpec};
+use crate::sink::{
+    RUN_MARGIN_SECS, RUN_WITHOUT_DEADLINE_SECS, RunStart, Sink, SinkError, TableSpec,
+};
 use crate::source::{self, FetchApi, SourceSpec};
 use crate::summary::RunSummary;
 
@@ -88,15 +90,30 @@ pub fn window_plan(config: &RunConfig, source: &Source) -> WindowPlan {
 }
 
 /// Prepares every table before anything is read, and logs each type's run as started. A table
-/// that does not fit its plugin stops that type alone, and nothing is written for it.
+/// that does not fit its plugin stops that type alone, and nothing is written for it. Rows
+/// left `running` by a process that died are taken as interrupted first.
 pub async fn lanes(
     sink: &Sink,
     plugins: Vec<Arc<LoadedPlugin>>,
     plan: WindowPlan,
-    max_window_attempts: u64,
-    lane_bytes: usize,
+    config: &RunConfig,
     summary: &mut RunSummary,
 ) -> Result<Vec<Lane>, RunError> {
+    let now = plan.now();
+    let expired = sink.expire_running(now).await?;
+    if expired > 0 {
+        tracing::warn!(
+            "{expired} run log rows were still running after the longest a run can last: taken as interrupted"
+        );
+    }
+    let expires_at = now
+        + config
+            .deadline
+            .map_or(RUN_WITHOUT_DEADLINE_SECS, |deadline| {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                i64::try_from(left.as_secs()).unwrap_or(i64::MAX / 4)
+            })
+        + RUN_MARGIN_SECS;
     let mut lanes = Vec::new();
     for plugin in plugins {
         let type_name = plugin.info.type_name.clone();
@@ -120,19 +137,25 @@ pub async fn lanes(
             WindowPlan::Fixed(window) => Some(window),
             WindowPlan::Scheduled { now } => Some(Window::last_70_minutes(now)),
             WindowPlan::CatchUp(catch_up) => {
-                let last_end = sink.last_success(&type_name).await?;
-                let first_start = sink.first_attempt(&type_name).await?;
-                Some(catch_up.window(last_end, first_start))
+                Some(catch_up.window(sink.watermark(&type_name).await?))
             }
         };
         let last_attempt = match (plan, window) {
             (WindowPlan::CatchUp(_), Some(window)) => {
-                sink.failed_attempts(&type_name, window.from).await? + 1 >= max_window_attempts
+                sink.failed_attempts(&type_name, window.from).await? + 1
+                    >= config.max_window_attempts
             }
             _ => false,
         };
-        sink.run_started(&summary.run_id, &type_name, window, plan.is_scheduled())
-            .await?;
+        sink.run_started(RunStart {
+            run_id: &summary.run_id,
+            type_name: &type_name,
+            window,
+            scheduled: plan.is_scheduled(),
+            started_at: now,
+            expires_at,
+        })
+        .await?;
         summary.type_mut(&type_name);
         lanes.push(Lane {
             index: lanes.len(),
@@ -140,7 +163,7 @@ pub async fn lanes(
             plugin,
             window,
             last_attempt,
-            budget: ByteBudget::new(lane_bytes),
+            budget: ByteBudget::new(config.lane_bytes),
         });
     }
     Ok(lanes)

@@ -1,7 +1,7 @@
 //! Reading the source: each document to its type's lane, in batches, within the lane's budget
 //! of bytes in flight; envelope failures to the writer; and the deadline.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::lane::{Batch, LaneInput, LaneMessage, document_failure};
 use super::prepare::Source;
 use super::writer::WriterMessage;
-use crate::config::{Progress, RunConfig};
+use crate::config::{Progress, RunConfig, Window};
 use crate::document::EnvelopeError;
 use crate::error::RunError;
 use crate::model::{FailedDocument, Stage};
@@ -32,10 +32,12 @@ pub struct ReadReport {
     pub type_errors: BTreeMap<String, String>,
     /// Documents of types not selected, or outside their window.
     pub skipped: u64,
-    /// For a type stopped at the deadline: the last second up to which its window is done
-    /// (its documents came in time order, so every earlier one was handed on), or `None` when
-    /// that cannot be said.
-    pub stopped_at: BTreeMap<String, Option<i64>>,
+    /// Types stopped at the run's deadline.
+    pub stopped: BTreeSet<String>,
+    /// For a type whose window was read in parts: the end of its last part read to the end with
+    /// every earlier part (every document before it was handed on). A body's order is never
+    /// trusted: documents seen in time order say nothing of those not read yet.
+    pub done_until: BTreeMap<String, i64>,
     /// Types whose body lost its structure, with the bytes that could not be read as
     /// documents (kept when the window is given up).
     pub unreadable: BTreeMap<String, Option<bytes::Bytes>>,
@@ -77,20 +79,27 @@ pub async fn read_source(
             for input in inputs {
                 let type_name = input.type_name.clone();
                 let window = input.window.expect("a fetched type always has a window");
-                let mut router = Router::new(
+                // With a deadline the window is read part by part, each claimed as it is read
+                // to its end, so that a window too big for one run finishes over several.
+                let parts: Vec<Window> = match config.deadline {
+                    Some(_) => window.parts(window.part_span()).collect(),
+                    None => vec![window],
+                };
+                let router = Arc::new(Mutex::new(Router::new(
                     vec![input],
                     writer.clone(),
                     &report,
                     config,
                     Some(type_name.clone()),
-                );
+                )));
                 let (api, downloads, deadline) =
                     (api.clone(), Arc::clone(&downloads), config.deadline);
                 fetches.push(tokio::spawn(async move {
                     let _permit = downloads.acquire_owned().await;
-                    let result = api
-                        .fetch(&type_name, window, deadline, move |item| router.route(item))
-                        .await;
+                    let result = read_parts(&api, &type_name, &parts, deadline, &router).await;
+                    // The router hands on what it gathered when dropped, which blocks: not on
+                    // the runtime's threads.
+                    let _ = tokio::task::spawn_blocking(move || drop(router)).await;
                     (type_name, result)
                 }));
             }
@@ -101,7 +110,7 @@ pub async fn read_source(
                     .map_err(|error| RunError::Task(error.to_string()))?;
                 if let Err(error) = result {
                     let mut report = lock(&report);
-                    if report.stopped_at.contains_key(&type_name) {
+                    if report.stopped.contains(&type_name) {
                         continue; // Stopped at the deadline, which is said already.
                     }
                     if let SourceError::Scan { .. } = &error {
@@ -121,17 +130,47 @@ pub async fn read_source(
     Ok(report)
 }
 
-fn lock(report: &Mutex<ReadReport>) -> std::sync::MutexGuard<'_, ReadReport> {
-    report.lock().unwrap_or_else(|poison| poison.into_inner())
+/// Reads a fetched window's parts in order, each claimed done once read to its end. Stops at
+/// the first part that fails or that the deadline cuts.
+async fn read_parts(
+    api: &crate::source::FetchApi,
+    type_name: &str,
+    parts: &[Window],
+    deadline: Option<Instant>,
+    router: &Arc<Mutex<Router>>,
+) -> Result<(), SourceError> {
+    for part in parts {
+        let routing = Arc::clone(router);
+        let result = api
+            .fetch(type_name, *part, deadline, move |item| {
+                lock(&routing).route(item)
+            })
+            .await;
+        let mut router = lock(router);
+        match result {
+            Err(SourceError::Deadline) => {
+                router.stop_at_deadline();
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+            Ok(()) if router.halted => return Ok(()),
+            Ok(()) => router.part_done(part.to),
+        }
+    }
+    Ok(())
 }
 
-/// A lane as the router sees it: where to send, the batch being gathered, and whether its
-/// documents came in time order (which lets a deadline stop say how far the window is done).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// A lane as the router sees it: where to send, the batch being gathered, and how far its
+/// window is known to be read.
 struct RoutedLane {
     input: LaneInput,
     batch: Batch,
-    last_timestamp: Option<i64>,
-    in_time_order: bool,
+    /// The end of the window's parts read to their end so far.
+    done_until: Option<i64>,
 }
 
 /// Hands each document to its type's lane, on the source's thread.
@@ -145,6 +184,8 @@ struct Router {
     expected_type: Option<String>,
     deadline: Option<Instant>,
     stopped_by_deadline: bool,
+    /// Routing stopped (the deadline, or a lane that closed): the part being read is not done.
+    halted: bool,
     skipped: u64,
     report: Arc<Mutex<ReadReport>>,
     /// When `route` last returned: the time until it is called again is the source's.
@@ -165,8 +206,7 @@ impl Router {
                 .map(|input| RoutedLane {
                     input,
                     batch: Batch::default(),
-                    last_timestamp: None,
-                    in_time_order: true,
+                    done_until: None,
                 })
                 .collect(),
             writer,
@@ -175,6 +215,7 @@ impl Router {
             expected_type,
             deadline: config.deadline,
             stopped_by_deadline: false,
+            halted: false,
             skipped: 0,
             report: Arc::clone(report),
             returned: Instant::now(),
@@ -190,6 +231,7 @@ impl Router {
         let started = Instant::now();
         Progress::add_nanos(&self.progress.read_nanos, started - self.returned);
         let flow = self.route_timed(item);
+        self.halted |= flow.is_break();
         let returned = Instant::now();
         Progress::add_nanos(&self.progress.handoff_nanos, returned - started);
         self.returned = returned;
@@ -260,14 +302,10 @@ impl Router {
             .deadline
             .is_some_and(|deadline| Instant::now() >= deadline)
         {
-            self.stop_at_deadline(lane, envelope.timestamp);
+            self.stop_at_deadline();
             return ControlFlow::Break(());
         }
         let routed = &mut self.lanes[lane];
-        routed.in_time_order &= routed
-            .last_timestamp
-            .is_none_or(|last| last <= envelope.timestamp);
-        routed.last_timestamp = Some(envelope.timestamp);
         let permit = match routed.input.budget.try_acquire(envelope.size()) {
             Some(permit) => permit,
             None => {
@@ -320,32 +358,33 @@ impl Router {
         }
     }
 
-    /// The deadline came: no new work starts. Every lane says how far its window is done.
-    fn stop_at_deadline(&mut self, lane: usize, first_not_handed_on: i64) {
+    /// A part of the (single) lane's window was read to its end, after every earlier one.
+    fn part_done(&mut self, part_end: i64) {
+        for routed in &mut self.lanes {
+            routed.done_until = Some(part_end);
+            lock(&self.report)
+                .done_until
+                .insert(routed.input.type_name.clone(), part_end);
+        }
+    }
+
+    /// The deadline came: no new work starts. Every lane says how far its window is known to
+    /// be read: to the end of its finished parts, never further on the strength of the order
+    /// documents came in.
+    fn stop_at_deadline(&mut self) {
         self.stopped_by_deadline = true;
+        self.halted = true;
         let mut report = lock(&self.report);
-        for (index, routed) in self.lanes.iter().enumerate() {
-            // Documents in time order: everything before the first one not handed on is done.
-            let done_until = routed.in_time_order.then(|| {
-                if index == lane {
-                    first_not_handed_on - 1
-                } else {
-                    routed
-                        .last_timestamp
-                        .map_or_else(|| routed.input.window.map_or(0, |w| w.from) - 1, |t| t - 1)
-                }
-            });
+        for routed in &self.lanes {
             let type_name = routed.input.type_name.clone();
-            let said = match done_until {
+            let said = match routed.done_until {
                 Some(until) => format!(
-                    "stopped at the run's deadline: the window is done up to {until}; the next run takes the rest"
+                    "stopped at the run's deadline: the window is read up to {until} (its finished parts); the next catch-up takes the rest"
                 ),
-                None => {
-                    "stopped at the run's deadline; the next run reads this window again".to_owned()
-                }
+                None => "stopped at the run's deadline before a part of the window was read to its end; the next catch-up reads it again".to_owned(),
             };
             report.type_errors.insert(type_name.clone(), said);
-            report.stopped_at.insert(type_name, done_until);
+            report.stopped.insert(type_name);
         }
     }
 

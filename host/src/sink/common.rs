@@ -76,30 +76,26 @@ macro_rules! bookkeeping {
             transaction.commit().await
         }
 
-        async fn run_started(
-            &self,
-            run_id: &str,
-            type_name: &str,
-            window: Option<crate::config::Window>,
-            scheduled: bool,
-        ) -> Result<(), sqlx::Error> {
+        async fn run_started(&self, start: super::RunStart<'_>) -> Result<(), sqlx::Error> {
             let mut insert = sqlx::QueryBuilder::<$db>::new(
-                "INSERT INTO batch_job_runs (run_id, type_name, window_from, window_to, scheduled, status, started_at) VALUES (",
+                "INSERT INTO batch_job_runs (run_id, type_name, window_from, window_to, scheduled, status, started_at, expires_at) VALUES (",
             );
             insert
-                .push_bind(run_id.to_owned())
+                .push_bind(start.run_id.to_owned())
                 .push(", ")
-                .push_bind(type_name.to_owned())
+                .push_bind(start.type_name.to_owned())
                 .push(", ")
-                .push_bind(window.map(|w| w.from))
+                .push_bind(start.window.map(|w| w.from))
                 .push(", ")
-                .push_bind(window.map(|w| w.to))
+                .push_bind(start.window.map(|w| w.to))
                 .push(", ")
-                .push_bind(scheduled)
+                .push_bind(start.scheduled)
                 .push(", ")
                 .push_bind(super::RunStatus::Running.as_str())
                 .push(", ")
-                .push_bind(crate::config::unix_now())
+                .push_bind(start.started_at)
+                .push(", ")
+                .push_bind(start.expires_at)
                 .push(")");
             insert.build().execute(&self.pool).await.map(drop)
         }
@@ -110,7 +106,7 @@ macro_rules! bookkeeping {
             type_name: &str,
             counts: &crate::summary::TypeSummary,
             status: super::RunStatus,
-            window_end: Option<i64>,
+            done_until: Option<i64>,
         ) -> Result<(), sqlx::Error> {
             let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
             let mut update = sqlx::QueryBuilder::<$db>::new("UPDATE batch_job_runs SET status = ");
@@ -126,12 +122,10 @@ macro_rules! bookkeeping {
                 .push_bind(count(counts.failed))
                 .push(", error = ")
                 .push_bind(counts.error.clone())
+                .push(", done_until = ")
+                .push_bind(done_until)
                 .push(", finished_at = ")
-                .push_bind(crate::config::unix_now());
-            if let Some(window_end) = window_end {
-                update.push(", window_to = ").push_bind(window_end);
-            }
-            update
+                .push_bind(crate::config::unix_now())
                 .push(" WHERE run_id = ")
                 .push_bind(run_id.to_owned())
                 .push(" AND type_name = ")
@@ -139,16 +133,67 @@ macro_rules! bookkeeping {
             update.build().execute(&self.pool).await.map(drop)
         }
 
-        async fn last_success(&self, type_name: &str) -> Result<Option<i64>, sqlx::Error> {
+        async fn run_interrupted(&self, run_id: &str, reason: &str) -> Result<(), sqlx::Error> {
+            let mut update = sqlx::QueryBuilder::<$db>::new("UPDATE batch_job_runs SET status = ");
+            update
+                .push_bind(super::RunStatus::Interrupted.as_str())
+                .push(", error = ")
+                .push_bind(reason.to_owned())
+                .push(", finished_at = ")
+                .push_bind(crate::config::unix_now())
+                .push(" WHERE status = ")
+                .push_bind(super::RunStatus::Running.as_str())
+                .push(" AND run_id = ")
+                .push_bind(run_id.to_owned());
+            update.build().execute(&self.pool).await.map(drop)
+        }
+
+        async fn expire_running(&self, now: i64) -> Result<u64, sqlx::Error> {
+            let mut update = sqlx::QueryBuilder::<$db>::new("UPDATE batch_job_runs SET status = ");
+            update
+                .push_bind(super::RunStatus::Interrupted.as_str())
+                .push(", error = ")
+                .push_bind(
+                    "still running after the longest a run can last (its deadline plus a margin): \
+                     its process died without saying how it ended (killed, out of memory, timed out)",
+                )
+                .push(" WHERE status = ")
+                .push_bind(super::RunStatus::Running.as_str())
+                // Rows of older versions have no expiry: the longest a run without a deadline
+                // lasts, from their start.
+                .push(" AND COALESCE(expires_at, started_at + ")
+                .push_bind(super::RUN_WITHOUT_DEADLINE_SECS + super::RUN_MARGIN_SECS)
+                .push(") < ")
+                .push_bind(now);
+            let done = update.build().execute(&self.pool).await?;
+            Ok(done.rows_affected())
+        }
+
+        async fn logged_windows(
+            &self,
+            type_name: &str,
+        ) -> Result<Vec<super::LoggedWindow>, sqlx::Error> {
             let mut select = sqlx::QueryBuilder::<$db>::new(
-                "SELECT MAX(window_to) FROM batch_job_runs \
-                 WHERE scheduled = TRUE AND status IN ('succeeded', 'abandoned') AND type_name = ",
+                "SELECT window_from, window_to, status, scheduled, done_until, started_at \
+                 FROM batch_job_runs WHERE window_from IS NOT NULL AND window_to IS NOT NULL \
+                 AND type_name = ",
             );
             select.push_bind(type_name.to_owned());
-            select
-                .build_query_scalar::<Option<i64>>()
-                .fetch_one(&self.pool)
-                .await
+            let rows: Vec<(i64, i64, String, bool, Option<i64>, i64)> =
+                select.build_query_as().fetch_all(&self.pool).await?;
+            Ok(rows
+                .into_iter()
+                .map(
+                    |(from, to, status, scheduled, done_until, started_at)| super::LoggedWindow {
+                        from,
+                        to,
+                        status: super::RunStatus::parse(&status),
+                        scheduled,
+                        done_until,
+                        started_at,
+                    },
+                )
+                .collect())
         }
 
         async fn failed_attempts(
@@ -166,17 +211,6 @@ macro_rules! bookkeeping {
                 .push_bind(window_from);
             let count: i64 = select.build_query_scalar().fetch_one(&self.pool).await?;
             Ok(u64::try_from(count).unwrap_or(0))
-        }
-
-        async fn first_attempt(&self, type_name: &str) -> Result<Option<i64>, sqlx::Error> {
-            let mut select = sqlx::QueryBuilder::<$db>::new(
-                "SELECT MIN(window_from) FROM batch_job_runs WHERE scheduled = TRUE AND type_name = ",
-            );
-            select.push_bind(type_name.to_owned());
-            select
-                .build_query_scalar::<Option<i64>>()
-                .fetch_one(&self.pool)
-                .await
         }
 
         async fn close(&self) {

@@ -25,13 +25,15 @@ use std::time::{Duration, Instant};
 
 use backon::Retryable;
 
-use crate::config::Window;
 use crate::model::{ColumnType, FailedDocument, Row};
 use crate::summary::TypeSummary;
 
 pub use insert::{InsertOutcome, RefusedRow, WriteError};
 pub use postgres::DDL_LOCK as POSTGRES_DDL_LOCK;
-pub use run_log::RunStatus;
+pub use run_log::{
+    LoggedWindow, RUN_MARGIN_SECS, RUN_WITHOUT_DEADLINE_SECS, RunStart, RunStatus, Watermark,
+    loaded_spans, watermark,
+};
 pub use schema::{Dialect, PrepareReport, SchemaChange, TableSpec};
 
 /// The table failed documents are kept in, in the same database as the rows.
@@ -165,24 +167,19 @@ pub(crate) trait Engine {
         run_id: &str,
         failures: &[FailedDocument],
     ) -> Result<(), sqlx::Error>;
-    async fn run_started(
-        &self,
-        run_id: &str,
-        type_name: &str,
-        window: Option<Window>,
-        scheduled: bool,
-    ) -> Result<(), sqlx::Error>;
+    async fn run_started(&self, start: RunStart<'_>) -> Result<(), sqlx::Error>;
     async fn run_finished(
         &self,
         run_id: &str,
         type_name: &str,
         counts: &TypeSummary,
         status: RunStatus,
-        window_end: Option<i64>,
+        done_until: Option<i64>,
     ) -> Result<(), sqlx::Error>;
-    async fn last_success(&self, type_name: &str) -> Result<Option<i64>, sqlx::Error>;
+    async fn run_interrupted(&self, run_id: &str, reason: &str) -> Result<(), sqlx::Error>;
+    async fn expire_running(&self, now: i64) -> Result<u64, sqlx::Error>;
+    async fn logged_windows(&self, type_name: &str) -> Result<Vec<LoggedWindow>, sqlx::Error>;
     async fn failed_attempts(&self, type_name: &str, window_from: i64) -> Result<u64, sqlx::Error>;
-    async fn first_attempt(&self, type_name: &str) -> Result<Option<i64>, sqlx::Error>;
     async fn close(&self);
 }
 
@@ -271,6 +268,7 @@ impl Sink {
         for (table, ddl) in engine!(&sink, engine => engine.bookkeeping_ddl()) {
             sink.execute_ddl(table, "create", ddl).await?;
         }
+        sink.upgrade_run_log().await?;
         Ok(sink)
     }
 

@@ -71,6 +71,7 @@ impl super::Engine for PostgresSink {
                     inserted BIGINT NOT NULL DEFAULT 0, duplicates BIGINT NOT NULL DEFAULT 0,
                     refused BIGINT NOT NULL DEFAULT 0, failed BIGINT NOT NULL DEFAULT 0,
                     error TEXT, started_at BIGINT NOT NULL, finished_at BIGINT,
+                    done_until BIGINT, expires_at BIGINT,
                     PRIMARY KEY (run_id, type_name))",
             ),
         ]

@@ -1,5 +1,6 @@
-//! The run log: each run of each type with its window, counts and status, which catch-up reads
-//! to leave no hole.
+//! The run log: each run of each type with its window, counts and status, and the one rule that
+//! says how far a type is loaded without a hole ([`watermark`]), which catch-up starts from and
+//! which `status` and backfill read too.
 
 use super::{Engine, RUN_LOG_TABLE, Sink, SinkError, engine};
 use crate::config::Window;
@@ -13,58 +14,188 @@ pub enum RunStatus {
     Failed,
     /// Failed too often: closed, with its unread bytes kept, so that catch-up moves on.
     Abandoned,
+    /// Stopped by a signal, or found `running` after the longest a run can last (killed
+    /// outright: kill -9, out of memory, a Lambda timeout).
+    Interrupted,
 }
 
 impl RunStatus {
-    pub(super) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Running => "running",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Abandoned => "abandoned",
+            RunStatus::Interrupted => "interrupted",
         }
     }
+
+    /// The status a run log row names; `None` for one this build does not know.
+    pub fn parse(text: &str) -> Option<RunStatus> {
+        [
+            RunStatus::Running,
+            RunStatus::Succeeded,
+            RunStatus::Failed,
+            RunStatus::Abandoned,
+            RunStatus::Interrupted,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == text)
+    }
+}
+
+/// How long after its deadline a run may still be committing and logging what it did. A row
+/// still `running` after its deadline plus this margin belongs to a process that died.
+pub const RUN_MARGIN_SECS: i64 = 10 * 60;
+/// The longest a run without a deadline is taken to last (a long local backfill). Should one
+/// last longer, its row reads `interrupted` until it finishes and says how it ended.
+pub const RUN_WITHOUT_DEADLINE_SECS: i64 = 24 * 3600;
+
+/// One window of a type in the run log, as the gap-free rule reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedWindow {
+    pub from: i64,
+    pub to: i64,
+    /// `None`: a status this build does not know, which counts for nothing.
+    pub status: Option<RunStatus>,
+    /// A default or catch-up window (as opposed to one asked for by hand, or a backfill's).
+    pub scheduled: bool,
+    /// For a window not done whole: the last second up to which every document of it is known
+    /// to be read (finished sub-windows), when there is one.
+    pub done_until: Option<i64>,
+    /// When the run started, Unix seconds (its clock).
+    pub started_at: i64,
+}
+
+impl LoggedWindow {
+    /// The seconds of this window that are known to be loaded: all of it when it succeeded or
+    /// was deliberately abandoned (its bytes kept), its finished part otherwise. A window asked
+    /// for by hand reaches no further than its run's start: documents stamped later may still
+    /// come, so `--to 100000000000` does not load the future.
+    pub fn loaded(&self) -> Option<(i64, i64)> {
+        let to = match self.status {
+            Some(RunStatus::Succeeded | RunStatus::Abandoned) => self.to,
+            _ => self.done_until?.min(self.to),
+        };
+        let to = if self.scheduled {
+            to
+        } else {
+            to.min(self.started_at)
+        };
+        (to >= self.from).then_some((self.from, to))
+    }
+}
+
+/// The loaded seconds of a type: its windows' loaded parts, merged into sorted, disjoint spans
+/// (inclusive; spans that touch are one).
+pub fn loaded_spans(windows: &[LoggedWindow]) -> Vec<(i64, i64)> {
+    let mut parts: Vec<(i64, i64)> = windows.iter().filter_map(LoggedWindow::loaded).collect();
+    parts.sort_unstable();
+    let mut spans: Vec<(i64, i64)> = Vec::with_capacity(parts.len());
+    for (from, to) in parts {
+        match spans.last_mut() {
+            Some(last) if from <= last.1.saturating_add(1) => last.1 = last.1.max(to),
+            _ => spans.push((from, to)),
+        }
+    }
+    spans
+}
+
+/// Where a type's gap-free loading stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watermark {
+    /// Where the type's first scheduled window started: contiguity counts from here; holes
+    /// before it are a backfill's business.
+    pub start: i64,
+    /// Every second from `start` up to this one is loaded; `None` when `start` itself is not.
+    pub done_until: Option<i64>,
+}
+
+/// THE rule: a type's gap-free watermark advances only over contiguous windows that succeeded or
+/// were deliberately abandoned (and over the finished part of one that stopped early), whatever
+/// kind of run made them (scheduled, catch-up, by hand, backfill), counting from the type's
+/// first scheduled window. `None` when the type never ran a scheduled window.
+pub fn watermark(windows: &[LoggedWindow]) -> Option<Watermark> {
+    let start = windows
+        .iter()
+        .filter(|window| window.scheduled)
+        .map(|window| window.from)
+        .min()?;
+    let done_until = loaded_spans(windows)
+        .into_iter()
+        .find(|&(from, to)| from <= start && start <= to)
+        .map(|(_, to)| to);
+    Some(Watermark { start, done_until })
+}
+
+/// How a type's run started, as the run log keeps it.
+#[derive(Debug, Clone, Copy)]
+pub struct RunStart<'a> {
+    pub run_id: &'a str,
+    pub type_name: &'a str,
+    pub window: Option<Window>,
+    /// Only the default and catch-up windows are scheduled; see [`LoggedWindow::scheduled`].
+    pub scheduled: bool,
+    /// The run's clock, Unix seconds.
+    pub started_at: i64,
+    /// After this (Unix seconds), a row still `running` is taken as interrupted: the run's
+    /// deadline plus [`RUN_MARGIN_SECS`].
+    pub expires_at: i64,
 }
 
 impl Sink {
     /// Records that a type's run started, with its window.
-    /// Only scheduled windows (the default and catch-up ones) count for catch-up; a window
-    /// someone asked for by hand does not.
-    pub async fn run_started(
-        &self,
-        run_id: &str,
-        type_name: &str,
-        window: Option<Window>,
-        scheduled: bool,
-    ) -> Result<(), SinkError> {
+    pub async fn run_started(&self, start: RunStart<'_>) -> Result<(), SinkError> {
         self.retrying(RUN_LOG_TABLE, "insert", || async {
-            engine!(self, engine => engine.run_started(run_id, type_name, window, scheduled).await)
+            engine!(self, engine => engine.run_started(start).await)
         })
         .await
     }
 
-    /// Records how a type's run ended; `window_end`, when set, is where its window is done
-    /// (a run stopped at its deadline).
+    /// Records how a type's run ended; `done_until`, when set, is how far its window is known
+    /// to be read (a run stopped before its end, with finished sub-windows).
     pub async fn run_finished(
         &self,
         run_id: &str,
         type_name: &str,
         counts: &TypeSummary,
         status: RunStatus,
-        window_end: Option<i64>,
+        done_until: Option<i64>,
     ) -> Result<(), SinkError> {
         self.retrying(RUN_LOG_TABLE, "update", || async {
-            engine!(self, engine => engine.run_finished(run_id, type_name, counts, status, window_end).await)
+            engine!(self, engine => engine.run_finished(run_id, type_name, counts, status, done_until).await)
         })
         .await
     }
 
-    /// Where the last successful window of a type ended, if any.
-    pub async fn last_success(&self, type_name: &str) -> Result<Option<i64>, SinkError> {
-        self.retrying(RUN_LOG_TABLE, "read", || async {
-            engine!(self, engine => engine.last_success(type_name).await)
+    /// Marks every type of a run that is still `running` as interrupted, with the reason.
+    pub async fn run_interrupted(&self, run_id: &str, reason: &str) -> Result<(), SinkError> {
+        self.retrying(RUN_LOG_TABLE, "update", || async {
+            engine!(self, engine => engine.run_interrupted(run_id, reason).await)
         })
         .await
+    }
+
+    /// Takes every row still `running` after its expiry (`now` past it) as interrupted: its
+    /// process died without saying how it ended. Returns how many rows that was.
+    pub async fn expire_running(&self, now: i64) -> Result<u64, SinkError> {
+        self.retrying(RUN_LOG_TABLE, "update", || async {
+            engine!(self, engine => engine.expire_running(now).await)
+        })
+        .await
+    }
+
+    /// Every logged window of a type, for [`watermark`] and [`loaded_spans`].
+    pub async fn logged_windows(&self, type_name: &str) -> Result<Vec<LoggedWindow>, SinkError> {
+        self.retrying(RUN_LOG_TABLE, "read", || async {
+            engine!(self, engine => engine.logged_windows(type_name).await)
+        })
+        .await
+    }
+
+    /// Where a type's gap-free loading stands, by [`watermark`].
+    pub async fn watermark(&self, type_name: &str) -> Result<Option<Watermark>, SinkError> {
+        Ok(watermark(&self.logged_windows(type_name).await?))
     }
 
     /// How many scheduled runs of a type failed on the window that starts at `window_from`.
@@ -79,11 +210,277 @@ impl Sink {
         .await
     }
 
-    /// Where the first logged window of a type started, if it was ever run.
-    pub async fn first_attempt(&self, type_name: &str) -> Result<Option<i64>, SinkError> {
-        self.retrying(RUN_LOG_TABLE, "read", || async {
-            engine!(self, engine => engine.first_attempt(type_name).await)
-        })
-        .await
+    /// Adds the run log's columns that a table made by an older version lacks. Two processes
+    /// may race here; a column the other one added meanwhile is fine.
+    pub(super) async fn upgrade_run_log(&self) -> Result<(), SinkError> {
+        const ADDED: [(&str, &str); 2] = [("done_until", "BIGINT"), ("expires_at", "BIGINT")];
+        let existing = self.run_log_columns().await?;
+        for (column, kind) in ADDED {
+            if existing.iter().any(|name| name == column) {
+                continue;
+            }
+            let ddl = format!("ALTER TABLE {RUN_LOG_TABLE} ADD COLUMN {column} {kind}");
+            let added = engine!(self, engine => engine.execute(&ddl).await);
+            if let Err(source) = added
+                && !self
+                    .run_log_columns()
+                    .await?
+                    .iter()
+                    .any(|name| name == column)
+            {
+                return Err(SinkError::Database {
+                    table: RUN_LOG_TABLE.into(),
+                    operation: "add a column",
+                    source,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The run log's column names, in lower case.
+    async fn run_log_columns(&self) -> Result<Vec<String>, SinkError> {
+        let existing = self
+            .retrying(RUN_LOG_TABLE, "read columns", || async {
+                engine!(self, engine => engine.existing_columns(RUN_LOG_TABLE).await)
+            })
+            .await?;
+        Ok(existing
+            .into_iter()
+            .map(|(name, _)| name.to_ascii_lowercase())
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3600;
+
+    fn window(from: i64, to: i64, status: RunStatus, scheduled: bool) -> LoggedWindow {
+        LoggedWindow {
+            from,
+            to,
+            status: Some(status),
+            scheduled,
+            done_until: None,
+            started_at: i64::MAX,
+        }
+    }
+    fn scheduled(from: i64, to: i64, status: RunStatus) -> LoggedWindow {
+        window(from, to, status, true)
+    }
+    fn by_hand(from: i64, to: i64, status: RunStatus) -> LoggedWindow {
+        window(from, to, status, false)
+    }
+    fn partial(from: i64, to: i64, done_until: i64) -> LoggedWindow {
+        LoggedWindow {
+            done_until: Some(done_until),
+            ..scheduled(from, to, RunStatus::Failed)
+        }
+    }
+
+    use RunStatus::{Abandoned, Failed, Interrupted, Running, Succeeded};
+
+    #[test]
+    fn the_watermark_advances_only_over_contiguous_loaded_windows() {
+        let done = |start, until| {
+            Some(Watermark {
+                start,
+                done_until: Some(until),
+            })
+        };
+        let nothing_since = |start| {
+            Some(Watermark {
+                start,
+                done_until: None,
+            })
+        };
+        let cases: Vec<(&str, Vec<LoggedWindow>, Option<Watermark>)> = vec![
+            ("never run", vec![], None),
+            (
+                "only by hand: no scheduled start",
+                vec![by_hand(0, 10 * H, Succeeded)],
+                None,
+            ),
+            ("one success", vec![scheduled(0, H, Succeeded)], done(0, H)),
+            (
+                "overlapping hourly windows",
+                vec![
+                    scheduled(0, 70 * 60, Succeeded),
+                    scheduled(H, H + 70 * 60, Succeeded),
+                    scheduled(2 * H, 2 * H + 70 * 60, Succeeded),
+                ],
+                done(0, 2 * H + 70 * 60),
+            ),
+            (
+                "windows that just touch are contiguous",
+                vec![
+                    scheduled(0, H - 1, Succeeded),
+                    scheduled(H, 2 * H, Succeeded),
+                ],
+                done(0, 2 * H),
+            ),
+            (
+                "a one-second hole stops it",
+                vec![
+                    scheduled(0, H - 1, Succeeded),
+                    scheduled(H + 1, 2 * H, Succeeded),
+                ],
+                done(0, H - 1),
+            ),
+            (
+                "issue 15: failed catch-up for hours, then one ordinary run",
+                vec![
+                    scheduled(-600, 0, Succeeded),
+                    scheduled(-600, H, Failed),
+                    scheduled(-600, 2 * H, Failed),
+                    scheduled(-600, 3 * H, Failed),
+                    scheduled(3 * H - 70 * 60, 3 * H, Succeeded),
+                ],
+                done(-600, 0),
+            ),
+            (
+                "failed, running and interrupted windows count for nothing",
+                vec![
+                    scheduled(0, H, Succeeded),
+                    scheduled(H, 2 * H, Failed),
+                    scheduled(H, 2 * H, Running),
+                    scheduled(H, 2 * H, Interrupted),
+                ],
+                done(0, H),
+            ),
+            (
+                "an abandoned window is passed over (its bytes are kept)",
+                vec![
+                    scheduled(0, H, Succeeded),
+                    scheduled(H, 2 * H, Abandoned),
+                    scheduled(2 * H, 3 * H, Succeeded),
+                ],
+                done(0, 3 * H),
+            ),
+            (
+                "a by-hand window (a backfill shard) fills a hole",
+                vec![
+                    scheduled(0, H, Succeeded),
+                    scheduled(2 * H, 3 * H, Succeeded),
+                    by_hand(H, 2 * H, Succeeded),
+                ],
+                done(0, 3 * H),
+            ),
+            (
+                "backfill finished out of order: no jump over the shard still missing",
+                vec![
+                    scheduled(0, H, Succeeded),
+                    by_hand(3 * H, 4 * H - 1, Succeeded),
+                    by_hand(H + 1, 2 * H - 1, Succeeded),
+                    by_hand(2 * H, 3 * H - 1, Failed),
+                ],
+                done(0, 2 * H - 1),
+            ),
+            (
+                "holes before the first scheduled window are a backfill's business",
+                vec![
+                    by_hand(-10 * H, -9 * H, Succeeded),
+                    scheduled(0, H, Succeeded),
+                ],
+                done(0, H),
+            ),
+            (
+                "a by-hand window reaching back before the start carries it",
+                vec![by_hand(-10 * H, 2 * H, Succeeded), scheduled(0, H, Failed)],
+                done(0, 2 * H),
+            ),
+            (
+                "only failures: nothing done since the first scheduled window",
+                vec![
+                    scheduled(5 * H, 6 * H, Failed),
+                    scheduled(5 * H, 7 * H, Failed),
+                ],
+                nothing_since(5 * H),
+            ),
+            (
+                "a partial window counts up to its finished sub-windows",
+                vec![
+                    scheduled(0, H, Succeeded),
+                    partial(H - 600, 7 * H, 3 * H - 1),
+                ],
+                done(0, 3 * H - 1),
+            ),
+            (
+                "a partial window with nothing finished counts for nothing",
+                vec![scheduled(0, H, Succeeded), partial(H + 1, 7 * H, H)],
+                done(0, H),
+            ),
+            (
+                "a partial first window",
+                vec![partial(0, 6 * H, 2 * H - 1)],
+                done(0, 2 * H - 1),
+            ),
+            (
+                "order of the rows does not matter",
+                vec![
+                    scheduled(2 * H, 3 * H, Succeeded),
+                    scheduled(H, 2 * H, Succeeded),
+                    scheduled(0, H, Succeeded),
+                ],
+                done(0, 3 * H),
+            ),
+            (
+                "a status this build does not know counts for nothing",
+                vec![
+                    scheduled(0, H, Succeeded),
+                    LoggedWindow {
+                        status: None,
+                        ..scheduled(H, 2 * H, Succeeded)
+                    },
+                ],
+                done(0, H),
+            ),
+        ];
+        for (name, windows, expected) in cases {
+            assert_eq!(watermark(&windows), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_window_by_hand_loads_nothing_after_its_run_started() {
+        let future = LoggedWindow {
+            started_at: 2 * H,
+            ..by_hand(0, 100_000_000_000, Succeeded)
+        };
+        assert_eq!(future.loaded(), Some((0, 2 * H)));
+        let too_early = LoggedWindow {
+            started_at: -1,
+            ..by_hand(0, H, Succeeded)
+        };
+        assert_eq!(too_early.loaded(), None);
+        assert_eq!(
+            watermark(&[scheduled(0, H, Succeeded), future]),
+            Some(Watermark {
+                start: 0,
+                done_until: Some(2 * H)
+            })
+        );
+    }
+
+    #[test]
+    fn loaded_spans_merge_and_keep_holes() {
+        let windows = [
+            scheduled(0, H, Succeeded),
+            scheduled(H - 600, 2 * H, Succeeded),
+            scheduled(3 * H, 4 * H, Succeeded),
+            scheduled(2 * H, 3 * H, Failed),
+        ];
+        assert_eq!(loaded_spans(&windows), [(0, 2 * H), (3 * H, 4 * H)]);
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for status in [Running, Succeeded, Failed, Abandoned, Interrupted] {
+            assert_eq!(RunStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(RunStatus::parse("exploded"), None);
     }
 }

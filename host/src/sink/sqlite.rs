@@ -59,6 +59,7 @@ impl super::Engine for SqliteSink {
                     inserted INTEGER NOT NULL DEFAULT 0, duplicates INTEGER NOT NULL DEFAULT 0,
                     refused INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
                     error TEXT, started_at INTEGER NOT NULL, finished_at INTEGER,
+                    done_until INTEGER, expires_at INTEGER,
                     PRIMARY KEY (run_id, type_name))",
             ),
         ]
