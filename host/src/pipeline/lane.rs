@@ -77,8 +77,9 @@ impl NotTransformed {
 
 /// Says, in what the reader reports, which types the deadline stopped in their plugins: the
 /// type fails with the reason, and its window is claimed at most up to before the earliest
-/// document left untransformed (not at all when the reader did not stop that type itself:
-/// it cannot say then that everything before was read).
+/// document left untransformed, and no further than the reader's finished parts
+/// (`done_until`): before that point every document was read, and every one read before the
+/// earliest left was through its plugin. Without a finished part nothing is claimed.
 pub fn report_deadline_stops(reports: &[LaneReport], read: &mut ReadReport) {
     let mut stopped: std::collections::BTreeMap<&str, NotTransformed> = Default::default();
     for report in reports.iter().filter(|r| r.not_transformed.documents > 0) {
@@ -88,8 +89,8 @@ pub fn report_deadline_stops(reports: &[LaneReport], read: &mut ReadReport) {
             .merge(report.not_transformed);
     }
     for (type_name, left) in stopped {
-        let done_until = match (read.stopped_at.get(type_name), left.earliest) {
-            (Some(Some(until)), Some(earliest)) => Some((*until).min(earliest - 1)),
+        let done_until = match (read.done_until.get(type_name), left.earliest) {
+            (Some(until), Some(earliest)) => Some((*until).min(earliest - 1)),
             _ => None,
         };
         let rest = match done_until {
@@ -105,7 +106,10 @@ pub fn report_deadline_stops(reports: &[LaneReport], read: &mut ReadReport) {
                 left.documents
             ),
         );
-        read.stopped_at.insert(type_name.to_owned(), done_until);
+        match done_until {
+            Some(until) => read.done_until.insert(type_name.to_owned(), until),
+            None => read.done_until.remove(type_name),
+        };
     }
 }
 
@@ -300,16 +304,16 @@ mod tests {
     #[test]
     fn a_deadline_stop_in_a_plugin_claims_the_window_only_before_what_it_left() {
         let mut read = ReadReport::default();
-        // The reader stopped A itself, its documents in time order, done up to 500.
-        read.stopped_at.insert("A".into(), Some(500));
-        // The reader stopped B with documents out of order: nothing can be claimed.
-        read.stopped_at.insert("B".into(), None);
+        // The reader finished A's parts up to 500, and all of C's window (up to 1,000).
+        read.done_until.insert("A".into(), 500);
+        read.done_until.insert("C".into(), 1_000);
+        // B: no part of its window was read to its end, so nothing can be claimed.
         let reports = [
             stopped("A", 3, 300),
             // Two instances of A: their documents add up, the earliest counts.
             stopped("A", 2, 200),
             stopped("B", 1, 100),
-            // The reader read all of C: whether everything before 50 was read is not known.
+            // The reader read all of C, but its plugin left documents from 50 on.
             stopped("C", 4, 50),
             LaneReport {
                 type_name: "D".into(),
@@ -318,10 +322,10 @@ mod tests {
             },
         ];
         report_deadline_stops(&reports, &mut read);
-        assert_eq!(read.stopped_at["A"], Some(199));
-        assert_eq!(read.stopped_at["B"], None);
-        assert_eq!(read.stopped_at["C"], None);
-        assert!(!read.stopped_at.contains_key("D"));
+        assert_eq!(read.done_until.get("A"), Some(&199));
+        assert_eq!(read.done_until.get("B"), None);
+        assert_eq!(read.done_until.get("C"), Some(&49));
+        assert!(!read.done_until.contains_key("D"));
         assert!(!read.type_errors.contains_key("D"));
         assert!(
             read.type_errors["A"].contains("with 5 documents not through the plugin")
@@ -329,6 +333,6 @@ mod tests {
             "{}",
             read.type_errors["A"]
         );
-        assert!(read.type_errors["C"].contains("the next run reads this window again"));
+        assert!(read.type_errors["B"].contains("the next run reads this window again"));
     }
 }

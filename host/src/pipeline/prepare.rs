@@ -8,9 +8,7 @@ use super::budget::ByteBudget;
 use crate::config::{RunConfig, Window, WindowPlan, unix_now};
 use crate::error::RunError;
 use crate::plugin::{LoadedPlugin, PluginSet};
-use crate::sink::{
-    RUN_MARGIN_SECS, RUN_WITHOUT_DEADLINE_SECS, RunStart, Sink, SinkError, TableSpec,
-};
+use crate::sink::{RUN_MARGIN_SECS, RUN_WITHOUT_DEADLINE_SECS, RunStart, Sink, TableSpec};
 use crate::source::{self, FetchApi, SourceSpec};
 use crate::summary::RunSummary;
 
