@@ -157,6 +157,8 @@ fn wasm_text(result: &DocumentResult) -> String {
         }
         DocumentResult::Refused(reason) => format!("refused {reason}"),
         DocumentResult::Failed { error, .. } => format!("failed {error}"),
+        // Only a run's deadline leaves a document untransformed; the benchmark sets none.
+        DocumentResult::NotTransformed => "not transformed".into(),
     }
 }
 
