@@ -51,7 +51,7 @@ fn the_published_wit_1_0_0_is_frozen() {
 }
 
 /// Copies a project without its build output into `to`.
-fn copy_project(from: &Path, to: &Path) {
+pub(crate) fn copy_project(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -75,7 +75,12 @@ fn plugin_build(example: &str, scratch: &Path) -> PathBuf {
         &workspace_root().join("examples/plugins").join(example),
         &project,
     );
-    // The Rust build keeps its target folder in the workspace's, so reruns are quick.
+    build_plugin_project(&project)
+}
+
+/// `plugin build` of a plugin project; returns the component, its last line of output. The
+/// Rust build keeps its target folder in the workspace's, so reruns are quick.
+pub(crate) fn build_plugin_project(project: &Path) -> PathBuf {
     let target = std::env::current_exe()
         .unwrap()
         .ancestors()
@@ -84,14 +89,15 @@ fn plugin_build(example: &str, scratch: &Path) -> PathBuf {
         .join("kit-examples");
     let output = Command::new(binary())
         .args(["plugin", "build"])
-        .arg(&project)
+        .arg(project)
         .env("CARGO_TARGET_DIR", &target)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "plugin build {example}: {stdout}\n{}",
+        "plugin build {}: {stdout}\n{}",
+        project.display(),
         String::from_utf8_lossy(&output.stderr)
     );
     let last = stdout.trim_end().lines().last().unwrap();

@@ -565,15 +565,10 @@ fn the_most_plugin_instances_leave_the_blocking_pool_to_the_reader() {
 /// `plugin build` (into the same target folder as `kit.rs`'s builds of the examples).
 fn logging_plugin(scratch: &Path) -> PathBuf {
     let project = scratch.join("logging");
-    let example = workspace_root().join("examples/plugins/ubw-rust");
-    let status = Command::new("cp")
-        .arg("-r")
-        .arg(&example)
-        .arg(&project)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let _ = std::fs::remove_dir_all(project.join("target"));
+    crate::kit::copy_project(
+        &workspace_root().join("examples/plugins/ubw-rust"),
+        &project,
+    );
     let manifest = project.join("Cargo.toml");
     let text = std::fs::read_to_string(&manifest)
         .unwrap()
@@ -587,25 +582,7 @@ fn logging_plugin(scratch: &Path) -> PathBuf {
     );
     assert!(text.contains("host.log"), "the example's transform changed");
     std::fs::write(&lib, text).unwrap();
-    let target = std::env::current_exe()
-        .unwrap()
-        .ancestors()
-        .nth(3)
-        .unwrap()
-        .join("kit-examples");
-    let output = Command::new(binary())
-        .args(["plugin", "build"])
-        .arg(&project)
-        .env("CARGO_TARGET_DIR", &target)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    PathBuf::from(stdout.trim_end().lines().last().unwrap())
+    crate::kit::build_plugin_project(&project)
 }
 
 #[test]

@@ -95,10 +95,11 @@ impl ReferenceTable for DynamoTable {
             let end = limits
                 .deadline
                 .map_or(timeout, |deadline| deadline.min(timeout));
-            let load = tokio::time::timeout_at(end.into(), self.load());
+            // The timer is made inside `block_on`: plugin threads are not the runtime's, and a
+            // tokio timer needs the runtime it runs on.
             let items = self
                 .runtime
-                .block_on(load)
+                .block_on(async { tokio::time::timeout_at(end.into(), self.load()).await })
                 .map_err(|_| format!("scanning DynamoDB table {} timed out", self.table))??;
             *loaded = Some(items);
         }
