@@ -162,7 +162,7 @@ async fn a_window_and_a_type_list_select_documents() {
     let database = database.path().join("window.db");
     let mut selective = config(&source, &database, plugins.path());
     selective.windows =
-        batch_job_aurora::config::WindowPlan::Fixed(batch_job_aurora::config::Window {
+        batch_job_aurora::window::WindowPlan::Fixed(batch_job_aurora::window::Window {
             from: 102,
             to: 105,
         });

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use batch_job_aurora::config::Window;
+use batch_job_aurora::window::Window;
 use serde_json::{Value, json};
 
 use crate::support::{FETCH_KEY, FakePlatform, example_documents, plugin_folder, query, run};
@@ -44,7 +44,7 @@ fn run_setup(
     let database = tempfile::tempdir().unwrap();
     let path = database.path().join("x.db");
     let mut config = platform.config(&path, plugins.path());
-    config.windows = batch_job_aurora::config::WindowPlan::Fixed(WINDOW);
+    config.windows = batch_job_aurora::window::WindowPlan::Fixed(WINDOW);
     (plugins, database, path, config)
 }
 

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use batch_job_aurora::config::{CatchUp, Window, WindowPlan};
 use batch_job_aurora::sink::Sink;
+use batch_job_aurora::window::{CatchUp, Window, WindowPlan};
 use serde_json::{Value, json};
 
 use crate::support::{

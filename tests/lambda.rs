@@ -8,7 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use batch_job_aurora::invocation::{InvocationEvent, InvocationResponse, invocation_config};
+use batch_job_aurora::config::from_env;
+use batch_job_aurora::invocation::{InvocationEvent, InvocationResponse};
+use batch_job_aurora::resolve::resolve;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -50,7 +52,8 @@ async fn the_old_event_and_environment_give_the_old_response_and_tables() {
         r#"{"types": ["GithubType", "SlackType", "EventRatingType"], "timestamp_from": 0, "timestamp_to": 100000000000}"#,
     )
     .unwrap();
-    let config = invocation_config(&event, env, 1_764_003_600).await.unwrap();
+    let environment = from_env(env).unwrap();
+    let config = resolve(event.run_request(None), &environment, 1_764_003_600).unwrap();
     let summary = batch_job_aurora::run(config).await.unwrap();
     assert_eq!(
         InvocationResponse::from(&summary),
@@ -72,9 +75,12 @@ async fn the_old_event_and_environment_give_the_old_response_and_tables() {
         3
     );
     // The hourly default: the last 70 minutes before "now" hold every example document.
-    let hourly = invocation_config(&InvocationEvent::default(), env, 1_764_003_600)
-        .await
-        .unwrap();
+    let hourly = resolve(
+        InvocationEvent::default().run_request(None),
+        &environment,
+        1_764_003_600,
+    )
+    .unwrap();
     let summary = batch_job_aurora::run(hourly).await.unwrap();
     assert_eq!(
         InvocationResponse::from(&summary).body,

@@ -1,10 +1,10 @@
 //! The sinks against real MariaDB, PostgreSQL and SQLite: the old DDL, exact duplicate counts,
 //! schema evolution and conflicts, values never changed silently, and gap-free catch-up.
 
-use batch_job_aurora::config::CatchUp;
-use batch_job_aurora::config::WindowPlan;
 use batch_job_aurora::model::{Cell, Column, ColumnType, Row};
 use batch_job_aurora::sink::{Sink, SinkError, TableSpec};
+use batch_job_aurora::window::CatchUp;
+use batch_job_aurora::window::WindowPlan;
 use serde_json::{Value, json};
 
 use crate::support::{
@@ -316,7 +316,7 @@ async fn catch_up_loads_every_document_of_a_missed_gap() {
         // not move catch-up on, which would otherwise skip everything up to year 5138.
         let database = TestDatabase::new(engine, "catchup_manual").await;
         let mut manual = config_for(&source, &database, plugins.path());
-        manual.windows = WindowPlan::Fixed(batch_job_aurora::config::Window {
+        manual.windows = WindowPlan::Fixed(batch_job_aurora::window::Window {
             from: 0,
             to: 100_000_000_000,
         });

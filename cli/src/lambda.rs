@@ -20,12 +20,12 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use batch_job_aurora::config::unix_now;
 use batch_job_aurora::invocation::{
     FailureKind, InvocationFailure, InvocationOutcome, InvocationResponse, LambdaJob,
 };
 use batch_job_aurora::metrics::{DEFAULT_NAMESPACE, InvocationMetrics};
 use batch_job_aurora::plugin::{PluginEngine, SandboxLimits};
+use batch_job_aurora::window::unix_now;
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde::Deserialize;
 use serde_json::value::RawValue;

@@ -5,17 +5,16 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use batch_job_aurora::RunSummary;
 use batch_job_aurora::capability::CapabilitySpecs;
-use batch_job_aurora::config::{
-    CatchUp, Environment, Interrupt, Pause, Progress, Window, WindowPlan, from_env, unix_now,
-};
+use batch_job_aurora::config::{Interrupt, Progress, from_env};
 use batch_job_aurora::kit;
 use batch_job_aurora::plugin::{PluginEngine, SandboxLimits};
-use batch_job_aurora::source::SourceSpec;
-use batch_job_aurora::{RunConfig, RunSummary};
+use batch_job_aurora::resolve::{Origin, RunRequest, plugins_dir, resolve};
+use batch_job_aurora::window::{DEFAULT_MAX_CATCH_UP_SECS, DEFAULT_OVERLAP_SECS, unix_now};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -172,11 +171,11 @@ struct RunArgs {
     catch_up: bool,
     /// The overlap of a catch-up window with what is already loaded (0 or more: a negative
     /// overlap would leave a hole).
-    #[arg(long, value_name = "MINUTES", default_value_t = 10,
+    #[arg(long, value_name = "MINUTES", default_value_t = DEFAULT_OVERLAP_SECS / 60,
           value_parser = clap::value_parser!(i64).range(0..=7 * 24 * 60))]
     overlap_minutes: i64,
     /// The longest window one catch-up run takes (at least 1).
-    #[arg(long, value_name = "HOURS", default_value_t = 6,
+    #[arg(long, value_name = "HOURS", default_value_t = DEFAULT_MAX_CATCH_UP_SECS / 3600,
           value_parser = clap::value_parser!(i64).range(1..=100 * 365 * 24))]
     max_catch_up_hours: i64,
     /// The time the run takes as now, Unix seconds (for replaying a past hour).
@@ -222,9 +221,9 @@ struct RunArgs {
             .range(1..=batch_job_aurora::pipeline::MAX_PLUGIN_INSTANCES as u64)
     )]
     plugin_instances: usize,
-    /// Rows per database write (one transaction).
-    #[arg(long, value_name = "ROWS", default_value_t = 2000, hide = true)]
-    rows_per_write: usize,
+    /// Rows per database write (one transaction). Default: the library's.
+    #[arg(long, value_name = "ROWS", hide = true)]
+    rows_per_write: Option<usize>,
     /// Tests only: after this many writes, say "paused" on stderr and wait forever (so that a
     /// test can kill the process at a known point).
     #[arg(long, value_name = "WRITES", hide = true)]
@@ -250,10 +249,8 @@ fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Plugins { plugins, json } => {
             let environment = from_env(|name| std::env::var(name).ok())?;
-            let plugins = PluginArgs {
-                plugins: plugins.plugins.or(environment.plugins_dir),
-            };
-            list_plugins(&plugins_dir(plugins)?, json)
+            let dir = plugins_dir(plugins.plugins, &environment, Origin::LocalRunner);
+            list_plugins(&dir, json)
         }
         Command::Run(args) => run_job(*args),
         Command::Plugin(command) => plugin_command(command),
@@ -325,7 +322,9 @@ fn check_plugin(args: CheckArgs) -> Result<ExitCode> {
 
 fn run_job(args: RunArgs) -> Result<ExitCode> {
     let json = args.json;
-    let mut config = run_config(args, from_env(|name| std::env::var(name).ok())?)?;
+    let now = args.now.unwrap_or_else(unix_now);
+    let environment = from_env(|name| std::env::var(name).ok())?;
+    let mut config = resolve(run_request(args)?, &environment, now)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     if let Some(pause) = &config.pause {
         let reached = Arc::clone(&pause.reached);
@@ -380,76 +379,38 @@ async fn raise_on_signals(interrupt: Interrupt) {
     interrupt.raise(reason);
 }
 
-/// The run's config: flags first, then the environment, then the defaults.
-fn run_config(args: RunArgs, environment: Environment) -> Result<RunConfig> {
-    let Some(source) = args.source.or(environment.fetch_api_url) else {
-        bail!("no source: pass --source SPEC or set DATAPLATTFORM_AURORA_FETCH_API_URL");
-    };
-    let source = SourceSpec::parse(&source, environment.fetch_key.clone())?;
-    let database = args
-        .database
-        .or(environment.database_url)
-        .unwrap_or_else(|| "sqlite://batch-job-aurora.db".into());
-    let plugins = PluginArgs {
-        plugins: args.plugins.plugins.or(environment.plugins_dir),
-    };
-    let mut config = RunConfig::new(source, database, plugins_dir(plugins)?);
-    config.capabilities = CapabilitySpecs {
+/// The run's flags as the library's plain request; [`resolve`] applies the environment and
+/// the defaults.
+fn run_request(args: RunArgs) -> Result<RunRequest> {
+    if let (Some(from), Some(to)) = (args.from, args.to)
+        && from > to
+    {
+        bail!("--from {from} is after --to {to}");
+    }
+    Ok(RunRequest {
+        origin: Origin::LocalRunner,
+        source: args.source,
+        database: args.database,
+        plugins: args.plugins.plugins,
+        types: args.types,
+        from: args.from,
+        to: args.to,
+        catch_up: Some(args.catch_up),
+        overlap_secs: Some(args.overlap_minutes * 60),
+        max_catch_up_secs: Some(args.max_catch_up_hours * 3600),
         slack_channels: args.lookups.slack_channels,
-        event_codes: args
-            .lookups
-            .event_codes
-            .or(environment.capabilities.event_codes),
-        ..environment.capabilities
-    };
-    config.types = args.types;
-    config.windows = match (args.from, args.to) {
-        (Some(from), Some(to)) if from > to => bail!("--from {from} is after --to {to}"),
-        (Some(from), Some(to)) => WindowPlan::Fixed(Window { from, to }),
-        _ if args.catch_up => WindowPlan::CatchUp(CatchUp {
-            overlap_secs: args.overlap_minutes * 60,
-            max_span_secs: args.max_catch_up_hours * 3600,
-            ..CatchUp::at(args.now.unwrap_or_else(unix_now))
-        }),
-        // The fetch API's default: the last 70 minutes before now.
-        _ if matches!(config.source, SourceSpec::Fetch { .. }) => WindowPlan::Scheduled {
-            now: args.now.unwrap_or_else(unix_now),
-        },
-        _ => WindowPlan::All,
-    };
-    if let Some(deadline) = args.deadline {
-        config.deadline = Some(std::time::Instant::now() + Duration::from_secs(deadline));
-    }
-    config.fetch.max_wait = Duration::from_secs(args.max_wait);
-    config.fetch.retry_budget = Duration::from_secs(args.retry_budget);
-    config.pause = args.pause_after_writes.map(Pause::after_writes);
-    config.rows_per_write = args.rows_per_write.max(1);
-    config.plugin_instances = args.plugin_instances;
-    config.limits = args.sandbox.limits();
-    config.compile_cache = compile_cache(args.compile_cache.or(environment.compile_cache));
-    Ok(config)
-}
-
-/// The compile cache's folder: the one given, else the user's cache folder; none for `off`
-/// or when there is no home to put it in.
-fn compile_cache(given: Option<String>) -> Option<PathBuf> {
-    match given.as_deref() {
-        Some("off") => None,
-        Some(folder) => Some(PathBuf::from(folder)),
-        None => std::env::var_os("XDG_CACHE_HOME")
-            .filter(|folder| !folder.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-            .map(|folder| folder.join("batch-job-aurora")),
-    }
-}
-
-fn plugins_dir(args: PluginArgs) -> Result<PathBuf> {
-    if let Some(dir) = args.plugins {
-        return Ok(dir);
-    }
-    let exe = std::env::current_exe().context("cannot find the executable's folder")?;
-    Ok(exe.with_file_name("plugins"))
+        event_codes: args.lookups.event_codes,
+        limits: Some(args.sandbox.limits()),
+        deadline: args
+            .deadline
+            .map(|deadline| Instant::now() + Duration::from_secs(deadline)),
+        max_wait: Some(Duration::from_secs(args.max_wait)),
+        retry_budget: Some(Duration::from_secs(args.retry_budget)),
+        compile_cache: args.compile_cache,
+        plugin_instances: Some(args.plugin_instances),
+        rows_per_write: args.rows_per_write,
+        pause_after_writes: args.pause_after_writes,
+    })
 }
 
 fn list_plugins(dir: &Path, json: bool) -> Result<ExitCode> {

@@ -7,129 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::capability::{Backends, CapabilitySpecs};
 use crate::plugin::SandboxLimits;
 use crate::source::SourceSpec;
-
-/// An inclusive window of Unix seconds, as the fetch API has it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    pub from: i64,
-    pub to: i64,
-}
-
-impl Window {
-    pub fn contains(&self, timestamp: i64) -> bool {
-        self.from <= timestamp && timestamp <= self.to
-    }
-
-    /// The window cut into consecutive parts of `span` seconds (the last one shorter), which
-    /// touch without overlapping: each is read, and claimed done, on its own.
-    pub fn parts(self, span: i64) -> impl Iterator<Item = Window> {
-        let span = span.max(1);
-        let mut next = Some(self.from);
-        std::iter::from_fn(move || {
-            let from = next?;
-            let to = from.saturating_add(span - 1).min(self.to);
-            next = (to < self.to).then(|| to + 1);
-            Some(Window { from, to })
-        })
-    }
-
-    /// The span of the parts a window is read in when the run has a deadline, so that a window
-    /// too big for one run is finished part by part over several: an hour, or a 48th of the
-    /// window when that is longer (a window of years must not become a million requests).
-    pub fn part_span(&self) -> i64 {
-        const PART_SECS: i64 = 3600;
-        const MAX_PARTS: i64 = 48;
-        let length = self.to.saturating_sub(self.from).saturating_add(1);
-        PART_SECS.max(length / MAX_PARTS + 1)
-    }
-}
-
-/// The contract's default window: the last 70 minutes, so an hourly schedule overlaps by 10.
-pub const DEFAULT_SPAN_SECS: i64 = 70 * 60;
-
-impl Window {
-    /// The contract's default window ending at `now`.
-    pub fn last_70_minutes(now: i64) -> Window {
-        Window {
-            from: now - DEFAULT_SPAN_SECS,
-            to: now,
-        }
-    }
-}
-
-/// Gap-free windows: a missed or failed hourly run leaves no hole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CatchUp {
-    /// The end of every window, Unix seconds; computed at each invocation.
-    pub now: i64,
-    /// How far a window reaches back before the watermark; never negative (a negative overlap
-    /// would leave a hole that no later run reads).
-    pub overlap_secs: i64,
-    /// The longest window one run takes, so that it finishes in time; the next run takes the
-    /// rest.
-    pub max_span_secs: i64,
-}
-
-impl CatchUp {
-    /// Defaults: 10 minutes of overlap, at most 6 hours per run.
-    pub fn at(now: i64) -> Self {
-        CatchUp {
-            now,
-            overlap_secs: 10 * 60,
-            max_span_secs: 6 * 3600,
-        }
-    }
-
-    /// The window of a type whose gap-free loading stands at `watermark` (the run log's one
-    /// rule, [`crate::sink::watermark`]): from the watermark less the overlap; from the first
-    /// scheduled window when nothing since it is loaded; the contract's last 70 minutes for a
-    /// type never run on a scheduled window.
-    pub fn window(&self, watermark: Option<crate::sink::Watermark>) -> Window {
-        let from = match watermark {
-            Some(crate::sink::Watermark {
-                done_until: Some(done_until),
-                ..
-            }) => done_until - self.overlap_secs.max(0),
-            Some(crate::sink::Watermark { start, .. }) => start,
-            None => return Window::last_70_minutes(self.now),
-        }
-        .min(self.now);
-        Window {
-            from,
-            to: self.now.min(from.saturating_add(self.max_span_secs.max(1))),
-        }
-    }
-}
-
-/// Which window each type of a run reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WindowPlan {
-    /// Every document of the source (a file given by hand).
-    All,
-    /// A window given by hand. It never moves catch-up on.
-    Fixed(Window),
-    /// The contract's default: the last 70 minutes before `now` (the fetch API's default). A
-    /// scheduled window: catch-up starts after it once it succeeded.
-    Scheduled { now: i64 },
-    /// Gap-free windows: each type starts where its last successful scheduled window ended.
-    CatchUp(CatchUp),
-}
-
-impl WindowPlan {
-    /// Whether the windows of this plan count for catch-up.
-    pub fn is_scheduled(&self) -> bool {
-        matches!(self, WindowPlan::Scheduled { .. } | WindowPlan::CatchUp(_))
-    }
-
-    /// The run's clock: the plan's now, else the system's (the run log's times and expiries
-    /// follow it, so that a run given a time judges by that time).
-    pub fn now(&self) -> i64 {
-        match self {
-            WindowPlan::Scheduled { now } | WindowPlan::CatchUp(CatchUp { now, .. }) => *now,
-            WindowPlan::All | WindowPlan::Fixed(_) => unix_now(),
-        }
-    }
-}
+use crate::window::WindowPlan;
 
 /// Tells a run to stop at once (a signal came): it logs its types as `interrupted` with the
 /// reason and returns [`crate::error::RunError::Interrupted`]. Raising it before the run
@@ -168,13 +46,6 @@ impl Interrupt {
             None => std::future::pending().await,
         }
     }
-}
-
-/// Now, in Unix seconds.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |now| now.as_secs() as i64)
 }
 
 /// Why the environment does not describe a database.
@@ -284,6 +155,8 @@ pub struct Environment {
     pub compile_cache: Option<String>,
     /// `BATCH_JOB_AURORA_CATCH_UP=true`.
     pub catch_up: bool,
+    /// This user's cache folder for the job ([`cache_dir`]).
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Environment {
@@ -300,6 +173,7 @@ impl std::fmt::Debug for Environment {
             )
             .field("plugins_dir", &self.plugins_dir)
             .field("catch_up", &self.catch_up)
+            .field("cache_dir", &self.cache_dir)
             .finish_non_exhaustive()
     }
 }
@@ -330,8 +204,24 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Environment, Con
         plugins_dir: var("BATCH_JOB_AURORA_PLUGINS").map(PathBuf::from),
         compile_cache: var("BATCH_JOB_AURORA_COMPILE_CACHE"),
         catch_up: var("BATCH_JOB_AURORA_CATCH_UP").is_some_and(|value| value == "true"),
+        cache_dir: cache_dir(var),
     })
 }
+
+/// The job's folder in this user's cache: `$XDG_CACHE_HOME/batch-job-aurora`, else
+/// `~/.cache/batch-job-aurora`; `None` without a home. The compile cache and the plugin kit's
+/// tools live there.
+pub fn cache_dir(var: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let var = |name: &str| var(name).filter(|value| !value.is_empty());
+    var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| var("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .map(|folder| folder.join("batch-job-aurora"))
+}
+
+/// Documents per plugin call, in a run and in the kit's check. About 100 amortises the call;
+/// more buys nothing measurable.
+pub const DOCUMENTS_PER_CALL: usize = 100;
 
 /// Everything one run needs.
 #[derive(Debug, Clone)]
@@ -354,7 +244,7 @@ pub struct RunConfig {
     /// of their own).
     pub backends: Option<Backends>,
     pub limits: SandboxLimits,
-    /// Documents per plugin call. About 100 amortises the call; more buys nothing measurable.
+    /// Documents per plugin call ([`DOCUMENTS_PER_CALL`]).
     pub documents_per_call: usize,
     /// Instances of each type's plugin working at once, each on whole batches.
     pub plugin_instances: usize,
@@ -439,7 +329,7 @@ impl RunConfig {
             capabilities: CapabilitySpecs::default(),
             backends: None,
             limits: SandboxLimits::default(),
-            documents_per_call: 100,
+            documents_per_call: DOCUMENTS_PER_CALL,
             plugin_instances: 1,
             rows_per_write: 2_000,
             lane_bytes: 64 << 20,
@@ -560,62 +450,6 @@ mod tests {
         );
         assert!(environment.catch_up);
         assert!(!format!("{environment:?}").contains("k3y-value"));
-    }
-
-    #[test]
-    fn catch_up_starts_at_the_watermark_minus_the_overlap_and_is_bounded() {
-        use crate::sink::Watermark;
-        let catch_up = CatchUp::at(100_000);
-        let window = |from, to| Window { from, to };
-        let done = |start, until| {
-            Some(Watermark {
-                start,
-                done_until: Some(until),
-            })
-        };
-        assert_eq!(catch_up.window(None), window(100_000 - 4200, 100_000));
-        assert_eq!(catch_up.window(done(1, 90_000)), window(89_400, 100_000));
-        assert_eq!(catch_up.window(done(1, 1_000)), window(400, 400 + 6 * 3600));
-        // Nothing loaded since the first scheduled window: start where it did.
-        let nothing = Some(Watermark {
-            start: 95_000,
-            done_until: None,
-        });
-        assert_eq!(catch_up.window(nothing), window(95_000, 100_000));
-        // A negative overlap (refused by the binaries) never opens a hole.
-        let negative = CatchUp {
-            overlap_secs: -600,
-            ..catch_up
-        };
-        assert_eq!(negative.window(done(1, 90_000)), window(90_000, 100_000));
-    }
-
-    #[test]
-    fn a_window_is_cut_into_touching_parts() {
-        let window = Window { from: 0, to: 9_000 };
-        let parts: Vec<_> = window.parts(3_600).collect();
-        assert_eq!(
-            parts,
-            [
-                Window { from: 0, to: 3_599 },
-                Window {
-                    from: 3_600,
-                    to: 7_199
-                },
-                Window {
-                    from: 7_200,
-                    to: 9_000
-                }
-            ]
-        );
-        assert_eq!(window.part_span(), 3_600);
-        let one = Window { from: 5, to: 5 };
-        assert_eq!(one.parts(3_600).collect::<Vec<_>>(), [one]);
-        let huge = Window {
-            from: 0,
-            to: 100_000_000_000,
-        };
-        assert!(huge.parts(huge.part_span()).count() <= 48);
     }
 
     #[tokio::test]

@@ -8,21 +8,21 @@
 //! `errorType` of the Runtime API) and a message that names the field or the cause.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use crate::capability::Backends;
-use crate::config::{CatchUp, ConfigError, Environment, RunConfig, Window, WindowPlan, from_env};
+use crate::config::{Environment, from_env};
 use crate::credentials::{CredentialsError, DatabaseCredentials};
 use crate::document::{ObjectMembers, abbreviate};
 use crate::error::RunError;
 use crate::job::Job;
-use crate::plugin::SandboxLimits;
+use crate::resolve::{Origin, ResolveError, RunRequest, resolve};
 use crate::sink::SinkError;
 use crate::source::{SourceError, SourceSpec};
 use crate::summary::RunSummary;
+use crate::window::{Window, unix_now};
 
 /// The event (every key optional). Other keys, such as an EventBridge schedule's, are ignored.
 /// [`InvocationEvent::from_payload`] checks it with messages that name the field.
@@ -149,6 +149,19 @@ impl InvocationEvent {
         Self::from_payload(&serde_json::Value::Object(read))
     }
 
+    /// What the event asks, for [`crate::resolve::resolve`]; `deadline` is the invocation's.
+    pub fn run_request(&self, deadline: Option<Instant>) -> RunRequest {
+        RunRequest {
+            origin: Origin::Lambda,
+            types: self.types.clone(),
+            from: self.timestamp_from,
+            to: self.timestamp_to,
+            catch_up: self.catch_up,
+            deadline,
+            ..RunRequest::default()
+        }
+    }
+
     /// The keys an event may have; any other is ignored.
     const KEYS: [&str; 4] = ["types", "timestamp_from", "timestamp_to", "catch_up"];
 }
@@ -173,77 +186,6 @@ impl From<&RunSummary> for InvocationResponse {
             body: summary.lambda_body(),
         }
     }
-}
-
-/// Why an invocation could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum InvocationError {
-    #[error("DATAPLATTFORM_AURORA_FETCH_API_URL is not set")]
-    NoSource,
-    #[error("DATAPLATTFORM_AURORA_HOST is not set: no database")]
-    NoDatabase,
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Source(#[from] SourceError),
-}
-
-/// The run config of one invocation, from the event and the environment (`var`), at `now`.
-/// The run sets up the backends; a [`LambdaJob`] sets them up once.
-pub async fn invocation_config(
-    event: &InvocationEvent,
-    var: impl Fn(&str) -> Option<String>,
-    now: i64,
-) -> Result<RunConfig, InvocationError> {
-    let environment = from_env(var)?;
-    let source = source_of(&environment)?;
-    let database = environment
-        .database_url
-        .clone()
-        .ok_or(InvocationError::NoDatabase)?;
-    let plugins = environment
-        .plugins_dir
-        .clone()
-        .unwrap_or_else(default_plugins_dir);
-    let mut config = event_config(event, source, database, plugins, environment.catch_up, now);
-    config.capabilities = environment.capabilities;
-    Ok(config)
-}
-
-fn source_of(environment: &Environment) -> Result<SourceSpec, InvocationError> {
-    let base_url = environment
-        .fetch_api_url
-        .as_deref()
-        .ok_or(InvocationError::NoSource)?;
-    Ok(SourceSpec::parse(base_url, environment.fetch_key.clone())?)
-}
-
-/// The config of one invocation without its capabilities. `catch_up` is the environment's
-/// default (`BATCH_JOB_AURORA_CATCH_UP`), which the event's own `catch_up` beats.
-fn event_config(
-    event: &InvocationEvent,
-    source: SourceSpec,
-    database: String,
-    plugins: PathBuf,
-    catch_up: bool,
-    now: i64,
-) -> RunConfig {
-    let mut config = RunConfig::new(source, database, plugins);
-    config.types = event.types.clone();
-    let catch_up = event.catch_up.unwrap_or(catch_up);
-    config.windows = if event.timestamp_from.is_some() || event.timestamp_to.is_some() {
-        let default = Window::last_70_minutes(now);
-        WindowPlan::Fixed(Window {
-            from: event.timestamp_from.unwrap_or(default.from),
-            to: event.timestamp_to.unwrap_or(default.to),
-        })
-    } else if catch_up {
-        WindowPlan::CatchUp(CatchUp::at(now))
-    } else {
-        // The contract's default, a scheduled window: the run takes the last 70 minutes.
-        WindowPlan::Scheduled { now }
-    };
-    config
 }
 
 /// Why an invocation (or the container's init) failed, as a short stable name: the
@@ -358,10 +300,10 @@ impl From<RunError> for InvocationFailure {
     }
 }
 
-impl From<InvocationError> for InvocationFailure {
-    fn from(error: InvocationError) -> Self {
+impl From<ResolveError> for InvocationFailure {
+    fn from(error: ResolveError) -> Self {
         let kind = match &error {
-            InvocationError::Source(_) => FailureKind::SourceFailed,
+            ResolveError::Source(_) => FailureKind::SourceFailed,
             _ => FailureKind::InvalidConfig,
         };
         InvocationFailure::from_error(kind, &error)
@@ -413,10 +355,10 @@ pub fn check_completed(summary: &RunSummary) -> Result<(), InvocationFailure> {
 #[derive(Debug)]
 pub struct LambdaJob {
     job: Job,
+    /// For the database's credentials, made afresh when they expire.
     env: HashMap<String, String>,
-    /// `BATCH_JOB_AURORA_CATCH_UP`, which an event's own `catch_up` beats.
-    catch_up: bool,
-    source: SourceSpec,
+    /// The environment as it was at init; each invocation resolves its run with it.
+    environment: Environment,
     backends: Backends,
     credentials: DatabaseCredentials,
     /// Raised by a SIGTERM (sent before a shutdown when extensions are registered): the run
@@ -456,20 +398,19 @@ impl LambdaJob {
             InvocationFailure::from_error(FailureKind::InvalidConfig, error)
         };
         let environment = from_env(var).map_err(|error| invalid(&error))?;
-        let source = source_of(&environment)?;
+        // The run an empty event would make: the source, the database and the plugins are
+        // checked once, here.
+        let config = resolve(
+            InvocationEvent::default().run_request(None),
+            &environment,
+            unix_now(),
+        )?;
         let credentials = DatabaseCredentials::from_env(var).map_err(|error| invalid(&error))?;
-        if environment.database_url.is_none() {
-            return Err(InvocationError::NoDatabase.into());
-        }
-        let plugins_dir = environment
-            .plugins_dir
-            .clone()
-            .unwrap_or_else(default_plugins_dir);
-        let job = Job::prepare(&plugins_dir, SandboxLimits::default())?;
+        let job = Job::prepare(&config.plugins_dir, config.limits.clone())?;
         // The API credentials' secrets are read once here: a secret that cannot be read fails
         // the init, not every run. They are read again only after an API refuses them.
         let api_credentials = [
-            match &source {
+            match &config.source {
                 SourceSpec::Fetch { key, .. } => Some(key),
                 SourceSpec::Files(_) => None,
             },
@@ -484,8 +425,7 @@ impl LambdaJob {
         Ok(LambdaJob {
             job,
             env,
-            catch_up: environment.catch_up,
-            source,
+            environment,
             backends,
             credentials,
             interrupt: Default::default(),
@@ -524,26 +464,22 @@ impl LambdaJob {
         loop {
             let database = match self.credentials.database_url(var, refresh).await {
                 Ok(Some(url)) => url,
-                Ok(None) => return failed(InvocationError::NoDatabase.into()),
+                Ok(None) => return failed(ResolveError::NoDatabase.into()),
                 Err(error) => return failed(error.into()),
             };
-            let mut config = event_config(
-                &event,
-                self.source.clone(),
-                database,
-                PathBuf::new(),
-                self.catch_up,
-                now,
-            );
+            // The environment with the database's credentials as they are now.
+            let environment = Environment {
+                database_url: Some(database),
+                ..self.environment.clone()
+            };
+            let mut config = match resolve(event.run_request(deadline), &environment, now) {
+                Ok(config) => config,
+                Err(error) => return failed(error.into()),
+            };
             // The clients made at init, not new ones per invocation.
             config.backends = Some(self.backends.clone());
-            config.deadline = deadline;
             config.interrupt = Some(self.interrupt.clone());
-            let window = match config.windows {
-                WindowPlan::Fixed(window) => Some(window),
-                WindowPlan::Scheduled { now } => Some(Window::last_70_minutes(now)),
-                _ => None,
-            };
+            let window = config.windows.common_window();
             match self.job.run(config).await {
                 Ok(summary) => {
                     let result =
@@ -566,67 +502,9 @@ impl LambdaJob {
     }
 }
 
-/// The plugins of a Lambda: a layer's `/opt/plugins`, else `plugins/` beside the executable.
-fn default_plugins_dir() -> PathBuf {
-    let layer = PathBuf::from("/opt/plugins");
-    if layer.is_dir() {
-        return layer;
-    }
-    std::env::current_exe()
-        .map(|exe| exe.with_file_name("plugins"))
-        .unwrap_or_else(|_| PathBuf::from("plugins"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(name: &str) -> Option<String> {
-        let value = match name {
-            "DATAPLATTFORM_AURORA_FETCH_API_URL" => "https://api.example/get_docs/",
-            "DATAPLATTFORM_AURORA_FETCH_KEY" => "k",
-            "DATAPLATTFORM_AURORA_HOST" => "db",
-            "DATAPLATTFORM_AURORA_DB_NAME" => "raw",
-            "DATAPLATTFORM_AURORA_USER" => "job",
-            _ => return None,
-        };
-        Some(value.to_owned())
-    }
-
-    #[tokio::test]
-    async fn the_default_window_is_computed_at_each_invocation() {
-        let event = InvocationEvent::default();
-        let first = invocation_config(&event, env, 10_000).await.unwrap();
-        let later = invocation_config(&event, env, 13_600).await.unwrap();
-        // No window of its own: the run takes the last 70 minutes before the invocation's now,
-        // and logs it as scheduled.
-        assert_eq!(first.windows, WindowPlan::Scheduled { now: 10_000 });
-        assert_eq!(later.windows, WindowPlan::Scheduled { now: 13_600 });
-        assert_eq!(first.database_url, "mysql://job:@db:3306/raw");
-    }
-
-    #[tokio::test]
-    async fn the_event_picks_types_and_window() {
-        let event: InvocationEvent = serde_json::from_str(
-            r#"{"types": ["GithubType"], "timestamp_from": 0, "timestamp_to": 100000000000, "source": "aws.events"}"#,
-        )
-        .unwrap();
-        let config = invocation_config(&event, env, 5).await.unwrap();
-        assert_eq!(config.types, Some(vec!["GithubType".to_owned()]));
-        assert_eq!(
-            config.windows,
-            WindowPlan::Fixed(Window {
-                from: 0,
-                to: 100_000_000_000
-            })
-        );
-        let catch_up = InvocationEvent {
-            catch_up: Some(true),
-            ..Default::default()
-        };
-        let config = invocation_config(&catch_up, env, 5).await.unwrap();
-        assert_eq!(config.windows, WindowPlan::CatchUp(CatchUp::at(5)));
-    }
 
     #[test]
     fn a_bad_event_names_its_key() {

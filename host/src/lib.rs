@@ -22,10 +22,12 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod plugin;
+pub mod resolve;
 pub mod secrets;
 pub mod sink;
 pub mod source;
 pub mod summary;
+pub mod window;
 
 pub use config::RunConfig;
 pub use error::RunError;

@@ -123,17 +123,14 @@ fn build_rust(dir: &Path) -> Result<PathBuf, KitError> {
     })
 }
 
-/// The folder the kit keeps its own tools in: `BATCH_JOB_AURORA_KIT_HOME`, else
-/// `$XDG_CACHE_HOME/batch-job-aurora`, else `~/.cache/batch-job-aurora`.
+/// The folder the kit keeps its own tools in: `BATCH_JOB_AURORA_KIT_HOME`, else the job's
+/// cache folder ([`crate::config::cache_dir`]), else one in the temporary folder.
 pub fn kit_home() -> PathBuf {
     if let Some(home) = std::env::var_os("BATCH_JOB_AURORA_KIT_HOME") {
         return PathBuf::from(home);
     }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    cache.join("batch-job-aurora")
+    crate::config::cache_dir(|name| std::env::var(name).ok())
+        .unwrap_or_else(|| std::env::temp_dir().join("batch-job-aurora"))
 }
 
 /// componentize-py in the kit's own venv, installed there first when missing.

@@ -17,8 +17,7 @@ use crate::document::Envelope;
 use crate::model::{Capability, Cell, Column, Stage};
 use crate::plugin::{DocumentResult, PluginEngine, SandboxLimits};
 
-/// The documents of one call in a run (`RunConfig::documents_per_call`'s default).
-const DOCUMENTS_PER_CALL: usize = 100;
+use crate::config::DOCUMENTS_PER_CALL;
 
 /// The documents of a check, read the way `--docs` takes them.
 #[derive(Debug, Default)]
@@ -47,7 +46,7 @@ pub fn read_documents(path: &Path) -> Result<Documents, KitError> {
             // The text as written, so that repeated keys and all reach the plugin.
             envelopes: vec![Envelope::from_parts(
                 "doc-1",
-                crate::config::unix_now(),
+                crate::window::unix_now(),
                 None,
                 text.trim(),
             )],

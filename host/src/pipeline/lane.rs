@@ -13,11 +13,12 @@ use super::budget::{ByteBudget, Permit};
 use super::prepare::Lane;
 use super::router::ReadReport;
 use super::writer::{Transformed, WriterMessage};
-use crate::config::{Progress, RunConfig, Window};
+use crate::config::{Progress, RunConfig};
 use crate::document::Envelope;
 use crate::error::RunError;
 use crate::model::{FailedDocument, Stage};
 use crate::plugin::{DocumentResult, TransformWorker};
+use crate::window::Window;
 
 /// Batches waiting for a lane's plugin; the byte budget bounds them too.
 const QUEUED_BATCHES: usize = 4;

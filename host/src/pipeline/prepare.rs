@@ -5,12 +5,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::budget::ByteBudget;
-use crate::config::{RunConfig, Window, WindowPlan, unix_now};
+use crate::config::RunConfig;
 use crate::error::RunError;
 use crate::plugin::{LoadedPlugin, PluginSet};
 use crate::sink::{RUN_MARGIN_SECS, RUN_WITHOUT_DEADLINE_SECS, RunStart, Sink, TableSpec};
 use crate::source::{self, FetchApi, SourceSpec};
 use crate::summary::RunSummary;
+use crate::window::{Window, WindowPlan, WindowRequest, unix_now};
 
 /// One type's way through the run: its table, its plugin and its window.
 #[derive(Debug)]
@@ -82,7 +83,9 @@ pub fn open_source(config: &RunConfig) -> Result<Source, RunError> {
 /// 70 minutes, computed now (a warm Lambda must not keep a stale window).
 pub fn window_plan(config: &RunConfig, source: &Source) -> WindowPlan {
     match (config.windows, source) {
-        (WindowPlan::All, Source::Fetch(_)) => WindowPlan::Scheduled { now: unix_now() },
+        (WindowPlan::All, Source::Fetch(_)) => {
+            WindowPlan::resolve(&WindowRequest::default(), true, unix_now())
+        }
         (plan, _) => plan,
     }
 }
@@ -131,12 +134,10 @@ pub async fn lanes(
             Err(error) => return Err(error.into()),
         }
         let window = match plan {
-            WindowPlan::All => None,
-            WindowPlan::Fixed(window) => Some(window),
-            WindowPlan::Scheduled { now } => Some(Window::last_70_minutes(now)),
             WindowPlan::CatchUp(catch_up) => {
                 Some(catch_up.window(sink.watermark(&type_name).await?))
             }
+            plan => plan.common_window(),
         };
         let last_attempt = match (plan, window) {
             (WindowPlan::CatchUp(_), Some(window)) => {

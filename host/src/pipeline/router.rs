@@ -11,12 +11,13 @@ use tokio::sync::mpsc;
 use super::lane::{Batch, LaneInput, LaneMessage, document_failure};
 use super::prepare::Source;
 use super::writer::WriterMessage;
-use crate::config::{Progress, RunConfig, Window};
+use crate::config::{Progress, RunConfig};
 use crate::document::EnvelopeError;
 use crate::error::RunError;
 use crate::model::{FailedDocument, Stage};
 use crate::source::{self, SourceError, SourceItem};
 use crate::summary::UNKNOWN_TYPE;
+use crate::window::Window;
 
 /// Envelope failures are handed to the writer in groups of this many.
 const FAILURES_PER_MESSAGE: usize = 100;

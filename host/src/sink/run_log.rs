@@ -3,8 +3,8 @@
 //! which `status` and backfill read too.
 
 use super::{Engine, RUN_LOG_TABLE, Sink, SinkError, engine};
-use crate::config::Window;
 use crate::summary::TypeSummary;
+use crate::window::Window;
 
 /// The status of a type's run in the run log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,15 +101,7 @@ pub fn loaded_spans(windows: &[LoggedWindow]) -> Vec<(i64, i64)> {
     spans
 }
 
-/// Where a type's gap-free loading stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Watermark {
-    /// Where the type's first scheduled window started: contiguity counts from here; holes
-    /// before it are a backfill's business.
-    pub start: i64,
-    /// Every second from `start` up to this one is loaded; `None` when `start` itself is not.
-    pub done_until: Option<i64>,
-}
+pub use crate::window::Watermark;
 
 /// THE rule: a type's gap-free watermark advances only over contiguous windows that succeeded or
 /// were deliberately abandoned (and over the finished part of one that stopped early), whatever

@@ -10,9 +10,9 @@ use futures_util::{StreamExt, TryStreamExt};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::{SourceError, SourceItem};
-use crate::config::Window;
 use crate::credentials::ApiCredential;
 use crate::http::{HttpError, RetryPolicy, client_builder, read_body, redact, with_retries};
+use crate::window::Window;
 
 /// The most bytes read from step 1's answer, a small JSON object holding one URL.
 const PRESIGN_ANSWER_LIMIT: usize = 64 * 1024;
