@@ -17,7 +17,7 @@ async fn the_examples_land_as_the_contract_says_and_a_rerun_only_counts_duplicat
     let database = database.path().join("examples.db");
     let source = workspace_root().join("examples/documents");
     let mut first = config(&source, &database, plugins.path());
-    first.backends = Some(example_backends());
+    first.run.backends = Some(example_backends());
     let summary = run(first.clone()).await;
     assert!(summary.completed(), "{summary:?}");
     assert_eq!(summary.failed, 0, "{summary:?}");
@@ -161,12 +161,12 @@ async fn a_window_and_a_type_list_select_documents() {
     let database = tempfile::tempdir().unwrap();
     let database = database.path().join("window.db");
     let mut selective = config(&source, &database, plugins.path());
-    selective.windows =
+    selective.run.windows =
         batch_job_aurora::window::WindowPlan::Fixed(batch_job_aurora::window::Window {
             from: 102,
             to: 105,
         });
-    selective.types = Some(vec!["MisbehavingType".into()]);
+    selective.run.types = Some(vec!["MisbehavingType".into()]);
     let summary = run(selective).await;
     assert_eq!(summary.inserted, 4, "inclusive at both ends: {summary:?}");
     assert_eq!(

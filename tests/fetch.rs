@@ -44,7 +44,7 @@ fn run_setup(
     let database = tempfile::tempdir().unwrap();
     let path = database.path().join("x.db");
     let mut config = platform.config(&path, plugins.path());
-    config.windows = batch_job_aurora::window::WindowPlan::Fixed(WINDOW);
+    config.run.windows = batch_job_aurora::window::WindowPlan::Fixed(WINDOW);
     (plugins, database, path, config)
 }
 
@@ -98,7 +98,7 @@ async fn a_wrong_key_fails_at_once_with_a_clear_error_and_no_secret() {
     let platform = FakePlatform::start();
     serve_examples(&platform).await;
     let (_plugins, _database, _path, mut config) = run_setup(&platform, &["github", "slack"]);
-    config.source = batch_job_aurora::source::SourceSpec::Fetch {
+    config.run.source = batch_job_aurora::source::SourceSpec::Fetch {
         base_url: platform.fetch_url(),
         key: "wrong-key-secret".into(),
     };
@@ -188,8 +188,8 @@ async fn a_slow_first_byte_is_waited_for_and_a_dead_one_times_out() {
         .put("/control/faults", &json!({"hold_first_byte": true}))
         .await;
     let (_plugins, _database, _path, mut config) = run_setup(&platform, &["event_rating"]);
-    config.backends = Some(crate::support::example_backends());
-    config.fetch.timeouts.read = Duration::from_secs(600);
+    config.run.backends = Some(crate::support::example_backends());
+    config.run.fetch.timeouts.read = Duration::from_secs(600);
     let job = tokio::spawn(batch_job_aurora::run(config.clone()));
     while !platform.requests().await.iter().any(|r| {
         r["path"]
@@ -209,7 +209,7 @@ async fn a_slow_first_byte_is_waited_for_and_a_dead_one_times_out() {
     platform
         .put("/control/faults", &json!({"hold_first_byte": true}))
         .await;
-    config.fetch.timeouts.read = Duration::from_millis(300);
+    config.run.fetch.timeouts.read = Duration::from_millis(300);
     let summary = run(config).await;
     let error = summary.types["EventRatingType"].error.clone().unwrap();
     assert!(error.contains("timed out"), "{error}");
@@ -258,7 +258,7 @@ async fn slack_names_come_from_conversations_info_once_per_channel_with_429s_wai
         .put("/control/faults", &json!({"slack_429": 1}))
         .await;
     let (_plugins, _database, path, mut config) = run_setup(&platform, &["slack"]);
-    config.capabilities = batch_job_aurora::capability::CapabilitySpecs {
+    config.run.capabilities = batch_job_aurora::capability::CapabilitySpecs {
         slack_token: Some(crate::support::SLACK_TOKEN.into()),
         slack_api_url: Some(platform.slack_url()),
         ..Default::default()
@@ -377,7 +377,7 @@ async fn a_slack_timeout_is_an_error_value_that_fails_the_document_not_a_trap() 
         backon::ExponentialBuilder::default().with_max_times(1),
         Duration::from_millis(300),
     );
-    config.backends = Some(Backends {
+    config.run.backends = Some(Backends {
         slack: Some(std::sync::Arc::new(slack)),
         ..Default::default()
     });

@@ -120,7 +120,7 @@ async fn documents_of_unselected_types_are_one_skipped_figure() {
     let (_folder, source) = ndjson(&documents);
     let database = TestDatabase::new(Engine::Sqlite, "unselected").await;
     let mut config = config_for(&source, &database, plugins.path());
-    config.types = Some(vec!["MisbehavingType".into()]);
+    config.run.types = Some(vec!["MisbehavingType".into()]);
     let summary = run(config).await;
     assert_eq!(
         summary.types.keys().collect::<Vec<_>>(),
@@ -137,8 +137,8 @@ fn fetch_config(
     plugins: &std::path::Path,
 ) -> batch_job_aurora::RunConfig {
     let mut config = platform.config(std::path::Path::new("unused"), plugins);
-    config.database_url = database.url.clone();
-    config.windows = WindowPlan::Fixed(Window {
+    config.run.database_url = database.url.clone();
+    config.run.windows = WindowPlan::Fixed(Window {
         from: T0 - 100,
         to: T0 + 1_000_000,
     });
@@ -163,7 +163,7 @@ async fn a_huge_retry_after_is_capped_and_a_silent_store_ends_at_the_deadline() 
     let plugins = plugin_folder(&["misbehaving"]);
     let database = TestDatabase::new(Engine::Sqlite, "retry_after").await;
     let mut config = fetch_config(&platform, &database, plugins.path());
-    config.fetch.max_wait = Duration::from_millis(100);
+    config.run.fetch.max_wait = Duration::from_millis(100);
     let started = Instant::now();
     let summary = run(config).await;
     assert!(summary.completed(), "{summary:?}");
@@ -179,7 +179,7 @@ async fn a_huge_retry_after_is_capped_and_a_silent_store_ends_at_the_deadline() 
         .await;
     let database = TestDatabase::new(Engine::Sqlite, "deadline").await;
     let mut config = fetch_config(&platform, &database, plugins.path());
-    config.deadline = Some(Instant::now() + Duration::from_secs(2));
+    config.run.deadline = Some(Instant::now() + Duration::from_secs(2));
     let started = Instant::now();
     let summary = run(config).await;
     assert!(started.elapsed() < Duration::from_secs(120));
@@ -212,7 +212,7 @@ async fn a_slack_outage_opens_the_circuit_instead_of_waiting_on_every_document()
     let plugins = plugin_folder(&["slack"]);
     let database = TestDatabase::new(Engine::Sqlite, "slack_down").await;
     let mut config = fetch_config(&platform, &database, plugins.path());
-    config.capabilities = batch_job_aurora::capability::CapabilitySpecs {
+    config.run.capabilities = batch_job_aurora::capability::CapabilitySpecs {
         slack_token: Some(crate::support::SLACK_TOKEN.into()),
         slack_api_url: Some(platform.slack_url()),
         ..Default::default()
@@ -283,7 +283,7 @@ async fn an_unreadable_window_is_given_up_after_three_attempts_and_catch_up_move
     let plugins = plugin_folder(&["misbehaving"]);
     let database = TestDatabase::new(Engine::Sqlite, "given_up").await;
     let mut config = fetch_config(&platform, &database, plugins.path());
-    config.windows = WindowPlan::CatchUp(CatchUp::at(T0));
+    config.run.windows = WindowPlan::CatchUp(CatchUp::at(T0));
     for attempt in 1..=3 {
         let summary = run(config.clone()).await;
         assert!(!summary.completed(), "attempt {attempt}");
@@ -304,7 +304,7 @@ async fn an_unreadable_window_is_given_up_after_three_attempts_and_catch_up_move
     // The next run starts after the given-up window instead of failing on it again.
     platform.put_raw("/control/raw/MisbehavingType", "[]").await;
     let mut later = config.clone();
-    later.windows = WindowPlan::CatchUp(CatchUp::at(T0 + 3600));
+    later.run.windows = WindowPlan::CatchUp(CatchUp::at(T0 + 3600));
     assert!(run(later).await.completed());
 }
 

@@ -136,7 +136,7 @@ async fn broken_envelopes_of_unselected_types_are_one_skipped_figure_and_the_res
     let (_folder, source) = ndjson_text(&documents);
     let database = TestDatabase::new(Engine::Sqlite, "unselected_broken").await;
     let mut config = config_for(&source, &database, plugins.path());
-    config.types = Some(vec!["MisbehavingType".into()]);
+    config.run.types = Some(vec!["MisbehavingType".into()]);
     let summary = run(config).await;
     assert_eq!(
         (summary.inserted, summary.failed, summary.skipped),
@@ -229,7 +229,7 @@ async fn the_three_plugins_store_what_the_old_job_stored_from_bent_documents() {
     let plugins = plugin_folder(&["github", "slack", "event_rating"]);
     let database = TestDatabase::new(Engine::Sqlite, "bent_documents").await;
     let mut config = config_for(&source, &database, plugins.path());
-    config.backends = Some(lookups(folder.path()));
+    config.run.backends = Some(lookups(folder.path()));
     let summary = run(config).await;
     assert_eq!(
         (summary.inserted, summary.refused, summary.failed),

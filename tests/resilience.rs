@@ -125,12 +125,15 @@ async fn connections_killed_mid_run_are_replaced_and_the_run_completes() {
         let database = TestDatabase::new(engine, "connkill").await;
         let admin = TestDatabase::new(engine, "connkill_admin").await;
         let mut config = config_for(&source, &database, plugins.path());
-        config.rows_per_write = ROWS_PER_WRITE;
+        config.run.rows_per_write = ROWS_PER_WRITE;
         // The run pauses after two writes, while another may be in flight; every connection
         // it holds is killed from the server's side there, and then it goes on.
         let pause = Pause::after_writes(2);
-        config.pause = Some(pause.clone());
-        let job = tokio::spawn(batch_job_aurora::run(config));
+        let hooks = batch_job_aurora::config::RunHooks {
+            pause: Some(pause.clone()),
+            ..Default::default()
+        };
+        let job = tokio::spawn(batch_job_aurora::run_with(config, hooks));
         pause.reached.notified().await;
         kill_connections(&admin, &database).await;
         pause.resume.notify_one();

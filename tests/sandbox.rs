@@ -92,7 +92,7 @@ async fn traps_and_bad_rows_fail_only_their_own_documents() {
     let database = tempfile::tempdir().unwrap();
     let database = database.path().join("sandbox.db");
     let mut config = config(&source, &database, plugins.path());
-    config.documents_per_call = 100;
+    config.run.documents_per_call = 100;
     let summary = run(config).await;
 
     let stored = query(

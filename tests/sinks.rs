@@ -279,11 +279,11 @@ async fn catch_up_loads_every_document_of_a_missed_gap() {
         let database = TestDatabase::new(engine, "catchup").await;
         let mut hourly = config_for(&source, &database, plugins.path());
         // The first run has no history: the contract's last 70 minutes.
-        hourly.windows = WindowPlan::CatchUp(CatchUp::at(t0));
+        hourly.run.windows = WindowPlan::CatchUp(CatchUp::at(t0));
         let first = run(hourly.clone()).await;
         assert_eq!(first.inserted, in_window(t0 - 70 * 60, t0), "{engine:?}");
         // Three hourly runs are missed; the fourth catches up from t0 - 10 minutes.
-        hourly.windows = WindowPlan::CatchUp(CatchUp::at(t0 + 4 * hour));
+        hourly.run.windows = WindowPlan::CatchUp(CatchUp::at(t0 + 4 * hour));
         let caught_up = run(hourly.clone()).await;
         assert_eq!(
             caught_up.duplicates,
@@ -302,10 +302,10 @@ async fn catch_up_loads_every_document_of_a_missed_gap() {
         let array = serde_json::to_string(&documents).unwrap();
         std::fs::write(&cut, &array[..array.len() / 2]).unwrap();
         let mut failing = config_for(&cut, &database, plugins.path());
-        failing.windows = WindowPlan::CatchUp(CatchUp::at(t0));
+        failing.run.windows = WindowPlan::CatchUp(CatchUp::at(t0));
         assert!(!run(failing).await.completed());
         let mut later = config_for(&source, &database, plugins.path());
-        later.windows = WindowPlan::CatchUp(CatchUp::at(t0 + 3 * hour));
+        later.run.windows = WindowPlan::CatchUp(CatchUp::at(t0 + 3 * hour));
         run(later).await;
         assert_eq!(
             database.count_rows("MisbehavingType", "1 = 1").await as u64,
@@ -316,13 +316,13 @@ async fn catch_up_loads_every_document_of_a_missed_gap() {
         // not move catch-up on, which would otherwise skip everything up to year 5138.
         let database = TestDatabase::new(engine, "catchup_manual").await;
         let mut manual = config_for(&source, &database, plugins.path());
-        manual.windows = WindowPlan::Fixed(batch_job_aurora::window::Window {
+        manual.run.windows = WindowPlan::Fixed(batch_job_aurora::window::Window {
             from: 0,
             to: 100_000_000_000,
         });
         assert!(run(manual).await.completed());
         let mut scheduled = config_for(&source, &database, plugins.path());
-        scheduled.windows = WindowPlan::CatchUp(CatchUp::at(t0 + 4 * hour));
+        scheduled.run.windows = WindowPlan::CatchUp(CatchUp::at(t0 + 4 * hour));
         run(scheduled).await;
         assert_eq!(
             database
@@ -334,13 +334,13 @@ async fn catch_up_loads_every_document_of_a_missed_gap() {
         // A bounded catch-up takes at most max_span and leaves the rest to the next run.
         let database = TestDatabase::new(engine, "catchup_bounded").await;
         let mut bounded = config_for(&source, &database, plugins.path());
-        bounded.windows = WindowPlan::CatchUp(CatchUp::at(t0));
+        bounded.run.windows = WindowPlan::CatchUp(CatchUp::at(t0));
         run(bounded.clone()).await;
         let limited = CatchUp {
             max_span_secs: hour,
             ..CatchUp::at(t0 + 4 * hour)
         };
-        bounded.windows = WindowPlan::CatchUp(limited);
+        bounded.run.windows = WindowPlan::CatchUp(limited);
         run(bounded.clone()).await;
         run(bounded.clone()).await;
         assert_eq!(

@@ -55,7 +55,7 @@ pub fn config(source: &Path, database: &Path, plugins: &Path) -> RunConfig {
         format!("sqlite://{}", database.display()),
         plugins.to_owned(),
     );
-    config.limits = SandboxLimits {
+    config.plugins.limits = SandboxLimits {
         memory_bytes: 64 << 20,
         call_budget: Duration::from_millis(300),
         budget_per_document: Duration::from_millis(10),
@@ -442,7 +442,7 @@ impl TestDatabase {
 /// A run config writing to a test database.
 pub fn config_for(source: &Path, database: &TestDatabase, plugins: &Path) -> RunConfig {
     let mut config = config(source, Path::new("unused"), plugins);
-    config.database_url = database.url.clone();
+    config.run.database_url = database.url.clone();
     config
 }
 
@@ -530,11 +530,11 @@ impl FakePlatform {
     /// A run config reading from this server with fast retries.
     pub fn config(&self, database: &Path, plugins: &Path) -> RunConfig {
         let mut config = config(Path::new("unused"), database, plugins);
-        config.source = SourceSpec::Fetch {
+        config.run.source = SourceSpec::Fetch {
             base_url: self.fetch_url(),
             key: FETCH_KEY.into(),
         };
-        config.fetch.backoff = backon::ExponentialBuilder::default()
+        config.run.fetch.backoff = backon::ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(50))
             .with_max_delay(Duration::from_millis(200))
             .with_max_times(4);

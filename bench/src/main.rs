@@ -15,11 +15,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use aurora_plugin_sdk::{Document, Outcome, Value};
 use batch_job_aurora::capability::{Backends, CapabilityHub};
-use batch_job_aurora::config::RunConfig;
+use batch_job_aurora::config::DOCUMENTS_PER_CALL;
 use batch_job_aurora::document::Envelope;
 use batch_job_aurora::model::Cell;
 use batch_job_aurora::plugin::{DocumentResult, PluginEngine, SandboxLimits};
-use batch_job_aurora::source::SourceSpec;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -48,7 +47,7 @@ fn main() -> Result<()> {
         .map(|e| Envelope::from_parts(&e.id, e.timestamp, Some(&e.type_name), e.data.get()))
         .collect();
     // The production batch size of a plugin call.
-    let per_call = RunConfig::new(SourceSpec::Files(".".into()), "", ".".into()).documents_per_call;
+    let per_call = DOCUMENTS_PER_CALL;
 
     let engine = PluginEngine::new(SandboxLimits::default())?;
     let plugin = Arc::new(engine.load(std::path::Path::new(wasm))?);

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use batch_job_aurora::RunSummary;
 use batch_job_aurora::capability::CapabilitySpecs;
-use batch_job_aurora::config::{Interrupt, Progress, from_env};
+use batch_job_aurora::config::{Interrupt, Pause, Progress, RunHooks, from_env};
 use batch_job_aurora::kit;
 use batch_job_aurora::plugin::{PluginEngine, SandboxLimits};
 use batch_job_aurora::resolve::{Origin, RunRequest, plugins_dir, resolve};
 use batch_job_aurora::window::{DEFAULT_MAX_CATCH_UP_SECS, DEFAULT_OVERLAP_SECS, unix_now};
+use batch_job_aurora::{RunSummary, run_with};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -324,20 +324,25 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
     let json = args.json;
     let now = args.now.unwrap_or_else(unix_now);
     let environment = from_env(|name| std::env::var(name).ok())?;
-    let mut config = resolve(run_request(args)?, &environment, now)?;
+    let hooks = RunHooks {
+        pause: args.pause_after_writes.map(Pause::after_writes),
+        interrupt: Some(Interrupt::default()),
+        ..RunHooks::default()
+    };
+    let config = resolve(run_request(args)?, &environment, now)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    if let Some(pause) = &config.pause {
+    if let Some(pause) = &hooks.pause {
         let reached = Arc::clone(&pause.reached);
         runtime.spawn(async move {
             reached.notified().await;
             eprintln!("paused");
         });
     }
-    let interrupt = Interrupt::default();
-    config.interrupt = Some(interrupt.clone());
-    runtime.spawn(raise_on_signals(interrupt));
-    let progress = show_progress(Arc::clone(&config.progress));
-    let summary = runtime.block_on(batch_job_aurora::run(config));
+    if let Some(interrupt) = hooks.interrupt.clone() {
+        runtime.spawn(raise_on_signals(interrupt));
+    }
+    let progress = show_progress(Arc::clone(&hooks.progress));
+    let summary = runtime.block_on(run_with(config, hooks));
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
@@ -409,7 +414,6 @@ fn run_request(args: RunArgs) -> Result<RunRequest> {
         compile_cache: args.compile_cache,
         plugin_instances: Some(args.plugin_instances),
         rows_per_write: args.rows_per_write,
-        pause_after_writes: args.pause_after_writes,
     })
 }
 

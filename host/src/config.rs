@@ -223,16 +223,32 @@ pub fn cache_dir(var: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
 /// more buys nothing measurable.
 pub const DOCUMENTS_PER_CALL: usize = 100;
 
-/// Everything one run needs.
+/// Everything one run needs, as [`crate::resolve::resolve`] makes it: the plugins a
+/// [`crate::Job`] is prepared with, and what one run of that job does. Runtime hooks (live
+/// counters, the test pause, the interrupt) are handed to the run beside it ([`RunHooks`]).
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    pub source: SourceSpec,
-    /// `sqlite://PATH`.
-    pub database_url: String,
-    pub plugins_dir: PathBuf,
+    pub plugins: PluginSetup,
+    pub run: RunSettings,
+}
+
+/// What a job is prepared with, once: the plugins and the sandbox they run in.
+#[derive(Debug, Clone)]
+pub struct PluginSetup {
+    /// The folder of plugin components.
+    pub dir: PathBuf,
     /// Where the native code compiled from `.wasm` plugins is kept between runs (`None`:
     /// compiled at every start). A `.cwasm` in the plugin folder needs no cache.
     pub compile_cache: Option<PathBuf>,
+    pub limits: SandboxLimits,
+}
+
+/// What one run of a prepared job does: [`crate::Job::run`] takes exactly this.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub source: SourceSpec,
+    /// `sqlite://PATH`.
+    pub database_url: String,
     /// The types to run; `None` runs every installed plugin's type.
     pub types: Option<Vec<String>>,
     /// Which window each type reads; documents outside it are skipped. `All` with the fetch
@@ -243,7 +259,6 @@ pub struct RunConfig {
     /// Clients set up already, instead of `capabilities` (tests and embedders with backends
     /// of their own).
     pub backends: Option<Backends>,
-    pub limits: SandboxLimits,
     /// Documents per plugin call ([`DOCUMENTS_PER_CALL`]).
     pub documents_per_call: usize,
     /// Instances of each type's plugin working at once, each on whole batches.
@@ -253,8 +268,6 @@ pub struct RunConfig {
     /// The bytes of documents one type may have in flight, from the source's read to the
     /// database's write. Bounds memory whatever the size of the documents.
     pub lane_bytes: usize,
-    /// Live counters, for a progress display.
-    pub progress: Arc<Progress>,
     /// How the fetch API is used.
     pub fetch: FetchOptions,
     /// When the run must have answered (a Lambda's invocation deadline less a margin): no new
@@ -264,11 +277,18 @@ pub struct RunConfig {
     /// How often a catch-up window whose body cannot be read is tried before it is given up
     /// (closed, with its unread bytes kept) so that catch-up moves on.
     pub max_window_attempts: u64,
+}
+
+/// What a caller hands a run beside its config, to watch or steer it while it goes.
+#[derive(Debug, Clone, Default)]
+pub struct RunHooks {
+    /// Live counters, for a progress display.
+    pub progress: Arc<Progress>,
     /// A point where the run waits, for tests that need a crash or a lost connection at a
     /// known moment rather than a lucky one.
     pub pause: Option<Pause>,
     /// Stops the run at once, its types logged `interrupted` (the local runner's SIGTERM and
-    /// SIGINT).
+    /// SIGINT, the Lambda's SIGTERM).
     pub interrupt: Option<Interrupt>,
 }
 
@@ -320,25 +340,26 @@ impl RunConfig {
     /// A config with the defaults for everything but where to read, write and load from.
     pub fn new(source: SourceSpec, database_url: impl Into<String>, plugins_dir: PathBuf) -> Self {
         RunConfig {
-            source,
-            database_url: database_url.into(),
-            plugins_dir,
-            compile_cache: None,
-            types: None,
-            windows: WindowPlan::All,
-            capabilities: CapabilitySpecs::default(),
-            backends: None,
-            limits: SandboxLimits::default(),
-            documents_per_call: DOCUMENTS_PER_CALL,
-            plugin_instances: 1,
-            rows_per_write: 2_000,
-            lane_bytes: 64 << 20,
-            progress: Arc::default(),
-            fetch: FetchOptions::default(),
-            deadline: None,
-            max_window_attempts: 3,
-            pause: None,
-            interrupt: None,
+            plugins: PluginSetup {
+                dir: plugins_dir,
+                compile_cache: None,
+                limits: SandboxLimits::default(),
+            },
+            run: RunSettings {
+                source,
+                database_url: database_url.into(),
+                types: None,
+                windows: WindowPlan::All,
+                capabilities: CapabilitySpecs::default(),
+                backends: None,
+                documents_per_call: DOCUMENTS_PER_CALL,
+                plugin_instances: 1,
+                rows_per_write: 2_000,
+                lane_bytes: 64 << 20,
+                fetch: FetchOptions::default(),
+                deadline: None,
+                max_window_attempts: 3,
+            },
         }
     }
 }

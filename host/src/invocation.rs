@@ -13,7 +13,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::capability::Backends;
-use crate::config::{Environment, from_env};
+use crate::config::{Environment, RunHooks, from_env};
 use crate::credentials::{CredentialsError, DatabaseCredentials};
 use crate::document::{ObjectMembers, abbreviate};
 use crate::error::RunError;
@@ -406,11 +406,11 @@ impl LambdaJob {
             unix_now(),
         )?;
         let credentials = DatabaseCredentials::from_env(var).map_err(|error| invalid(&error))?;
-        let job = Job::prepare(&config.plugins_dir, config.limits.clone())?;
+        let job = Job::prepare_from(&config.plugins)?;
         // The API credentials' secrets are read once here: a secret that cannot be read fails
         // the init, not every run. They are read again only after an API refuses them.
         let api_credentials = [
-            match &config.source {
+            match &config.run.source {
                 SourceSpec::Fetch { key, .. } => Some(key),
                 SourceSpec::Files(_) => None,
             },
@@ -477,10 +477,13 @@ impl LambdaJob {
                 Err(error) => return failed(error.into()),
             };
             // The clients made at init, not new ones per invocation.
-            config.backends = Some(self.backends.clone());
-            config.interrupt = Some(self.interrupt.clone());
-            let window = config.windows.common_window();
-            match self.job.run(config).await {
+            config.run.backends = Some(self.backends.clone());
+            let hooks = RunHooks {
+                interrupt: Some(self.interrupt.clone()),
+                ..RunHooks::default()
+            };
+            let window = config.run.windows.common_window();
+            match self.job.run(config.run, hooks).await {
                 Ok(summary) => {
                     let result =
                         check_completed(&summary).map(|()| InvocationResponse::from(&summary));

@@ -4,10 +4,11 @@
 //!
 //! ```no_run
 //! # async fn example(config: batch_job_aurora::RunConfig) -> Result<(), batch_job_aurora::RunError> {
-//! use batch_job_aurora::{Job, plugin::SandboxLimits};
-//! let job = Job::prepare(std::path::Path::new("plugins"), SandboxLimits::default())?;
-//! let summary = job.run(config.clone()).await?; // the first run opens the database
-//! let again = job.run(config).await?; // later runs reuse the engine, plugins and pool
+//! use batch_job_aurora::Job;
+//! let job = Job::prepare_from(&config.plugins)?;
+//! let hooks = batch_job_aurora::config::RunHooks::default();
+//! let summary = job.run(config.run.clone(), hooks.clone()).await?; // opens the database
+//! let again = job.run(config.run, hooks).await?; // reuses the engine, plugins and pool
 //! job.close().await;
 //! # Ok(()) }
 //! ```
@@ -15,7 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::RunConfig;
+use crate::config::{PluginSetup, RunHooks, RunSettings};
 use crate::error::RunError;
 use crate::pipeline;
 use crate::plugin::{PluginEngine, PluginSet, SandboxLimits};
@@ -58,6 +59,15 @@ impl Job {
         })
     }
 
+    /// [`Job::prepare_with_cache`] with a config's plugin setup.
+    pub fn prepare_from(setup: &PluginSetup) -> Result<Job, RunError> {
+        Self::prepare_with_cache(
+            &setup.dir,
+            setup.limits.clone(),
+            setup.compile_cache.clone(),
+        )
+    }
+
     /// The loaded plugins.
     pub fn plugins(&self) -> &PluginSet {
         &self.plugins
@@ -69,13 +79,21 @@ impl Job {
     }
 
     /// Runs once: the requested types are checked first, then the database is opened (or
-    /// the open one checked), then the pipeline runs. The job's own sandbox limits apply;
-    /// `config.limits` and `config.plugins_dir` were used when the job was prepared.
-    pub async fn run(&self, mut config: RunConfig) -> Result<RunSummary, RunError> {
-        self.check_types(config.types.as_deref())?;
-        let sink = self.sink(&config.database_url, config.deadline).await?;
-        config.plugins_dir.clone_from(&self.plugins_dir);
-        pipeline::run_prepared(config, &self.engine, &self.plugins, sink).await
+    /// the open one checked), then the pipeline runs with the job's plugins and sandbox.
+    /// `hooks` watch and steer the run while it goes.
+    pub async fn run(
+        &self,
+        settings: RunSettings,
+        hooks: RunHooks,
+    ) -> Result<RunSummary, RunError> {
+        self.check_types(settings.types.as_deref())?;
+        let sink = self.sink(&settings.database_url, settings.deadline).await?;
+        let prepared = pipeline::Prepared {
+            engine: &self.engine,
+            plugins: &self.plugins,
+            plugins_dir: &self.plugins_dir,
+        };
+        pipeline::run_prepared(settings, hooks, prepared, sink).await
     }
 
     /// The database for `url`: the open one when it still answers, else a new one. A database

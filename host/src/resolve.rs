@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::capability::CapabilitySpecs;
-use crate::config::{ConfigError, Environment, Pause, RunConfig};
+use crate::config::{ConfigError, Environment, RunConfig};
 use crate::plugin::SandboxLimits;
 use crate::source::{SourceError, SourceSpec};
 use crate::window::{WindowPlan, WindowRequest};
@@ -54,8 +54,6 @@ pub struct RunRequest {
     pub compile_cache: Option<String>,
     pub plugin_instances: Option<usize>,
     pub rows_per_write: Option<usize>,
-    /// Tests only: the writer pauses after this many writes.
-    pub pause_after_writes: Option<usize>,
 }
 
 /// Why the inputs do not make a run.
@@ -99,7 +97,8 @@ pub fn resolve(
     };
     let plugins = plugins_dir(request.plugins, environment, request.origin);
     let mut config = RunConfig::new(source, database, plugins);
-    config.types = request.types;
+    let run = &mut config.run;
+    run.types = request.types;
     let windows = WindowRequest {
         from: request.from,
         to: request.to,
@@ -113,9 +112,9 @@ pub fn resolve(
     };
     // A scheduled invocation reads the contract's window whatever its source; the local runner
     // does so with the fetch API, and reads a file whole.
-    let scheduled = lambda || matches!(config.source, SourceSpec::Fetch { .. });
-    config.windows = WindowPlan::resolve(&windows, scheduled, now);
-    config.capabilities = CapabilitySpecs {
+    let scheduled = lambda || matches!(run.source, SourceSpec::Fetch { .. });
+    run.windows = WindowPlan::resolve(&windows, scheduled, now);
+    run.capabilities = CapabilitySpecs {
         slack_channels: request.slack_channels,
         event_codes: request
             .event_codes
@@ -123,18 +122,18 @@ pub fn resolve(
         ..environment.capabilities.clone()
     };
     if let Some(limits) = request.limits {
-        config.limits = limits;
+        config.plugins.limits = limits;
     }
-    config.deadline = request.deadline;
+    run.deadline = request.deadline;
     if let Some(max_wait) = request.max_wait {
-        config.fetch.max_wait = max_wait;
+        run.fetch.max_wait = max_wait;
     }
     if let Some(retry_budget) = request.retry_budget {
-        config.fetch.retry_budget = retry_budget;
+        run.fetch.retry_budget = retry_budget;
     }
     // The Lambda's only writable disk is /tmp, gone with the container: it never keeps one.
     if !lambda {
-        config.compile_cache = compile_cache(
+        config.plugins.compile_cache = compile_cache(
             request
                 .compile_cache
                 .or_else(|| environment.compile_cache.clone()),
@@ -142,12 +141,11 @@ pub fn resolve(
         );
     }
     if let Some(instances) = request.plugin_instances {
-        config.plugin_instances = instances;
+        run.plugin_instances = instances;
     }
     if let Some(rows) = request.rows_per_write {
-        config.rows_per_write = rows.max(1);
+        run.rows_per_write = rows.max(1);
     }
-    config.pause = request.pause_after_writes.map(Pause::after_writes);
     Ok(config)
 }
 
@@ -389,10 +387,10 @@ mod tests {
                 }
             };
             let got = (
-                config.windows,
-                config.plugins_dir,
-                config.database_url.as_str(),
-                config.documents_per_call,
+                config.run.windows,
+                config.plugins.dir,
+                config.run.database_url.as_str(),
+                config.run.documents_per_call,
             );
             let expected = (
                 case.windows,
@@ -474,7 +472,7 @@ mod tests {
         ];
         for (name, request, expected) in cases {
             assert_eq!(
-                resolve(request, &env, NOW).unwrap().compile_cache,
+                resolve(request, &env, NOW).unwrap().plugins.compile_cache,
                 expected,
                 "{name}"
             );
@@ -490,13 +488,14 @@ mod tests {
         assert_eq!(
             resolve(lambda("{}"), &lambda_env, NOW)
                 .unwrap()
+                .plugins
                 .compile_cache,
             None,
             "the lambda"
         );
         let home = environment(&[("HOME", "/home/u")]);
         assert_eq!(
-            resolve(file(), &home, NOW).unwrap().compile_cache,
+            resolve(file(), &home, NOW).unwrap().plugins.compile_cache,
             Some(PathBuf::from("/home/u/.cache/batch-job-aurora")),
             "the user's cache folder"
         );

@@ -13,7 +13,7 @@ use super::budget::{ByteBudget, Permit};
 use super::prepare::Lane;
 use super::router::ReadReport;
 use super::writer::{Transformed, WriterMessage};
-use crate::config::{Progress, RunConfig};
+use crate::config::{Progress, RunSettings};
 use crate::document::Envelope;
 use crate::error::RunError;
 use crate::model::{FailedDocument, Stage};
@@ -146,7 +146,8 @@ pub fn start(
     lane: &Lane,
     workers: Vec<TransformWorker>,
     writer: mpsc::Sender<WriterMessage>,
-    config: &RunConfig,
+    config: &RunSettings,
+    progress: &Arc<Progress>,
 ) -> Result<(LaneInput, Vec<LaneTask>), RunError> {
     let (sender, receiver) = mpsc::channel(QUEUED_BATCHES);
     let receiver = Arc::new(Mutex::new(receiver));
@@ -157,7 +158,7 @@ pub fn start(
         worker.stop_at(config.deadline);
         let (type_name, receiver, writer) =
             (type_name.clone(), Arc::clone(&receiver), writer.clone());
-        let progress = Arc::clone(&config.progress);
+        let progress = Arc::clone(progress);
         let (done, task) = oneshot::channel();
         std::thread::Builder::new()
             // Linux keeps 15 bytes of a thread's name.

@@ -23,7 +23,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 use crate::capability::{Backends, CapabilityHub};
-use crate::config::RunConfig;
+use crate::config::{RunConfig, RunHooks, RunSettings};
 use crate::error::RunError;
 use crate::plugin::{PluginEngine, PluginSet};
 use crate::sink::{RunStatus, Sink};
@@ -39,12 +39,13 @@ pub(crate) use prepare::select;
 /// Loads the plugins and opens the database for this one run; a process that runs many times
 /// prepares a [`Job`](crate::Job) once instead.
 pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
-    let job = crate::job::Job::prepare_with_cache(
-        &config.plugins_dir,
-        config.limits.clone(),
-        config.compile_cache.clone(),
-    )?;
-    let summary = job.run(config).await;
+    run_with(config, RunHooks::default()).await
+}
+
+/// [`run`], with `hooks` that watch and steer it while it goes (a progress display, a signal).
+pub async fn run_with(config: RunConfig, hooks: RunHooks) -> Result<RunSummary, RunError> {
+    let job = crate::job::Job::prepare_from(&config.plugins)?;
+    let summary = job.run(config.run, hooks).await;
     if let Err(RunError::Interrupted(_)) = &summary {
         // The abandoned run's tasks may still hold connections that never come back; the
         // process is on its way out, so the pool is not waited for long.
@@ -55,16 +56,28 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
     summary
 }
 
-/// One run with a prepared engine, its plugins, and the database (`sink`) for
-/// `config.database_url`, which the caller opens and closes.
+/// What a job prepared: the engine and the plugins loaded from `plugins_dir`.
+pub(crate) struct Prepared<'a> {
+    pub engine: &'a PluginEngine,
+    pub plugins: &'a PluginSet,
+    pub plugins_dir: &'a std::path::Path,
+}
+
+/// One run with what a job prepared, and the database (`sink`) for `config.database_url`,
+/// which the caller opens and closes.
 pub(crate) async fn run_prepared(
-    config: RunConfig,
-    engine: &PluginEngine,
-    plugins: &PluginSet,
+    config: RunSettings,
+    hooks: RunHooks,
+    prepared: Prepared<'_>,
     sink: Arc<Sink>,
 ) -> Result<RunSummary, RunError> {
     let started = Instant::now();
-    let selected = prepare::select(plugins, &config.plugins_dir, config.types.as_deref())?;
+    let engine = prepared.engine;
+    let selected = prepare::select(
+        prepared.plugins,
+        prepared.plugins_dir,
+        config.types.as_deref(),
+    )?;
     // The source is checked before anything is written: an unreadable one stops the run.
     let source = prepare::open_source(&config)?;
     let mut summary = RunSummary {
@@ -74,12 +87,13 @@ pub(crate) async fn run_prepared(
 
     let plan = prepare::window_plan(&config, &source);
     let lanes = prepare::lanes(&sink, selected, plan, &config, &mut summary).await?;
-    let Some(interrupt) = config.interrupt.clone() else {
-        return read_write_and_log(config, engine, sink, source, lanes, summary, started).await;
+    let Some(interrupt) = hooks.interrupt.clone() else {
+        return read_write_and_log(config, hooks, engine, sink, source, lanes, summary, started)
+            .await;
     };
     let run_id = summary.run_id.clone();
     tokio::select! {
-        outcome = read_write_and_log(config, engine, Arc::clone(&sink), source, lanes, summary, started) => outcome,
+        outcome = read_write_and_log(config, hooks, engine, Arc::clone(&sink), source, lanes, summary, started) => outcome,
         reason = interrupt.raised() => {
             // What was handed on may be half written: nothing of these windows is claimed.
             let said = format!("interrupted by {reason}; the next catch-up reads its window again");
@@ -91,8 +105,10 @@ pub(crate) async fn run_prepared(
 }
 
 /// The run once its lanes are ready: read, transform and write, then log how each type ended.
+#[allow(clippy::too_many_arguments)]
 async fn read_write_and_log(
-    config: RunConfig,
+    config: RunSettings,
+    hooks: RunHooks,
     engine: &PluginEngine,
     sink: Arc<Sink>,
     source: prepare::Source,
@@ -115,7 +131,8 @@ async fn read_write_and_log(
                 engine.worker(Arc::clone(&lane.plugin), grants)
             })
             .collect();
-        let (input, tasks) = lane::start(lane, workers, writer_tx.clone(), &config)?;
+        let (input, tasks) =
+            lane::start(lane, workers, writer_tx.clone(), &config, &hooks.progress)?;
         inputs.push(input);
         lane_tasks.extend(tasks);
     }
@@ -128,11 +145,11 @@ async fn read_write_and_log(
         writer_rx,
         config.rows_per_write,
         summary.run_id.clone(),
-        Arc::clone(&config.progress),
-        config.pause.clone(),
+        Arc::clone(&hooks.progress),
+        hooks.pause.clone(),
     )));
 
-    let mut read = router::read_source(source, inputs, writer_tx, &config).await?;
+    let mut read = router::read_source(source, inputs, writer_tx, &config, &hooks.progress).await?;
 
     let mut notes: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
     let mut lane_reports = Vec::new();
@@ -185,7 +202,7 @@ async fn read_write_and_log(
         summary.type_mut(&type_name).notes.extend(lane_notes);
     }
     summary.total();
-    summary.stages = crate::summary::StageTimes::from_progress(&config.progress);
+    summary.stages = crate::summary::StageTimes::from_progress(&hooks.progress);
     // A window counts as done only when the source was read to its end: every document of it
     // was then stored, counted as a duplicate or refusal, or kept as failed. A window read in
     // parts that stopped early (the deadline, a failed part) is done up to its last finished

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::budget::ByteBudget;
-use crate::config::RunConfig;
+use crate::config::RunSettings;
 use crate::error::RunError;
 use crate::plugin::{LoadedPlugin, PluginSet};
 use crate::sink::{RUN_MARGIN_SECS, RUN_WITHOUT_DEADLINE_SECS, RunStart, Sink, TableSpec};
@@ -67,7 +67,7 @@ pub fn select(
         .collect()
 }
 
-pub fn open_source(config: &RunConfig) -> Result<Source, RunError> {
+pub fn open_source(config: &RunSettings) -> Result<Source, RunError> {
     Ok(match &config.source {
         SourceSpec::Files(path) => Source::Files(source::files(path)?),
         SourceSpec::Fetch { base_url, key } => Source::Fetch(
@@ -81,7 +81,7 @@ pub fn open_source(config: &RunConfig) -> Result<Source, RunError> {
 
 /// The run's window plan: the fetch API always reads a window, by default the contract's last
 /// 70 minutes, computed now (a warm Lambda must not keep a stale window).
-pub fn window_plan(config: &RunConfig, source: &Source) -> WindowPlan {
+pub fn window_plan(config: &RunSettings, source: &Source) -> WindowPlan {
     match (config.windows, source) {
         (WindowPlan::All, Source::Fetch(_)) => {
             WindowPlan::resolve(&WindowRequest::default(), true, unix_now())
@@ -97,7 +97,7 @@ pub async fn lanes(
     sink: &Sink,
     plugins: Vec<Arc<LoadedPlugin>>,
     plan: WindowPlan,
-    config: &RunConfig,
+    config: &RunSettings,
     summary: &mut RunSummary,
 ) -> Result<Vec<Lane>, RunError> {
     let now = plan.now();

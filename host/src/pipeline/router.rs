@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::lane::{Batch, LaneInput, LaneMessage, document_failure};
 use super::prepare::Source;
 use super::writer::WriterMessage;
-use crate::config::{Progress, RunConfig};
+use crate::config::{Progress, RunSettings};
 use crate::document::EnvelopeError;
 use crate::error::RunError;
 use crate::model::{FailedDocument, Stage};
@@ -49,12 +49,13 @@ pub async fn read_source(
     source: Source,
     inputs: Vec<LaneInput>,
     writer: mpsc::Sender<WriterMessage>,
-    config: &RunConfig,
+    config: &RunSettings,
+    progress: &Arc<Progress>,
 ) -> Result<ReadReport, RunError> {
     let report = Arc::new(Mutex::new(ReadReport::default()));
     match source {
         Source::Files(files) => {
-            let mut router = Router::new(inputs, writer, &report, config, None);
+            let mut router = Router::new(inputs, writer, &report, config, progress, None);
             let result = tokio::task::spawn_blocking(move || {
                 let result = source::read_files(&files, |item| router.route(item));
                 (result, router.stopped_by_deadline())
@@ -91,6 +92,7 @@ pub async fn read_source(
                     writer.clone(),
                     &report,
                     config,
+                    progress,
                     Some(type_name.clone()),
                 )));
                 let (api, downloads, deadline) =
@@ -198,7 +200,8 @@ impl Router {
         inputs: Vec<LaneInput>,
         writer: mpsc::Sender<WriterMessage>,
         report: &Arc<Mutex<ReadReport>>,
-        config: &RunConfig,
+        config: &RunSettings,
+        progress: &Arc<Progress>,
         expected_type: Option<String>,
     ) -> Self {
         Router {
@@ -212,7 +215,7 @@ impl Router {
                 .collect(),
             writer,
             failures: Vec::new(),
-            progress: Arc::clone(&config.progress),
+            progress: Arc::clone(progress),
             expected_type,
             deadline: config.deadline,
             stopped_by_deadline: false,
