@@ -405,9 +405,17 @@ mod tests {
         assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 
+    /// A case's name, its request and environment, and the start of the expected error.
+    type FailingCase = (
+        &'static str,
+        RunRequest,
+        &'static [(&'static str, &'static str)],
+        &'static str,
+    );
+
     #[test]
     fn what_cannot_make_a_run_is_said() {
-        let cases: [(&str, RunRequest, &[(&str, &str)], &str); 4] = [
+        let cases: [FailingCase; 4] = [
             (
                 "local without a source",
                 local(|_| ()),
