@@ -122,10 +122,10 @@ struct LookupArgs {
 #[derive(Args)]
 struct SandboxArgs {
     /// Each plugin call's time budget, plus this per document.
-    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    #[arg(long, value_name = "MS", default_value_t = SandboxLimits::default().call_budget.as_millis() as u64)]
     plugin_budget_ms: u64,
     /// The memory cap of each plugin instance.
-    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    #[arg(long, value_name = "MIB", default_value_t = SandboxLimits::default().memory_bytes >> 20)]
     plugin_memory_mib: usize,
 }
 
@@ -195,11 +195,11 @@ struct RunArgs {
     #[arg(long, value_name = "SECONDS")]
     deadline: Option<u64>,
     /// The longest single wait between retries of an HTTP call, whatever a Retry-After asks.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    #[arg(long, value_name = "SECONDS", default_value_t = batch_job_aurora::http::MAX_WAIT.as_secs())]
     max_wait: u64,
     /// The most time one HTTP request may take, its retries and the waits between them
     /// together, whether or not there is a --deadline.
-    #[arg(long, value_name = "SECONDS", default_value_t = 120,
+    #[arg(long, value_name = "SECONDS", default_value_t = batch_job_aurora::http::RETRY_BUDGET.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
     retry_budget: u64,
     /// Print one JSON object with the counts on stdout at the end.

@@ -73,26 +73,11 @@ pub fn database_url_from_env(
     let Some(host) = var("DATAPLATTFORM_AURORA_HOST").filter(|host| !host.is_empty()) else {
         return Ok(None);
     };
-    let engine = var("DATAPLATTFORM_AURORA_ENGINE").unwrap_or_else(|| "mysql".into());
-    let (scheme, default_port, tls_key, ca_key) = match engine.as_str() {
-        "mysql" => ("mysql", "3306", "ssl-mode", "ssl-ca"),
-        "postgres" | "postgresql" => ("postgres", "5432", "sslmode", "sslrootcert"),
-        _ => {
-            return Err(ConfigError::Invalid {
-                name: "DATAPLATTFORM_AURORA_ENGINE",
-                value: engine,
-                reason: "expected mysql or postgres",
-            });
-        }
+    let (engine, port) = database_engine_and_port(&var)?;
+    let (scheme, tls_key, ca_key) = match engine {
+        DatabaseEngine::Mysql => ("mysql", "ssl-mode", "ssl-ca"),
+        DatabaseEngine::Postgres => ("postgres", "sslmode", "sslrootcert"),
     };
-    let port = var("DATAPLATTFORM_AURORA_PORT").unwrap_or_else(|| default_port.into());
-    if port.parse::<u16>().is_err() {
-        return Err(ConfigError::Invalid {
-            name: "DATAPLATTFORM_AURORA_PORT",
-            value: port,
-            reason: "expected a port number",
-        });
-    }
     let name = var("DATAPLATTFORM_AURORA_DB_NAME")
         .ok_or(ConfigError::Missing("DATAPLATTFORM_AURORA_DB_NAME"))?;
     let user = var("DATAPLATTFORM_AURORA_USER")
@@ -134,6 +119,46 @@ pub fn database_url_from_env(
         url = format!("{url}?{}", parameters.join("&"));
     }
     Ok(Some(url))
+}
+
+/// The engine `DATAPLATTFORM_AURORA_ENGINE` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DatabaseEngine {
+    Mysql,
+    Postgres,
+}
+
+/// `DATAPLATTFORM_AURORA_ENGINE` (`mysql`, the default, or `postgres`) and
+/// `DATAPLATTFORM_AURORA_PORT` (by default the engine's), read once for the URL and for an IAM
+/// token alike.
+pub(crate) fn database_engine_and_port(
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<(DatabaseEngine, u16), ConfigError> {
+    let engine = var("DATAPLATTFORM_AURORA_ENGINE").unwrap_or_else(|| "mysql".into());
+    let engine = match engine.as_str() {
+        "mysql" => DatabaseEngine::Mysql,
+        "postgres" | "postgresql" => DatabaseEngine::Postgres,
+        _ => {
+            return Err(ConfigError::Invalid {
+                name: "DATAPLATTFORM_AURORA_ENGINE",
+                value: engine,
+                reason: "expected mysql or postgres",
+            });
+        }
+    };
+    let default_port = match engine {
+        DatabaseEngine::Mysql => 3306,
+        DatabaseEngine::Postgres => 5432,
+    };
+    let Some(port) = var("DATAPLATTFORM_AURORA_PORT") else {
+        return Ok((engine, default_port));
+    };
+    let port = port.parse::<u16>().map_err(|_| ConfigError::Invalid {
+        name: "DATAPLATTFORM_AURORA_PORT",
+        value: port,
+        reason: "expected a port number",
+    })?;
+    Ok((engine, port))
 }
 
 /// What the environment says: the old job's variables and this job's own, read in one place

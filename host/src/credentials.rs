@@ -23,7 +23,7 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use tokio::sync::{Mutex, OnceCell};
 
-use crate::config::{ConfigError, database_url_from_env};
+use crate::config::{ConfigError, database_engine_and_port, database_url_from_env};
 
 /// How long an IAM auth token is valid (the most RDS accepts).
 pub const TOKEN_EXPIRY: Duration = Duration::from_secs(900);
@@ -161,17 +161,7 @@ impl DatabaseCredentials {
                         .into());
                     }
                 };
-                let postgres = matches!(
-                    var("DATAPLATTFORM_AURORA_ENGINE").as_deref(),
-                    Some("postgres" | "postgresql")
-                );
-                let port = var("DATAPLATTFORM_AURORA_PORT")
-                    .unwrap_or_else(|| if postgres { "5432" } else { "3306" }.into());
-                let port: u16 = port.parse().map_err(|_| ConfigError::Invalid {
-                    name: "DATAPLATTFORM_AURORA_PORT",
-                    value: port.clone(),
-                    reason: "expected a port number",
-                })?;
+                let (_, port) = database_engine_and_port(&var)?;
                 let user = var("DATAPLATTFORM_AURORA_USER")
                     .ok_or(ConfigError::Missing("DATAPLATTFORM_AURORA_USER"))?;
                 let token = self.token(&host, port, &user, refresh).await?;
