@@ -5,7 +5,7 @@
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 
-use batch_job_aurora::config::Pause;
+use batch_job_aurora::hooks::Pause;
 use serde_json::Value;
 
 use crate::cli::binary;
@@ -129,7 +129,7 @@ async fn connections_killed_mid_run_are_replaced_and_the_run_completes() {
         // The run pauses after two writes, while another may be in flight; every connection
         // it holds is killed from the server's side there, and then it goes on.
         let pause = Pause::after_writes(2);
-        let hooks = batch_job_aurora::config::RunHooks {
+        let hooks = batch_job_aurora::hooks::RunHooks {
             pause: Some(pause.clone()),
             ..Default::default()
         };

@@ -13,10 +13,11 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::capability::Backends;
-use crate::config::{Environment, RunHooks, from_env};
+use crate::config::{Environment, from_env};
 use crate::credentials::{CredentialsError, DatabaseCredentials};
 use crate::document::{ObjectMembers, abbreviate};
 use crate::error::RunError;
+use crate::hooks::{Interrupt, RunHooks};
 use crate::job::Job;
 use crate::resolve::{Origin, ResolveError, RunRequest, resolve};
 use crate::sink::SinkError;
@@ -363,7 +364,7 @@ pub struct LambdaJob {
     credentials: DatabaseCredentials,
     /// Raised by a SIGTERM (sent before a shutdown when extensions are registered): the run
     /// under way logs its types as `interrupted`.
-    interrupt: crate::config::Interrupt,
+    interrupt: Interrupt,
 }
 
 /// One invocation's result: the summary when the run went through (also when it did not
@@ -433,7 +434,7 @@ impl LambdaJob {
     }
 
     /// What stops the invocation under way (raised on SIGTERM).
-    pub fn interrupt(&self) -> &crate::config::Interrupt {
+    pub fn interrupt(&self) -> &Interrupt {
         &self.interrupt
     }
 

@@ -6,7 +6,7 @@
 //! # async fn example(config: batch_job_aurora::RunConfig) -> Result<(), batch_job_aurora::RunError> {
 //! use batch_job_aurora::Job;
 //! let job = Job::prepare_from(&config.plugins)?;
-//! let hooks = batch_job_aurora::config::RunHooks::default();
+//! let hooks = batch_job_aurora::hooks::RunHooks::default();
 //! let summary = job.run(config.run.clone(), hooks.clone()).await?; // opens the database
 //! let again = job.run(config.run, hooks).await?; // reuses the engine, plugins and pool
 //! job.close().await;
@@ -16,8 +16,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::{PluginSetup, RunHooks, RunSettings};
+use crate::config::{PluginSetup, RunSettings};
 use crate::error::RunError;
+use crate::hooks::RunHooks;
 use crate::pipeline;
 use crate::plugin::{PluginEngine, PluginSet, SandboxLimits};
 use crate::sink::Sink;

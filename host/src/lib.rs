@@ -3,9 +3,10 @@
 //!
 //! The one entry point is [`run`]: it loads the plugins, opens the sink, streams documents from
 //! the source through each type's plugin, and writes rows and failures. The binaries only turn
-//! their input into a [`RunConfig`] and print the [`RunSummary`]. A process that runs many
-//! times (the Lambda) prepares a [`Job`] once, which keeps the engine, the plugins and the
-//! database pool between runs.
+//! their input (flags, or a Lambda event) into a [`resolve::RunRequest`], let
+//! [`resolve::resolve`] make the [`RunConfig`], and print the [`RunSummary`]. A process that
+//! runs many times (the Lambda) prepares a [`Job`] once, which keeps the engine, the plugins
+//! and the database pool between runs.
 // `unsafe` only where wasmtime requires it: mapping a precompiled plugin (`plugin/load.rs`).
 #![deny(unsafe_code)]
 
@@ -14,6 +15,7 @@ pub mod config;
 pub mod credentials;
 pub mod document;
 pub mod error;
+pub mod hooks;
 pub mod http;
 pub mod invocation;
 pub mod job;

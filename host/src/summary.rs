@@ -50,8 +50,8 @@ pub struct StageTimes {
 }
 
 impl StageTimes {
-    pub fn from_progress(progress: &crate::config::Progress) -> Self {
-        use crate::config::Progress;
+    pub fn from_progress(progress: &crate::hooks::Progress) -> Self {
+        use crate::hooks::Progress;
         let ms = |counter| Progress::get(counter) / 1_000_000;
         StageTimes {
             read_ms: ms(&progress.read_nanos),

@@ -23,8 +23,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 use crate::capability::{Backends, CapabilityHub};
-use crate::config::{RunConfig, RunHooks, RunSettings};
+use crate::config::{RunConfig, RunSettings};
 use crate::error::RunError;
+use crate::hooks::RunHooks;
 use crate::plugin::{PluginEngine, PluginSet};
 use crate::sink::{RunStatus, Sink};
 use crate::summary::RunSummary;

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::budget::ByteBudget;
 use super::lane::{Batch, document_failure};
-use crate::config::{Pause, Progress};
+use crate::hooks::{Pause, Progress};
 use crate::model::{FailedDocument, Row, Stage};
 use crate::sink::{InsertOutcome, Sink, SinkError, TableSpec};
 use crate::summary::TypeSummary;
