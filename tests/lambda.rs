@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use batch_job_aurora::config::from_env;
+use batch_job_aurora::environment::from_env;
 use batch_job_aurora::invocation::{InvocationEvent, InvocationResponse};
 use batch_job_aurora::resolve::resolve;
 use serde_json::{Value, json};

@@ -23,7 +23,7 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use tokio::sync::{Mutex, OnceCell};
 
-use crate::config::{ConfigError, database_engine_and_port, database_url_from_env};
+use crate::environment::{ConfigError, database_engine_and_port, database_url_from_env};
 
 /// How long an IAM auth token is valid (the most RDS accepts).
 pub const TOKEN_EXPIRY: Duration = Duration::from_secs(900);
@@ -538,7 +538,7 @@ mod tests {
 
     #[test]
     fn the_source_is_one_of_three_and_never_two() {
-        let env = crate::config::test_env;
+        let env = crate::environment::test_env;
         let source = |pairs| DatabaseCredentials::from_env(env(pairs)).map(|c| c.source);
         assert_eq!(source(&[]).unwrap(), PasswordSource::Environment);
         assert_eq!(
@@ -561,7 +561,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_api_credential_is_its_secret_or_its_plain_variable_and_never_shown() {
-        let env = crate::config::test_env;
+        let env = crate::environment::test_env;
         let credential = |pairs| ApiCredential::from_env(env(pairs), "KEY", "KEY_SECRET");
         assert_eq!(credential(&[]), None);
         assert_eq!(credential(&[("KEY", ""), ("KEY_SECRET", "")]), None);

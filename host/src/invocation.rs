@@ -13,9 +13,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::capability::Backends;
-use crate::config::{Environment, from_env};
 use crate::credentials::{CredentialsError, DatabaseCredentials};
 use crate::document::{ObjectMembers, abbreviate};
+use crate::environment::{Environment, from_env};
 use crate::error::RunError;
 use crate::hooks::{Interrupt, RunHooks};
 use crate::job::Job;

@@ -14,6 +14,7 @@ pub mod capability;
 pub mod config;
 pub mod credentials;
 pub mod document;
+pub mod environment;
 pub mod error;
 pub mod hooks;
 pub mod http;

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::capability::CapabilitySpecs;
-use crate::config::{ConfigError, Environment, RunConfig};
+use crate::config::RunConfig;
+use crate::environment::{ConfigError, Environment};
 use crate::plugin::SandboxLimits;
 use crate::source::{SourceError, SourceSpec};
 use crate::window::{WindowPlan, WindowRequest};
@@ -177,7 +178,7 @@ fn compile_cache(given: Option<String>, environment: &Environment) -> Option<Pat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{from_env, test_env};
+    use crate::environment::{from_env, test_env};
     use crate::window::{CatchUp, Window};
 
     const NOW: i64 = 1_764_003_600;

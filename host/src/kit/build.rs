@@ -124,12 +124,12 @@ fn build_rust(dir: &Path) -> Result<PathBuf, KitError> {
 }
 
 /// The folder the kit keeps its own tools in: `BATCH_JOB_AURORA_KIT_HOME`, else the job's
-/// cache folder ([`crate::config::cache_dir`]), else one in the temporary folder.
+/// cache folder ([`crate::environment::cache_dir`]), else one in the temporary folder.
 pub fn kit_home() -> PathBuf {
     if let Some(home) = std::env::var_os("BATCH_JOB_AURORA_KIT_HOME") {
         return PathBuf::from(home);
     }
-    crate::config::cache_dir(|name| std::env::var(name).ok())
+    crate::environment::cache_dir(|name| std::env::var(name).ok())
         .unwrap_or_else(|| std::env::temp_dir().join("batch-job-aurora"))
 }
 
