@@ -93,6 +93,17 @@ fn logged(logs: &[Value], text: &str) -> usize {
         .count()
 }
 
+/// Both API secrets were read from Secrets Manager `times` times, as the logs say.
+fn assert_each_secret_read(logs: &[Value], times: usize) {
+    for variable in [
+        "DATAPLATTFORM_AURORA_FETCH_KEY",
+        "DATAPLATTFORM_AURORA_SLACK_TOKEN",
+    ] {
+        let read = logged(logs, &format!("read {variable} from Secrets Manager"));
+        assert_eq!(read, times, "{variable} read {read} times, not {times}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_secrets_are_read_at_init_and_again_after_a_refusal_and_never_printed() {
     let platform = FakePlatform::start();
@@ -129,20 +140,7 @@ async fn the_api_secrets_are_read_at_init_and_again_after_a_refusal_and_never_pr
     body(&second);
     // Read once, at init: not again for the second invocation.
     let logs = lambda.logs();
-    assert_eq!(
-        logged(
-            &logs,
-            "read DATAPLATTFORM_AURORA_FETCH_KEY from Secrets Manager"
-        ),
-        1
-    );
-    assert_eq!(
-        logged(
-            &logs,
-            "read DATAPLATTFORM_AURORA_SLACK_TOKEN from Secrets Manager"
-        ),
-        1
-    );
+    assert_each_secret_read(&logs, 1);
 
     // Rotated: the platform now refuses the first key (403) and token (invalid_auth).
     rotate(&platform, &moto, &SECOND).await;
@@ -154,20 +152,7 @@ async fn the_api_secrets_are_read_at_init_and_again_after_a_refusal_and_never_pr
     );
     assert!(slack_requests_with(&platform, SECOND.slack_token).await > slack_before);
     let logs = lambda.logs();
-    assert_eq!(
-        logged(
-            &logs,
-            "read DATAPLATTFORM_AURORA_FETCH_KEY from Secrets Manager"
-        ),
-        2
-    );
-    assert_eq!(
-        logged(
-            &logs,
-            "read DATAPLATTFORM_AURORA_SLACK_TOKEN from Secrets Manager"
-        ),
-        2
-    );
+    assert_each_secret_read(&logs, 2);
     assert!(
         logged(&logs, "Slack refused the token (invalid_auth)") >= 1,
         "{logs:?}"

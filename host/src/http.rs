@@ -272,13 +272,11 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, HttpError>>,
 {
-    let budget_end = Instant::now() + policy.budget;
-    let (end, limit) = match deadline {
-        Some(deadline) if deadline < budget_end => (deadline, "the run's deadline".to_owned()),
-        _ => (
-            budget_end,
-            format!("the retry budget of {}", seconds(policy.budget)),
-        ),
+    let end = crate::window::operation_end(policy.budget, deadline);
+    let limit = if deadline == Some(end) {
+        "the run's deadline".to_owned()
+    } else {
+        format!("the retry budget of {}", seconds(policy.budget))
     };
     let out_of_time = AtomicBool::new(false);
     let tries = exchange

@@ -200,6 +200,17 @@ impl WindowPlan {
     }
 }
 
+/// When an operation allowed `budget` from now must be over: then, or at the run's deadline
+/// when that comes first. Every bounded wait (database retries, HTTP retries, a lookup's scan)
+/// ends by this one rule.
+pub fn operation_end(
+    budget: std::time::Duration,
+    deadline: Option<std::time::Instant>,
+) -> std::time::Instant {
+    let end = std::time::Instant::now() + budget;
+    deadline.map_or(end, |deadline| deadline.min(end))
+}
+
 /// Now, in Unix seconds.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()

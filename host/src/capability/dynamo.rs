@@ -91,10 +91,7 @@ impl ReferenceTable for DynamoTable {
         if loaded.is_none() {
             // A stalled connection must not hold every lane waiting on this lock for ever, nor
             // the run past its deadline.
-            let timeout = std::time::Instant::now() + std::time::Duration::from_secs(120);
-            let end = limits
-                .deadline
-                .map_or(timeout, |deadline| deadline.min(timeout));
+            let end = crate::window::operation_end(crate::http::RETRY_BUDGET, limits.deadline);
             // The timer is made inside `block_on`: plugin threads are not the runtime's, and a
             // tokio timer needs the runtime it runs on.
             let items = self

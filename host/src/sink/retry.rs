@@ -27,9 +27,8 @@ pub struct Budget {
 
 impl Budget {
     pub fn new(deadline: Option<Instant>) -> Budget {
-        let bound = Instant::now() + MAX_RETRYING;
         Budget {
-            ends: deadline.map_or(bound, |deadline| deadline.min(bound)),
+            ends: crate::window::operation_end(MAX_RETRYING, deadline),
         }
     }
 
