@@ -1,4 +1,4 @@
-//! The local runner: `batch-job-aurora run | plugins | plugin new|build|check`. Glue only: flags in, one library call,
+//! The local runner: `batch-job-aurora run | status | plugins | plugin new|build|check`. Glue only: flags in, one library call,
 //! the summary out.
 
 use std::io::IsTerminal;
@@ -14,6 +14,7 @@ use batch_job_aurora::hooks::{Interrupt, Pause, Progress, RunHooks};
 use batch_job_aurora::kit;
 use batch_job_aurora::plugin::{PluginEngine, SandboxLimits};
 use batch_job_aurora::resolve::{Origin, RunRequest, plugins_dir, resolve};
+use batch_job_aurora::status::{StatusRequest, status};
 use batch_job_aurora::window::{DEFAULT_MAX_CATCH_UP_SECS, DEFAULT_OVERLAP_SECS, unix_now};
 use batch_job_aurora::{RunSummary, run_with};
 use clap::{Args, Parser, Subcommand};
@@ -34,6 +35,9 @@ struct Cli {
 enum Command {
     /// Runs the job once.
     Run(Box<RunArgs>),
+    /// Shows what is loaded, per type: spans, holes, failed windows, dead letters waiting,
+    /// the last success and plugin versions. Only reads: changes nothing.
+    Status(StatusArgs),
     /// Lists the loaded plugins with their type, version, columns and capabilities.
     Plugins {
         #[command(flatten)]
@@ -92,6 +96,27 @@ struct CheckArgs {
     #[command(flatten)]
     sandbox: SandboxArgs,
     /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// The database to read: sqlite://PATH, mysql://… or postgres://… Default: as for `run`.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+    /// Only these types (comma separated). Default: every type the run log names.
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    types: Option<Vec<String>>,
+    /// Only from this second on (Unix seconds): spans clipped, a hole up to the first span,
+    /// dead letters of documents stamped earlier left out.
+    #[arg(long, value_name = "SECONDS")]
+    since: Option<i64>,
+    /// The time taken as now, Unix seconds (a row still `running` past its expiry shows as
+    /// interrupted).
+    #[arg(long, env = "BATCH_JOB_AURORA_NOW", value_name = "SECONDS", hide = true)]
+    now: Option<i64>,
+    /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
@@ -254,6 +279,7 @@ fn run(command: Command) -> Result<ExitCode> {
             list_plugins(&dir, json)
         }
         Command::Run(args) => run_job(*args),
+        Command::Status(args) => show_status(args),
         Command::Plugin(command) => plugin_command(command),
     }
 }
@@ -365,6 +391,27 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(3)
     })
+}
+
+fn show_status(args: StatusArgs) -> Result<ExitCode> {
+    let environment = from_env(|name| std::env::var(name).ok())?;
+    let url = args
+        .database
+        .or(environment.database_url)
+        .unwrap_or_else(|| batch_job_aurora::resolve::DEFAULT_DATABASE_URL.to_owned());
+    let request = StatusRequest {
+        types: args.types,
+        since: args.since,
+        now: args.now.unwrap_or_else(unix_now),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let report = runtime.block_on(status(&url, &request))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Raises `interrupt` at the first SIGTERM or SIGINT: the run then logs its types as

@@ -29,6 +29,7 @@ pub mod resolve;
 pub mod secrets;
 pub mod sink;
 pub mod source;
+pub mod status;
 pub mod summary;
 pub mod window;
 

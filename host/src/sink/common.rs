@@ -213,6 +213,98 @@ macro_rules! bookkeeping {
             Ok(u64::try_from(count).unwrap_or(0))
         }
 
+        async fn run_records(
+            &self,
+            optional: &[&'static str],
+        ) -> Result<Vec<super::RunRecord>, sqlx::Error> {
+            use sqlx::Row as _;
+            let mut sql = String::from(
+                "SELECT run_id, type_name, window_from, window_to, scheduled, status, inserted, \
+                 duplicates, refused, failed, error, started_at, finished_at",
+            );
+            for column in optional {
+                sql.push_str(", ");
+                sql.push_str(column);
+            }
+            sql.push_str(" FROM batch_job_runs");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&self.pool)
+                .await?;
+            // A later version's column is read leniently: whatever type it was given, a value
+            // that is not text (or a number) is shown as not recorded.
+            let text = |row: &<$db as sqlx::Database>::Row, column: &str| -> Option<String> {
+                if !optional.contains(&column) {
+                    return None;
+                }
+                row.try_get::<Option<String>, _>(column).ok().flatten()
+            };
+            let number = |row: &<$db as sqlx::Database>::Row, column: &str| -> Option<i64> {
+                if !optional.contains(&column) {
+                    return None;
+                }
+                row.try_get::<Option<i64>, _>(column).ok().flatten()
+            };
+            rows.iter()
+                .map(|row| {
+                    let from: Option<i64> = row.try_get("window_from")?;
+                    let to: Option<i64> = row.try_get("window_to")?;
+                    Ok(super::RunRecord {
+                        run_id: row.try_get("run_id")?,
+                        type_name: row.try_get("type_name")?,
+                        window: from.zip(to),
+                        scheduled: row.try_get("scheduled")?,
+                        status: row.try_get("status")?,
+                        inserted: row.try_get("inserted")?,
+                        duplicates: row.try_get("duplicates")?,
+                        refused: row.try_get("refused")?,
+                        failed: row.try_get("failed")?,
+                        error: row.try_get("error")?,
+                        started_at: row.try_get("started_at")?,
+                        finished_at: row.try_get("finished_at")?,
+                        done_until: number(row, "done_until"),
+                        expires_at: number(row, "expires_at"),
+                        plugin_version: text(row, "plugin_version"),
+                        plugin_sha256: text(row, "plugin_sha256"),
+                    })
+                })
+                .collect()
+        }
+
+        async fn dead_letter_counts(
+            &self,
+            since: Option<i64>,
+            with_outcome: bool,
+        ) -> Result<Vec<super::DeadLetterCount>, sqlx::Error> {
+            use sqlx::Row as _;
+            let outcome = if with_outcome { ", replay_outcome" } else { "" };
+            let mut select = sqlx::QueryBuilder::<$db>::new(format!(
+                "SELECT type_name, stage{outcome}, COUNT(*) AS records \
+                 FROM batch_job_failed_documents"
+            ));
+            if let Some(since) = since {
+                select
+                    .push(" WHERE timestamp IS NULL OR timestamp >= ")
+                    .push_bind(since);
+            }
+            select.push(format!(" GROUP BY type_name, stage{outcome}"));
+            let rows = select.build().fetch_all(&self.pool).await?;
+            rows.iter()
+                .map(|row| {
+                    let records: i64 = row.try_get("records")?;
+                    Ok(super::DeadLetterCount {
+                        type_name: row.try_get("type_name")?,
+                        stage: row.try_get("stage")?,
+                        outcome: if with_outcome {
+                            row.try_get("replay_outcome")?
+                        } else {
+                            None
+                        },
+                        count: u64::try_from(records).unwrap_or(0),
+                    })
+                })
+                .collect()
+        }
+
         async fn close(&self) {
             self.pool.close().await;
         }

@@ -12,6 +12,7 @@
 
 #[macro_use]
 mod common;
+mod coverage;
 mod dead_letter;
 mod insert;
 mod mysql;
@@ -28,11 +29,12 @@ use backon::Retryable;
 use crate::model::{ColumnType, FailedDocument, Row};
 use crate::summary::TypeSummary;
 
+pub use coverage::{DeadLetterCount, RunRecord};
 pub use insert::{InsertOutcome, RefusedRow, WriteError};
 pub use postgres::DDL_LOCK as POSTGRES_DDL_LOCK;
 pub use run_log::{
     LoggedWindow, RUN_MARGIN_SECS, RUN_WITHOUT_DEADLINE_SECS, RunStart, RunStatus, Watermark,
-    loaded_spans, watermark,
+    expired, holes, loaded_spans, spans_since, watermark,
 };
 pub use schema::{Dialect, PrepareReport, SchemaChange, TableSpec};
 
@@ -180,6 +182,17 @@ pub(crate) trait Engine {
     async fn expire_running(&self, now: i64) -> Result<u64, sqlx::Error>;
     async fn logged_windows(&self, type_name: &str) -> Result<Vec<LoggedWindow>, sqlx::Error>;
     async fn failed_attempts(&self, type_name: &str, window_from: i64) -> Result<u64, sqlx::Error>;
+    /// Every row of the run log, replays (no window) included, with the `optional` columns
+    /// that this table has (see [`coverage::OPTIONAL_RUN_LOG_COLUMNS`]).
+    async fn run_records(&self, optional: &[&'static str]) -> Result<Vec<RunRecord>, sqlx::Error>;
+    /// Dead letters counted by type, stage and replay outcome (`with_outcome`: the table has
+    /// the `replay_outcome` column), of documents stamped from `since` on (and those without a
+    /// stamp).
+    async fn dead_letter_counts(
+        &self,
+        since: Option<i64>,
+        with_outcome: bool,
+    ) -> Result<Vec<DeadLetterCount>, sqlx::Error>;
     async fn close(&self);
 }
 
@@ -248,12 +261,31 @@ impl Sink {
     /// [`Sink::connect`] for a run that must end by `deadline`: making the bookkeeping tables
     /// waits and retries no longer.
     pub async fn connect_until(url: &str, deadline: Option<Instant>) -> Result<Sink, SinkError> {
+        let sink = Sink::open(url, deadline, false).await?;
+        for (table, ddl) in engine!(&sink, engine => engine.bookkeeping_ddl()) {
+            sink.execute_ddl(table, "create", ddl).await?;
+        }
+        sink.upgrade_run_log().await?;
+        Ok(sink)
+    }
+
+    /// Opens the database at `url` only to read it (`status`): no table is created or
+    /// upgraded, and a SQLite file that does not exist is an error, not a new file.
+    pub async fn open_read_only(url: &str) -> Result<Sink, SinkError> {
+        Sink::open(url, None, true).await
+    }
+
+    async fn open(url: &str, deadline: Option<Instant>, read_only: bool) -> Result<Sink, SinkError> {
         crate::secrets::register_url(url);
         let engine = if let Some(path) = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
         {
-            Kind::Sqlite(sqlite::SqliteSink::open(url, path).await?)
+            Kind::Sqlite(if read_only {
+                sqlite::SqliteSink::open_read_only(url, path).await?
+            } else {
+                sqlite::SqliteSink::open(url, path).await?
+            })
         } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
             Kind::Mysql(mysql::MysqlSink::open(url).await?)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -261,15 +293,10 @@ impl Sink {
         } else {
             return Err(SinkError::UnsupportedUrl(crate::http::redact(url)));
         };
-        let sink = Sink {
+        Ok(Sink {
             engine,
             deadline: std::sync::Mutex::new(deadline),
-        };
-        for (table, ddl) in engine!(&sink, engine => engine.bookkeeping_ddl()) {
-            sink.execute_ddl(table, "create", ddl).await?;
-        }
-        sink.upgrade_run_log().await?;
-        Ok(sink)
+        })
     }
 
     /// Sets the deadline of the run this sink now serves (a warm Lambda's sink serves one

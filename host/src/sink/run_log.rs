@@ -103,6 +103,46 @@ pub fn loaded_spans(windows: &[LoggedWindow]) -> Vec<(i64, i64)> {
 
 pub use crate::window::Watermark;
 
+/// The parts of `spans` (sorted and disjoint, as [`loaded_spans`] makes them) from `since` on.
+pub fn spans_since(spans: &[(i64, i64)], since: Option<i64>) -> Vec<(i64, i64)> {
+    let since = since.unwrap_or(i64::MIN);
+    spans
+        .iter()
+        .filter(|&&(_, to)| to >= since)
+        .map(|&(from, to)| (from.max(since), to))
+        .collect()
+}
+
+/// The seconds missing between loaded `spans` (sorted and disjoint, as [`loaded_spans`] makes
+/// them), inclusive; with `since`, also the seconds from it to the first span (or every second
+/// from it, as far as the last span, when nothing is loaded after it: none). What lies after
+/// the last span is not a hole: it is what the next run loads.
+pub fn holes(spans: &[(i64, i64)], since: Option<i64>) -> Vec<(i64, i64)> {
+    let spans = spans_since(spans, since);
+    let mut holes = Vec::new();
+    if let (Some(since), Some(&(first, _))) = (since, spans.first())
+        && since < first
+    {
+        holes.push((since, first - 1));
+    }
+    holes.extend(
+        spans
+            .windows(2)
+            .map(|pair| (pair[0].1 + 1, pair[1].0 - 1))
+            .filter(|(from, to)| from <= to),
+    );
+    holes
+}
+
+/// Whether a row still `running` at `now` belongs to a process that died: the rule
+/// [`Sink::expire_running`] applies in SQL (a row of an older version, without an expiry, is
+/// given the longest a run without a deadline lasts).
+pub fn expired(expires_at: Option<i64>, started_at: i64, now: i64) -> bool {
+    expires_at.unwrap_or(started_at.saturating_add(RUN_WITHOUT_DEADLINE_SECS + RUN_MARGIN_SECS))
+        < now
+}
+
+
 /// THE rule: a type's gap-free watermark advances only over contiguous windows that succeeded or
 /// were deliberately abandoned (and over the finished part of one that stopped early), whatever
 /// kind of run made them (scheduled, catch-up, by hand, backfill), counting from the type's
@@ -466,6 +506,67 @@ mod tests {
             scheduled(2 * H, 3 * H, Failed),
         ];
         assert_eq!(loaded_spans(&windows), [(0, 2 * H), (3 * H, 4 * H)]);
+    }
+
+    #[test]
+    fn holes_are_the_seconds_between_loaded_spans() {
+        let cases: Vec<(&str, Vec<(i64, i64)>, Option<i64>, Vec<(i64, i64)>)> = vec![
+            ("nothing loaded", vec![], None, vec![]),
+            ("nothing loaded, since", vec![], Some(0), vec![]),
+            ("one span", vec![(0, H)], None, vec![]),
+            (
+                "two spans",
+                vec![(0, H), (2 * H, 3 * H)],
+                None,
+                vec![(H + 1, 2 * H - 1)],
+            ),
+            (
+                "a one-second hole",
+                vec![(0, H - 1), (H + 1, 2 * H)],
+                None,
+                vec![(H, H)],
+            ),
+            (
+                "since before the first span: a hole up to it",
+                vec![(H, 2 * H)],
+                Some(0),
+                vec![(0, H - 1)],
+            ),
+            (
+                "since inside a span clips it",
+                vec![(0, H), (2 * H, 3 * H)],
+                Some(H / 2),
+                vec![(H + 1, 2 * H - 1)],
+            ),
+            (
+                "since inside a hole",
+                vec![(0, H), (2 * H, 3 * H), (4 * H, 5 * H)],
+                Some(H + 10),
+                vec![(H + 10, 2 * H - 1), (3 * H + 1, 4 * H - 1)],
+            ),
+            (
+                "since after everything",
+                vec![(0, H)],
+                Some(2 * H),
+                vec![],
+            ),
+        ];
+        for (name, spans, since, expected) in cases {
+            assert_eq!(holes(&spans, since), expected, "{name}");
+        }
+        assert_eq!(
+            spans_since(&[(0, H), (2 * H, 3 * H)], Some(H / 2)),
+            [(H / 2, H), (2 * H, 3 * H)]
+        );
+    }
+
+    #[test]
+    fn a_running_row_expires_after_its_expiry_or_the_longest_run() {
+        assert!(!expired(Some(100), 0, 100));
+        assert!(expired(Some(100), 0, 101));
+        let longest = RUN_WITHOUT_DEADLINE_SECS + RUN_MARGIN_SECS;
+        assert!(!expired(None, 0, longest));
+        assert!(expired(None, 0, longest + 1));
     }
 
     #[test]

@@ -39,6 +39,31 @@ impl SqliteSink {
             .map_err(connect_error)?;
         Ok(SqliteSink { pool })
     }
+
+    /// Opens an existing file only to read it: nothing is created, and the journal mode is
+    /// left as it is.
+    pub async fn open_read_only(url: &str, path: &str) -> Result<Self, SinkError> {
+        let connect_error = |source| SinkError::Connect {
+            url: url.to_owned(),
+            source,
+        };
+        if !std::path::Path::new(path).is_file() {
+            return Err(connect_error(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no database file at {path}"),
+            ))));
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
+            .map_err(connect_error)?
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(connect_error)?;
+        Ok(SqliteSink { pool })
+    }
 }
 
 impl super::Engine for SqliteSink {
