@@ -3,7 +3,8 @@
 #   1. aws-sam-translator expands AWS::Serverless-2016-10-31 into plain CloudFormation
 #      (local CodeUri replaced by a placeholder S3 URI, as `sam validate` does; no AWS calls);
 #   2. explicit checks on the result: the Lambda runtime is one Lambda knows, and every
-#      EventBridge schedule expression is a well-formed rate()/cron()/at();
+#      EventBridge schedule expression is a well-formed rate()/cron()/at(); a dashboard shows
+#      only metrics the function emits;
 #   3. cfn-lint on the translated template (errors and warnings fail);
 #   4. checkov 3.3.30 on the SAM file and on the translated template: zero failed checks, and
 #      every skip carries its reason.
@@ -278,6 +279,51 @@ def grant_problems(resources):
     return problems
 
 
+# The metrics the function emits (host/src/metrics.rs, Embedded Metric Format).
+EMITTED_METRICS = {"Duration", "IncompleteRun", "Inserted", "Duplicates", "Refused", "Failed"}
+
+
+def dashboard_problems(resources):
+    """A dashboard's body is JSON (once !Sub has filled it in), and every metric of the
+    function's own namespace that it shows is one the function emits: a misspelt metric draws
+    an empty graph, which no linter notices."""
+    problems = []
+    for name, resource in resources.items():
+        if resource.get("Type") != "AWS::CloudWatch::Dashboard":
+            continue
+        body = (resource.get("Properties") or {}).get("DashboardBody")
+        if isinstance(body, dict) and "Fn::Sub" in body:
+            body = body["Fn::Sub"]
+            body = body[0] if isinstance(body, list) else body
+        if not isinstance(body, str):
+            problems.append(f"{name}: DashboardBody must be a JSON string (or a !Sub of one)")
+            continue
+        own = "SUBSTITUTED-NAMESPACE"
+        text = body.replace("${MetricsNamespace}", own)
+        text = re.sub(r"\$\{[^}]*\}", "SUBSTITUTED", text)
+        try:
+            dashboard = json.loads(text)
+        except ValueError as error:
+            problems.append(f"{name}: DashboardBody is not JSON: {error}")
+            continue
+        for widget in dashboard.get("widgets") or []:
+            title = (widget.get("properties") or {}).get("title", "?")
+            for metric in (widget.get("properties") or {}).get("metrics") or []:
+                shown = []
+                for item in metric:
+                    if isinstance(item, dict) and own in str(item.get("expression", "")):
+                        shown += re.findall(r'MetricName="([^"]+)"', item["expression"])
+                if len(metric) >= 2 and metric[0] == own:
+                    shown.append(metric[1])
+                for metric_name in shown:
+                    if metric_name not in EMITTED_METRICS:
+                        problems.append(
+                            f"{name}: the widget {title!r} shows {metric_name}, which the function "
+                            f"does not emit (it emits {', '.join(sorted(EMITTED_METRICS))})"
+                        )
+    return problems
+
+
 if cfn is not None:
     for name, resource in cfn.get("Resources", {}).items():
         kind, props = resource.get("Type"), resource.get("Properties") or {}
@@ -297,6 +343,7 @@ if cfn is not None:
                     problems.append(f"{name}: ScheduleExpression {expression!r}: {why}")
     problems.extend(failure_problems(cfn["Resources"]))
     problems.extend(grant_problems(cfn["Resources"]))
+    problems.extend(dashboard_problems(cfn["Resources"]))
     with open(target, "w") as f:
         json.dump(cfn, f, indent=1)
 

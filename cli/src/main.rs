@@ -18,7 +18,7 @@ use batch_job_aurora::status::{StatusRequest, status};
 use batch_job_aurora::window::{DEFAULT_MAX_CATCH_UP_SECS, DEFAULT_OVERLAP_SECS, unix_now};
 use batch_job_aurora::{RunSummary, run_with};
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Copies raw data points into per-type SQL tables through WebAssembly type plugins.
 #[derive(Parser)]
@@ -259,7 +259,7 @@ struct RunArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    match run(cli.command) {
+    match run(cli.command, cli.verbose) {
         Ok(code) => code,
         Err(error) => {
             // One line: the chain with each cause said once, every configured secret
@@ -271,14 +271,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> Result<ExitCode> {
+fn run(command: Command, verbose: u8) -> Result<ExitCode> {
     match command {
         Command::Plugins { plugins, json } => {
             let environment = from_env(|name| std::env::var(name).ok())?;
             let dir = plugins_dir(plugins.plugins, &environment, Origin::LocalRunner);
             list_plugins(&dir, json)
         }
-        Command::Run(args) => run_job(*args),
+        Command::Run(args) => run_job(*args, verbose),
         Command::Status(args) => show_status(args),
         Command::Plugin(command) => plugin_command(command),
     }
@@ -347,7 +347,7 @@ fn check_plugin(args: CheckArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_job(args: RunArgs) -> Result<ExitCode> {
+fn run_job(args: RunArgs, verbose: u8) -> Result<ExitCode> {
     let json = args.json;
     let now = args.now.unwrap_or_else(unix_now);
     let environment = from_env(|name| std::env::var(name).ok())?;
@@ -368,10 +368,10 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
     if let Some(interrupt) = hooks.interrupt.clone() {
         runtime.spawn(raise_on_signals(interrupt));
     }
-    let progress = show_progress(Arc::clone(&hooks.progress));
+    let progress = show_progress(Arc::clone(&hooks.progress), verbose);
     let summary = runtime.block_on(run_with(config, hooks));
-    if let Some(bar) = progress {
-        bar.finish_and_clear();
+    if let Some(display) = progress {
+        display.finish();
     }
     if let Err(batch_job_aurora::RunError::Interrupted(signal)) = &summary {
         let code = if signal == "SIGINT" { 130 } else { 143 };
@@ -505,32 +505,140 @@ fn print_summary(summary: &RunSummary, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// A spinner with live counts on a terminal; nothing otherwise.
-fn show_progress(progress: Arc<Progress>) -> Option<ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
+/// The progress display of a run: bars on a terminal, summary lines in a log.
+struct ProgressDisplay {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ProgressDisplay {
+    /// Stops the display: the bars are cleared; a log gets its last summary line.
+    fn finish(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.thread.join();
     }
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {elapsed} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(100));
-    let shown = bar.clone();
-    std::thread::spawn(move || {
-        while !shown.is_finished() {
-            shown.set_message(format!(
-                "{} documents read, {} inserted, {} duplicates, {} refused, {} failed",
-                Progress::get(&progress.documents),
-                Progress::get(&progress.inserted),
-                Progress::get(&progress.duplicates),
-                Progress::get(&progress.refused),
-                Progress::get(&progress.failed),
-            ));
-            std::thread::sleep(Duration::from_millis(100));
+}
+
+/// How often a log that is not a terminal gets a summary line (`-v`), unless
+/// BATCH_JOB_AURORA_PROGRESS_INTERVAL_MS says otherwise (0: at every change, for tests).
+const SUMMARY_INTERVAL: Duration = Duration::from_secs(5);
+
+/// On a terminal, a bar for the source and one per type: bytes read, MB/s, docs and docs/s,
+/// and a percentage and ETA where the size is known (files, `Content-Length`). Otherwise, at
+/// `-v`, a summary line every few seconds and one at the end; nothing without `-v`.
+fn show_progress(progress: Arc<Progress>, verbose: u8) -> Option<ProgressDisplay> {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    let started = Instant::now();
+    let thread = if std::io::stderr().is_terminal() {
+        std::thread::spawn(move || draw_bars(&progress, &stopped, started))
+    } else if verbose > 0 {
+        let interval = std::env::var("BATCH_JOB_AURORA_PROGRESS_INTERVAL_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map_or(SUMMARY_INTERVAL, Duration::from_millis);
+        std::thread::spawn(move || print_summaries(&progress, &stopped, started, interval))
+    } else {
+        return None;
+    };
+    Some(ProgressDisplay { stop, thread })
+}
+
+fn print_summaries(
+    progress: &Progress,
+    stop: &std::sync::atomic::AtomicBool,
+    started: Instant,
+    interval: Duration,
+) {
+    let mut last_line = Instant::now();
+    let mut last_shown = None;
+    loop {
+        let done = stop.load(std::sync::atomic::Ordering::Relaxed);
+        let snapshot = progress.snapshot();
+        let due = if interval.is_zero() {
+            last_shown.as_ref() != Some(&snapshot)
+        } else {
+            last_line.elapsed() >= interval
+        };
+        if done || due {
+            eprintln!("progress: {}", snapshot.summary_line(started.elapsed()));
+            last_line = Instant::now();
+            last_shown = Some(snapshot);
         }
-    });
-    Some(bar)
+        if done {
+            return;
+        }
+        std::thread::sleep(interval.clamp(Duration::from_millis(1), Duration::from_millis(100)));
+    }
+}
+
+/// The bar templates: with a known size (percentage, ETA) and without.
+fn bar_style(size_known: bool) -> ProgressStyle {
+    let template = if size_known {
+        "{prefix:>14} [{bar:24}] {percent:>3}% {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}"
+    } else {
+        "{prefix:>14} {spinner} {bytes} {binary_bytes_per_sec} {msg}"
+    };
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
+fn draw_bars(progress: &Progress, stop: &std::sync::atomic::AtomicBool, started: Instant) {
+    let bars = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+    let total = bars.add(ProgressBar::new_spinner().with_prefix("source"));
+    total.set_style(bar_style(false));
+    let mut known = false;
+    let mut types: Vec<(String, ProgressBar, bool)> = Vec::new();
+    let rate = |documents: u64| documents as f64 / started.elapsed().as_secs_f64().max(0.001);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let snapshot = progress.snapshot();
+        if let Some(size) = snapshot.bytes_total {
+            total.set_length(size);
+            if !known {
+                total.set_style(bar_style(true));
+                known = true;
+            }
+        }
+        total.set_position(snapshot.bytes_read);
+        total.set_message(format!(
+            "{} docs ({:.0}/s), {} inserted, {} duplicates, {} refused, {} failed",
+            snapshot.documents,
+            rate(snapshot.documents),
+            Progress::get(&progress.inserted),
+            Progress::get(&progress.duplicates),
+            Progress::get(&progress.refused),
+            Progress::get(&progress.failed),
+        ));
+        for (name, documents, read, size) in snapshot.types {
+            let index = match types.iter().position(|(shown, ..)| *shown == name) {
+                Some(index) => index,
+                None => {
+                    let bar = bars.add(ProgressBar::new_spinner().with_prefix(name.clone()));
+                    bar.set_style(bar_style(false));
+                    types.push((name, bar, false));
+                    types.len() - 1
+                }
+            };
+            let (_, bar, sized) = &mut types[index];
+            if let Some(size) = size {
+                bar.set_length(size);
+                if !*sized {
+                    bar.set_style(bar_style(true));
+                    *sized = true;
+                }
+            }
+            bar.set_position(read);
+            bar.set_message(format!("{documents} docs ({:.0} docs/s)", rate(documents)));
+            bar.tick();
+        }
+        total.tick();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (_, bar, _) in &types {
+        bar.finish_and_clear();
+    }
+    total.finish_and_clear();
 }
 
 fn init_logging(verbose: u8) {

@@ -14,7 +14,7 @@ use super::writer::WriterMessage;
 use crate::config::RunSettings;
 use crate::document::EnvelopeError;
 use crate::error::RunError;
-use crate::hooks::Progress;
+use crate::hooks::{Progress, TypeProgress};
 use crate::model::{FailedDocument, Stage};
 use crate::source::{self, SourceError, SourceItem};
 use crate::summary::UNKNOWN_TYPE;
@@ -57,8 +57,17 @@ pub async fn read_source(
     match source {
         Source::Files(files) => {
             let mut router = Router::new(inputs, writer, &report, config, progress, None);
+            let sizes: u64 = files
+                .iter()
+                .filter_map(|file| std::fs::metadata(file).ok())
+                .map(|metadata| metadata.len())
+                .sum();
+            Progress::add(&progress.bytes_total, sizes);
+            let counted = Arc::clone(progress);
             let result = tokio::task::spawn_blocking(move || {
-                let result = source::read_files(&files, |item| router.route(item));
+                let result = source::read_files_counted(&files, &counted.bytes_read, |item| {
+                    router.route(item)
+                });
                 (result, router.stopped_by_deadline())
             })
             .await
@@ -145,8 +154,9 @@ async fn read_parts(
 ) -> Result<(), SourceError> {
     for part in parts {
         let routing = Arc::clone(router);
+        let progress = Arc::clone(&lock(router).progress);
         let result = api
-            .fetch(type_name, *part, deadline, move |item| {
+            .fetch_counted(type_name, *part, deadline, &progress, move |item| {
                 lock(&routing).route(item)
             })
             .await;
@@ -175,6 +185,8 @@ struct RoutedLane {
     batch: Batch,
     /// The end of the window's parts read to their end so far.
     done_until: Option<i64>,
+    /// The type's live counters.
+    progress: Arc<TypeProgress>,
 }
 
 /// Hands each document to its type's lane, on the source's thread.
@@ -209,6 +221,7 @@ impl Router {
             lanes: inputs
                 .into_iter()
                 .map(|input| RoutedLane {
+                    progress: progress.of_type(&input.type_name),
                     input,
                     batch: Batch::default(),
                     done_until: None,
@@ -311,6 +324,12 @@ impl Router {
             return ControlFlow::Break(());
         }
         let routed = &mut self.lanes[lane];
+        Progress::add(&routed.progress.documents, 1);
+        if self.expected_type.is_none() {
+            // A file source's bytes are the whole source's; a type's share is its documents'.
+            // (A fetched body's bytes are counted as they arrive.)
+            Progress::add(&routed.progress.bytes_read, envelope.size() as u64);
+        }
         let permit = match routed.input.budget.try_acquire(envelope.size()) {
             Some(permit) => permit,
             None => {

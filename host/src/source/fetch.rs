@@ -4,6 +4,7 @@
 
 use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, TryStreamExt};
@@ -11,6 +12,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::{SourceError, SourceItem};
 use crate::credentials::ApiCredential;
+use crate::hooks::Progress;
 use crate::http::{HttpError, RetryPolicy, client_builder, read_body, redact, with_retries};
 use crate::window::Window;
 
@@ -128,12 +130,29 @@ impl FetchApi {
         deadline: Option<Instant>,
         deliver: impl FnMut(SourceItem) -> ControlFlow<()> + Send + 'static,
     ) -> Result<(), SourceError> {
+        let progress = Arc::new(Progress::default());
+        self.fetch_counted(type_name, window, deadline, &progress, deliver)
+            .await
+    }
+
+    /// [`FetchApi::fetch`], counting the body's bytes (and its `Content-Length`, when given)
+    /// in `progress`, for the run and for the type.
+    pub async fn fetch_counted(
+        &self,
+        type_name: &str,
+        window: Window,
+        deadline: Option<Instant>,
+        progress: &Arc<Progress>,
+        deliver: impl FnMut(SourceItem) -> ControlFlow<()> + Send + 'static,
+    ) -> Result<(), SourceError> {
         let Some(deadline) = deadline else {
-            return self.fetch_window(type_name, window, None, deliver).await;
+            return self
+                .fetch_window(type_name, window, None, progress, deliver)
+                .await;
         };
         match tokio::time::timeout_at(
             deadline.into(),
-            self.fetch_window(type_name, window, Some(deadline), deliver),
+            self.fetch_window(type_name, window, Some(deadline), progress, deliver),
         )
         .await
         {
@@ -147,6 +166,7 @@ impl FetchApi {
         type_name: &str,
         window: Window,
         deadline: Option<Instant>,
+        progress: &Arc<Progress>,
         mut deliver: impl FnMut(SourceItem) -> ControlFlow<()> + Send + 'static,
     ) -> Result<(), SourceError> {
         let mut presigned = self.presign(type_name, window).await?;
@@ -165,6 +185,15 @@ impl FetchApi {
             }
         };
         let label = format!("{} ({type_name})", redact(&presigned));
+        let of_type = progress.of_type(type_name);
+        match response.content_length() {
+            Some(length) => {
+                Progress::add(&progress.bytes_total, length);
+                Progress::add(&of_type.bytes_total, length);
+            }
+            None => Progress::add(&progress.sizes_unknown, 1),
+        }
+        let counting = Arc::clone(progress);
         // At the deadline the body ends as if cut off; the reader then stops, and its lanes
         // close, instead of waiting on a server that may never send another byte.
         let until_deadline = async move {
@@ -175,6 +204,10 @@ impl FetchApi {
         };
         let body = response
             .bytes_stream()
+            .inspect_ok(move |chunk| {
+                Progress::add(&counting.bytes_read, chunk.len() as u64);
+                Progress::add(&of_type.bytes_read, chunk.len() as u64);
+            })
             .map_err(move |error| {
                 std::io::Error::other(HttpError::transport(
                     "reading documents from",

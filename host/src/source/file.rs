@@ -4,6 +4,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
@@ -18,12 +19,35 @@ const READ_BUFFER: usize = 256 << 10;
 /// An error after some elements were delivered leaves those delivered.
 pub fn read_files(
     files: &[PathBuf],
+    deliver: impl FnMut(SourceItem) -> ControlFlow<()>,
+) -> Result<(), SourceError> {
+    read_files_counted(files, &AtomicU64::new(0), deliver)
+}
+
+/// [`read_files`], adding every byte read to `bytes_read` (for a progress display).
+pub fn read_files_counted(
+    files: &[PathBuf],
+    bytes_read: &AtomicU64,
     mut deliver: impl FnMut(SourceItem) -> ControlFlow<()>,
 ) -> Result<(), SourceError> {
     for file in files {
-        read_file(file, &mut deliver)?;
+        read_file(file, bytes_read, &mut deliver)?;
     }
     Ok(())
+}
+
+/// A reader that adds the bytes it reads to a counter.
+pub(super) struct Counted<'a, R> {
+    pub inner: R,
+    pub bytes_read: &'a AtomicU64,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.bytes_read.fetch_add(read as u64, Ordering::Relaxed);
+        Ok(read)
+    }
 }
 
 /// The files a `file:` source names: the file itself, or the document files of a folder.
@@ -60,13 +84,18 @@ pub fn files(path: &Path) -> Result<Vec<PathBuf>, SourceError> {
 
 fn read_file(
     path: &Path,
+    bytes_read: &AtomicU64,
     deliver: &mut impl FnMut(SourceItem) -> ControlFlow<()>,
 ) -> Result<(), SourceError> {
     let io_error = |source| SourceError::Io {
         path: path.to_owned(),
         source,
     };
-    let mut reader = BufReader::with_capacity(READ_BUFFER, File::open(path).map_err(io_error)?);
+    let file = Counted {
+        inner: File::open(path).map_err(io_error)?,
+        bytes_read,
+    };
+    let mut reader = BufReader::with_capacity(READ_BUFFER, file);
     let first = loop {
         let buffer = reader.fill_buf().map_err(io_error)?;
         let Some(&byte) = buffer.first() else {
