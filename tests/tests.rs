@@ -20,5 +20,6 @@ mod sandbox;
 mod secrets;
 mod sink_faults;
 mod sinks;
+mod status;
 mod tidy;
 mod windows;
