@@ -46,25 +46,145 @@ fn run_log() -> Vec<Row> {
     let g = "GithubType";
     let s = "SlackType";
     vec![
-        ("g1", g, Some((T0, T0 + H - 1)), true, "succeeded", None, None, None, Some("1.0.0")),
+        (
+            "g1",
+            g,
+            Some((T0, T0 + H - 1)),
+            true,
+            "succeeded",
+            None,
+            None,
+            None,
+            Some("1.0.0"),
+        ),
         // Overlaps g1 by ten minutes.
-        ("g2", g, Some((T0 + H - 600, T0 + 2 * H - 1)), true, "succeeded", None, None, None, Some("1.0.0")),
-        ("g3", g, Some((T0 + 2 * H - 600, T0 + 3 * H - 1)), true, "failed", Some("plugin trapped: unreachable"), None, None, Some("1.1.0")),
-        ("g4", g, Some((T0 + 3 * H - 600, T0 + 4 * H - 1)), true, "succeeded", None, None, None, Some("1.1.0")),
-        ("g5", g, Some((T0 + 4 * H - 600, T0 + 5 * H - 1)), true, "abandoned", Some("the body lost its structure"), None, None, Some("1.1.0")),
+        (
+            "g2",
+            g,
+            Some((T0 + H - 600, T0 + 2 * H - 1)),
+            true,
+            "succeeded",
+            None,
+            None,
+            None,
+            Some("1.0.0"),
+        ),
+        (
+            "g3",
+            g,
+            Some((T0 + 2 * H - 600, T0 + 3 * H - 1)),
+            true,
+            "failed",
+            Some("plugin trapped: unreachable"),
+            None,
+            None,
+            Some("1.1.0"),
+        ),
+        (
+            "g4",
+            g,
+            Some((T0 + 3 * H - 600, T0 + 4 * H - 1)),
+            true,
+            "succeeded",
+            None,
+            None,
+            None,
+            Some("1.1.0"),
+        ),
+        (
+            "g5",
+            g,
+            Some((T0 + 4 * H - 600, T0 + 5 * H - 1)),
+            true,
+            "abandoned",
+            Some("the body lost its structure"),
+            None,
+            None,
+            Some("1.1.0"),
+        ),
         // Stopped part-way: loaded up to its finished sub-windows.
-        ("g6", g, Some((T0 + 5 * H - 600, T0 + 8 * H - 1)), true, "interrupted", Some("SIGTERM"), Some(T0 + 6 * H - 1), None, Some("1.1.0")),
+        (
+            "g6",
+            g,
+            Some((T0 + 5 * H - 600, T0 + 8 * H - 1)),
+            true,
+            "interrupted",
+            Some("SIGTERM"),
+            Some(T0 + 6 * H - 1),
+            None,
+            Some("1.1.0"),
+        ),
         // A backfill shard, by hand.
-        ("g7", g, Some((T0 + 9 * H, T0 + 10 * H - 1)), false, "succeeded", None, None, None, Some("1.1.0")),
+        (
+            "g7",
+            g,
+            Some((T0 + 9 * H, T0 + 10 * H - 1)),
+            false,
+            "succeeded",
+            None,
+            None,
+            None,
+            Some("1.1.0"),
+        ),
         // Still `running` long after its expiry: its process died.
-        ("g8", g, Some((T0 + 10 * H, T0 + 11 * H - 1)), true, "running", None, None, Some(T0 + 11 * H), Some("1.1.0")),
+        (
+            "g8",
+            g,
+            Some((T0 + 10 * H, T0 + 11 * H - 1)),
+            true,
+            "running",
+            None,
+            None,
+            Some(T0 + 11 * H),
+            Some("1.1.0"),
+        ),
         // A replay: no window, no span.
-        ("g-replay", g, None, false, "succeeded", None, None, None, None),
-        ("s1", s, Some((T0, T0 + H - 1)), true, "succeeded", None, None, None, Some("2.0.0")),
+        (
+            "g-replay",
+            g,
+            None,
+            false,
+            "succeeded",
+            None,
+            None,
+            None,
+            None,
+        ),
+        (
+            "s1",
+            s,
+            Some((T0, T0 + H - 1)),
+            true,
+            "succeeded",
+            None,
+            None,
+            None,
+            Some("2.0.0"),
+        ),
         // Slack was down: documents failed, but the window was read and accounted for.
-        ("s2", s, Some((T0 + H, T0 + 2 * H - 1)), true, "succeeded", None, None, None, Some("2.0.0")),
+        (
+            "s2",
+            s,
+            Some((T0 + H, T0 + 2 * H - 1)),
+            true,
+            "succeeded",
+            None,
+            None,
+            None,
+            Some("2.0.0"),
+        ),
         // Under way now.
-        ("s3", s, Some((T0 + 2 * H, T0 + 3 * H - 1)), true, "running", None, None, Some(NOW + H), Some("2.0.0")),
+        (
+            "s3",
+            s,
+            Some((T0 + 2 * H, T0 + 3 * H - 1)),
+            true,
+            "running",
+            None,
+            None,
+            Some(NOW + H),
+            Some("2.0.0"),
+        ),
     ]
 }
 
@@ -294,7 +414,11 @@ async fn status_shows_exact_spans_and_changes_nothing_on_every_engine() {
                     "{case}"
                 );
             } else {
-                assert_eq!(github["plugin_versions"][0]["version"], Value::Null, "{case}");
+                assert_eq!(
+                    github["plugin_versions"][0]["version"],
+                    Value::Null,
+                    "{case}"
+                );
                 assert_eq!(slack["dead_letters"], 5, "{case}");
                 assert_eq!(slack["replayed"], json!({}), "{case}");
             }
@@ -302,7 +426,13 @@ async fn status_shows_exact_spans_and_changes_nothing_on_every_engine() {
             // Only the types asked for, from a second on.
             let output = status(
                 &database.url,
-                &["--json", "--types", "GithubType", "--since", &(T0 + 4 * H).to_string()],
+                &[
+                    "--json",
+                    "--types",
+                    "GithubType",
+                    "--since",
+                    &(T0 + 4 * H).to_string(),
+                ],
             );
             let report: Value = serde_json::from_slice(&output.stdout).unwrap();
             assert_eq!(
@@ -335,7 +465,11 @@ async fn status_shows_exact_spans_and_changes_nothing_on_every_engine() {
 
             // Nothing changed: the expired `running` row is still `running`.
             assert_eq!(snapshot(&database).await, before, "{case}");
-            assert!(before.iter().any(|row| row.starts_with("g8 GithubType running")));
+            assert!(
+                before
+                    .iter()
+                    .any(|row| row.starts_with("g8 GithubType running"))
+            );
         }
     }
 }
@@ -455,7 +589,10 @@ fn a_run_in_a_log_prints_summary_lines_at_v() {
     );
     // Each type's documents, counted as they are routed.
     for type_name in ["GithubType", "SlackType", "EventRatingType"] {
-        assert!(last.contains(&format!("{type_name} ")), "{type_name} in {last}");
+        assert!(
+            last.contains(&format!("{type_name} ")),
+            "{type_name} in {last}"
+        );
     }
     // Without -v, a log gets no progress at all.
     let quiet = Command::new(binary())
@@ -526,8 +663,8 @@ fn a_run_on_a_terminal_draws_bars_per_type() {
         let _ = stdin.write_all(b"\x03");
         let _ = stdin.flush();
         let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while let Ok(bytes) = receiver
-            .recv_timeout(until.saturating_duration_since(std::time::Instant::now()))
+        while let Ok(bytes) =
+            receiver.recv_timeout(until.saturating_duration_since(std::time::Instant::now()))
         {
             screen.push_str(&String::from_utf8_lossy(&bytes));
         }

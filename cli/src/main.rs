@@ -114,7 +114,12 @@ struct StatusArgs {
     since: Option<i64>,
     /// The time taken as now, Unix seconds (a row still `running` past its expiry shows as
     /// interrupted).
-    #[arg(long, env = "BATCH_JOB_AURORA_NOW", value_name = "SECONDS", hide = true)]
+    #[arg(
+        long,
+        env = "BATCH_JOB_AURORA_NOW",
+        value_name = "SECONDS",
+        hide = true
+    )]
     now: Option<i64>,
     /// Print JSON instead of a table.
     #[arg(long)]

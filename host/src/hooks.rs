@@ -3,9 +3,9 @@
 //! cloned and resolved again; hooks are shared with the run under way.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::fmt::Write as _;
 use std::time::Duration;
 
 /// What a caller hands a run beside its config, to watch or steer it while it goes.
@@ -188,7 +188,12 @@ impl Snapshot {
         let seconds = elapsed.as_secs_f64().max(0.001);
         let mut line = format!("read {}", bytes_text(self.bytes_read));
         if let Some(total) = self.bytes_total {
-            let _ = write!(line, " of {} ({}%", bytes_text(total), percent(self.bytes_read, total));
+            let _ = write!(
+                line,
+                " of {} ({}%",
+                bytes_text(total),
+                percent(self.bytes_read, total)
+            );
             line.push_str(&format!(", {}/s", rate_text(self.bytes_read, seconds)));
             if let Some(eta) = eta(self.bytes_read, total, seconds) {
                 let _ = write!(line, ", ETA {eta}");

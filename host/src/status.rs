@@ -159,8 +159,10 @@ pub fn report(
         .into_iter()
         .map(|name| {
             let own: Vec<&RunRecord> = records.iter().filter(|r| r.type_name == name).collect();
-            let letters: Vec<&DeadLetterCount> =
-                dead_letters.iter().filter(|d| d.type_name == name).collect();
+            let letters: Vec<&DeadLetterCount> = dead_letters
+                .iter()
+                .filter(|d| d.type_name == name)
+                .collect();
             (name.to_owned(), type_status(&own, &letters, request))
         })
         .collect();
@@ -288,7 +290,9 @@ fn type_status(
     for count in dead_letters {
         let waiting = count.outcome.as_deref().is_none_or(|o| o == "failed");
         if waiting {
-            *dead_letters_by_stage.entry(count.stage.clone()).or_default() += count.count;
+            *dead_letters_by_stage
+                .entry(count.stage.clone())
+                .or_default() += count.count;
         }
         if let Some(outcome) = &count.outcome {
             *replayed.entry(outcome.clone()).or_default() += count.count;
@@ -418,7 +422,10 @@ impl TypeStatus {
             },
         );
         for (i, version) in self.plugin_versions.iter().enumerate() {
-            let mut label = version.version.clone().unwrap_or_else(|| "not recorded".into());
+            let mut label = version
+                .version
+                .clone()
+                .unwrap_or_else(|| "not recorded".into());
             if let Some(sha) = &version.sha256 {
                 let _ = write!(label, " (sha256 {}…)", &sha[..sha.len().min(12)]);
             }
@@ -705,7 +712,11 @@ mod tests {
             let status = report.types.get("T").unwrap_or(&empty);
             assert_eq!(status.loaded, case.loaded, "{name}: loaded");
             assert_eq!(status.holes, case.holes, "{name}: holes");
-            assert_eq!(statuses(&status.failed_windows), case.failed, "{name}: failed");
+            assert_eq!(
+                statuses(&status.failed_windows),
+                case.failed,
+                "{name}: failed"
+            );
             let versions: Vec<(Option<&str>, Vec<(i64, i64)>)> = status
                 .plugin_versions
                 .iter()
@@ -766,10 +777,16 @@ mod tests {
 
     #[test]
     fn json_has_the_promised_shape() {
-        let records = [run("a", 0, H - 1, "succeeded"), run("b", 2 * H, 3 * H - 1, "succeeded")];
+        let records = [
+            run("a", 0, H - 1, "succeeded"),
+            run("b", 2 * H, 3 * H - 1, "succeeded"),
+        ];
         let json = serde_json::to_value(report(&records, &[], &request())).unwrap();
         let t = &json["types"]["T"];
-        assert_eq!(t["loaded"], serde_json::json!([[0, H - 1], [2 * H, 3 * H - 1]]));
+        assert_eq!(
+            t["loaded"],
+            serde_json::json!([[0, H - 1], [2 * H, 3 * H - 1]])
+        );
         assert_eq!(t["holes"], serde_json::json!([[H, 2 * H - 1]]));
         assert_eq!(t["failed_windows"], serde_json::json!([]));
         assert_eq!(t["dead_letters"], 0);

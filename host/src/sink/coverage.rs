@@ -5,8 +5,12 @@ use super::{DEAD_LETTER_TABLE, Engine, RUN_LOG_TABLE, Sink, SinkError, engine};
 
 /// Run-log columns that older tables lack (added by upgrades) or that later versions add;
 /// each is read only when the table has it.
-pub(crate) const OPTIONAL_RUN_LOG_COLUMNS: [&str; 4] =
-    ["done_until", "expires_at", "plugin_version", "plugin_sha256"];
+pub(crate) const OPTIONAL_RUN_LOG_COLUMNS: [&str; 4] = [
+    "done_until",
+    "expires_at",
+    "plugin_version",
+    "plugin_sha256",
+];
 
 /// One row of the run log, as `status` reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -74,7 +78,10 @@ impl Sink {
     }
 
     /// Every row of the run log, with the optional columns `bookkeeping` says it has.
-    pub async fn run_records(&self, bookkeeping: &Bookkeeping) -> Result<Vec<RunRecord>, SinkError> {
+    pub async fn run_records(
+        &self,
+        bookkeeping: &Bookkeeping,
+    ) -> Result<Vec<RunRecord>, SinkError> {
         let optional: Vec<&'static str> = OPTIONAL_RUN_LOG_COLUMNS
             .into_iter()
             .filter(|column| bookkeeping.run_log_columns.iter().any(|c| c == column))

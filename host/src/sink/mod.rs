@@ -275,7 +275,11 @@ impl Sink {
         Sink::open(url, None, true).await
     }
 
-    async fn open(url: &str, deadline: Option<Instant>, read_only: bool) -> Result<Sink, SinkError> {
+    async fn open(
+        url: &str,
+        deadline: Option<Instant>,
+        read_only: bool,
+    ) -> Result<Sink, SinkError> {
         crate::secrets::register_url(url);
         let engine = if let Some(path) = url
             .strip_prefix("sqlite://")

@@ -142,7 +142,6 @@ pub fn expired(expires_at: Option<i64>, started_at: i64, now: i64) -> bool {
         < now
 }
 
-
 /// THE rule: a type's gap-free watermark advances only over contiguous windows that succeeded or
 /// were deliberately abandoned (and over the finished part of one that stopped early), whatever
 /// kind of run made them (scheduled, catch-up, by hand, backfill), counting from the type's
@@ -544,12 +543,7 @@ mod tests {
                 Some(H + 10),
                 vec![(H + 10, 2 * H - 1), (3 * H + 1, 4 * H - 1)],
             ),
-            (
-                "since after everything",
-                vec![(0, H)],
-                Some(2 * H),
-                vec![],
-            ),
+            ("since after everything", vec![(0, H)], Some(2 * H), vec![]),
         ];
         for (name, spans, since, expected) in cases {
             assert_eq!(holes(&spans, since), expected, "{name}");
