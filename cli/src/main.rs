@@ -580,9 +580,9 @@ fn print_summaries(
 /// The bar templates: with a known size (percentage, ETA) and without.
 fn bar_style(size_known: bool) -> ProgressStyle {
     let template = if size_known {
-        "{prefix:>14} [{bar:24}] {percent:>3}% {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}"
+        "{prefix:>14} [{bar:24}] {percent:>3}% {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec} ETA {eta} {msg}"
     } else {
-        "{prefix:>14} {spinner} {bytes} {binary_bytes_per_sec} {msg}"
+        "{prefix:>14} {spinner} {decimal_bytes} {decimal_bytes_per_sec} {msg}"
     };
     ProgressStyle::with_template(template)
         .unwrap_or_else(|_| ProgressStyle::default_bar())

@@ -427,7 +427,11 @@ impl TypeStatus {
                 .clone()
                 .unwrap_or_else(|| "not recorded".into());
             if let Some(sha) = &version.sha256 {
-                let _ = write!(label, " (sha256 {}…)", &sha[..sha.len().min(12)]);
+                let _ = write!(
+                    label,
+                    " (sha256 {}…)",
+                    sha.chars().take(12).collect::<String>()
+                );
             }
             let spans: Vec<String> = version.loaded.iter().map(|&(f, t)| span(f, t)).collect();
             line(
