@@ -246,7 +246,7 @@ fn type_status(
                 .any(|&(span_from, span_to)| span_from <= from && to <= span_to),
         });
     }
-    failed_windows.sort_by(|a, b| (a.from, a.to, a.started_at).cmp(&(b.from, b.to, b.started_at)));
+    failed_windows.sort_by_key(|w| (w.from, w.to, w.started_at));
     running.sort_by_key(|window| (window.from, window.to, window.started_at));
 
     let mut by_version: BTreeMap<(Option<String>, Option<String>), Vec<LoggedWindow>> =
@@ -496,6 +496,7 @@ mod tests {
 
     const H: i64 = 3600;
     const NOW: i64 = 1_000 * H;
+    type Spans = Vec<(i64, i64)>;
 
     fn run(id: &str, from: i64, to: i64, status: &str) -> RunRecord {
         RunRecord {
@@ -544,7 +545,7 @@ mod tests {
         loaded: Vec<(i64, i64)>,
         holes: Vec<(i64, i64)>,
         failed: Vec<(i64, i64, &'static str, bool)>,
-        versions: Vec<(Option<&'static str>, Vec<(i64, i64)>)>,
+        versions: Vec<(Option<&'static str>, Spans)>,
     }
 
     #[test]
@@ -721,7 +722,7 @@ mod tests {
                 case.failed,
                 "{name}: failed"
             );
-            let versions: Vec<(Option<&str>, Vec<(i64, i64)>)> = status
+            let versions: Vec<(Option<&str>, Spans)> = status
                 .plugin_versions
                 .iter()
                 .map(|v| (v.version.as_deref(), v.loaded.clone()))

@@ -509,7 +509,8 @@ mod tests {
 
     #[test]
     fn holes_are_the_seconds_between_loaded_spans() {
-        let cases: Vec<(&str, Vec<(i64, i64)>, Option<i64>, Vec<(i64, i64)>)> = vec![
+        type Spans = Vec<(i64, i64)>;
+        let cases: Vec<(&str, Spans, Option<i64>, Spans)> = vec![
             ("nothing loaded", vec![], None, vec![]),
             ("nothing loaded, since", vec![], Some(0), vec![]),
             ("one span", vec![(0, H)], None, vec![]),
