@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use batch_job_aurora::capability::CapabilitySpecs;
 use batch_job_aurora::environment::from_env;
 use batch_job_aurora::hooks::{Interrupt, Pause, Progress, RunHooks};
+#[cfg(feature = "kit")]
 use batch_job_aurora::kit;
 use batch_job_aurora::plugin::{PluginEngine, SandboxLimits};
 use batch_job_aurora::resolve::{Origin, RunRequest, plugins_dir, resolve};
@@ -47,6 +48,8 @@ enum Command {
     Plugin(PluginCommand),
 }
 
+// Parsed in every build, so that a build without the kit can say so (`plugin_command`).
+#[cfg_attr(not(feature = "kit"), allow(dead_code))]
 #[derive(Subcommand)]
 enum PluginCommand {
     /// Creates a standalone plugin project (with the SDK and the WIT copied in).
@@ -258,6 +261,16 @@ fn run(command: Command) -> Result<ExitCode> {
     }
 }
 
+#[cfg(not(feature = "kit"))]
+fn plugin_command(_command: PluginCommand) -> Result<ExitCode> {
+    Err(batch_job_aurora::features::Missing {
+        what: "plugin kit",
+        feature: "kit",
+    }
+    .into())
+}
+
+#[cfg(feature = "kit")]
 fn plugin_command(command: PluginCommand) -> Result<ExitCode> {
     match command {
         PluginCommand::New {
@@ -283,6 +296,7 @@ fn plugin_command(command: PluginCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[cfg(feature = "kit")]
 fn check_plugin(args: CheckArgs) -> Result<ExitCode> {
     let documents = kit::check::read_documents(&args.docs)?;
     let specs = CapabilitySpecs {

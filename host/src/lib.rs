@@ -16,10 +16,12 @@ pub mod credentials;
 pub mod document;
 pub mod environment;
 pub mod error;
+pub mod features;
 pub mod hooks;
 pub mod http;
 pub mod invocation;
 pub mod job;
+#[cfg(feature = "kit")]
 pub mod kit;
 pub mod metrics;
 pub mod model;

@@ -14,12 +14,18 @@
 mod common;
 mod dead_letter;
 mod insert;
+#[cfg(feature = "mysql")]
 mod mysql;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod retry;
 mod run_log;
 mod schema;
+#[cfg(feature = "sqlite")]
 mod sqlite;
+
+#[cfg(not(any(feature = "sqlite", feature = "mysql", feature = "postgres")))]
+compile_error!("batch-job-aurora needs at least one database engine: --features sqlite, mysql or postgres");
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +35,7 @@ use crate::model::{ColumnType, FailedDocument, Row};
 use crate::summary::TypeSummary;
 
 pub use insert::{InsertOutcome, RefusedRow, WriteError};
+#[cfg(feature = "postgres")]
 pub use postgres::DDL_LOCK as POSTGRES_DDL_LOCK;
 pub use run_log::{
     LoggedWindow, RUN_MARGIN_SECS, RUN_WITHOUT_DEADLINE_SECS, RunStart, RunStatus, Watermark,
@@ -46,6 +53,8 @@ pub const RUN_LOG_TABLE: &str = "batch_job_runs";
 pub enum SinkError {
     #[error("unsupported database URL {0:?}: expected sqlite://PATH, mysql://… or postgres://…")]
     UnsupportedUrl(String),
+    #[error(transparent)]
+    Missing(#[from] crate::features::Missing),
     #[error("cannot open database {url}")]
     Connect {
         url: String,
@@ -120,9 +129,41 @@ pub struct Sink {
 /// The engine behind a [`Sink`].
 #[derive(Debug)]
 enum Kind {
+    #[cfg(feature = "sqlite")]
     Sqlite(sqlite::SqliteSink),
+    #[cfg(feature = "mysql")]
     Mysql(mysql::MysqlSink),
+    #[cfg(feature = "postgres")]
     Postgres(postgres::PostgresSink),
+}
+
+impl Kind {
+    /// The engine the URL's scheme names, opened; one this build lacks is refused by name.
+    async fn open(url: &str) -> Result<Kind, SinkError> {
+        use crate::features::Missing;
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            #[cfg(feature = "sqlite")]
+            return Ok(Kind::Sqlite(sqlite::SqliteSink::open(url, path).await?));
+            #[cfg(not(feature = "sqlite"))]
+            return Err(Missing { what: "SQLite", feature: "sqlite" }.into());
+        }
+        if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            #[cfg(feature = "mysql")]
+            return Ok(Kind::Mysql(mysql::MysqlSink::open(url).await?));
+            #[cfg(not(feature = "mysql"))]
+            return Err(Missing { what: "MySQL/MariaDB", feature: "mysql" }.into());
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            #[cfg(feature = "postgres")]
+            return Ok(Kind::Postgres(postgres::PostgresSink::open(url).await?));
+            #[cfg(not(feature = "postgres"))]
+            return Err(Missing { what: "PostgreSQL", feature: "postgres" }.into());
+        }
+        Err(SinkError::UnsupportedUrl(crate::http::redact(url)))
+    }
 }
 
 /// What each engine does in its own SQL; [`Sink`] holds one and adds what all share (retries,
@@ -187,8 +228,11 @@ pub(crate) trait Engine {
 macro_rules! engine {
     ($sink:expr, $engine:ident => $body:expr) => {
         match &$sink.engine {
+            #[cfg(feature = "sqlite")]
             $crate::sink::Kind::Sqlite($engine) => $body,
+            #[cfg(feature = "mysql")]
             $crate::sink::Kind::Mysql($engine) => $body,
+            #[cfg(feature = "postgres")]
             $crate::sink::Kind::Postgres($engine) => $body,
         }
     };
@@ -249,18 +293,7 @@ impl Sink {
     /// waits and retries no longer.
     pub async fn connect_until(url: &str, deadline: Option<Instant>) -> Result<Sink, SinkError> {
         crate::secrets::register_url(url);
-        let engine = if let Some(path) = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        {
-            Kind::Sqlite(sqlite::SqliteSink::open(url, path).await?)
-        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
-            Kind::Mysql(mysql::MysqlSink::open(url).await?)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Kind::Postgres(postgres::PostgresSink::open(url).await?)
-        } else {
-            return Err(SinkError::UnsupportedUrl(crate::http::redact(url)));
-        };
+        let engine = Kind::open(url).await?;
         let sink = Sink {
             engine,
             deadline: std::sync::Mutex::new(deadline),
