@@ -262,18 +262,18 @@ async fn sign_token(
     port: u16,
     user: &str,
 ) -> Result<String, CredentialsError> {
-        let region = aws
-            .region()
-            .ok_or_else(|| CredentialsError::Token("no AWS region (AWS_REGION)".into()))?
-            .to_string();
-        let provider = aws
-            .credentials_provider()
-            .ok_or_else(|| CredentialsError::Token("no AWS credentials".into()))?;
-        let credentials = provider
-            .provide_credentials()
-            .await
-            .map_err(|error| CredentialsError::Token(format!("no AWS credentials: {error}")))?;
-        rds_auth_token(host, port, user, &region, credentials, SystemTime::now())
+    let region = aws
+        .region()
+        .ok_or_else(|| CredentialsError::Token("no AWS region (AWS_REGION)".into()))?
+        .to_string();
+    let provider = aws
+        .credentials_provider()
+        .ok_or_else(|| CredentialsError::Token("no AWS credentials".into()))?;
+    let credentials = provider
+        .provide_credentials()
+        .await
+        .map_err(|error| CredentialsError::Token(format!("no AWS credentials: {error}")))?;
+    rds_auth_token(host, port, user, &region, credentials, SystemTime::now())
 }
 
 #[cfg(not(feature = "aws"))]
@@ -289,10 +289,7 @@ async fn sign_token(
 /// A secret's string value, as Secrets Manager holds it now. The caller registers what it takes
 /// from it with [`crate::secrets`] before anything can print it.
 #[cfg(feature = "aws")]
-async fn read_secret_string(
-    aws: &AwsConfig,
-    secret_id: &str,
-) -> Result<String, CredentialsError> {
+async fn read_secret_string(aws: &AwsConfig, secret_id: &str) -> Result<String, CredentialsError> {
     let fail = |reason: String| CredentialsError::Secret {
         secret: secret_id.to_owned(),
         reason,
@@ -315,7 +312,10 @@ async fn read_secret_string(
 }
 
 #[cfg(not(feature = "aws"))]
-async fn read_secret_string(_aws: &AwsConfig, _secret_id: &str) -> Result<String, CredentialsError> {
+async fn read_secret_string(
+    _aws: &AwsConfig,
+    _secret_id: &str,
+) -> Result<String, CredentialsError> {
     Err(NO_AWS.into())
 }
 

@@ -37,5 +37,5 @@ pub mod window;
 pub use config::RunConfig;
 pub use error::RunError;
 pub use job::Job;
-pub use pipeline::{run, run_with};
+pub use job::{run, run_with};
 pub use summary::{RunSummary, TypeSummary};

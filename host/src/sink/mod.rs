@@ -25,7 +25,9 @@ mod schema;
 mod sqlite;
 
 #[cfg(not(any(feature = "sqlite", feature = "mysql", feature = "postgres")))]
-compile_error!("batch-job-aurora needs at least one database engine: --features sqlite, mysql or postgres");
+compile_error!(
+    "batch-job-aurora needs at least one database engine: --features sqlite, mysql or postgres"
+);
 
 use std::time::{Duration, Instant};
 
@@ -140,7 +142,6 @@ enum Kind {
 impl Kind {
     /// The engine the URL's scheme names, opened; one this build lacks is refused by name.
     async fn open(url: &str) -> Result<Kind, SinkError> {
-        use crate::features::Missing;
         if let Some(path) = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
@@ -148,19 +149,31 @@ impl Kind {
             #[cfg(feature = "sqlite")]
             return Ok(Kind::Sqlite(sqlite::SqliteSink::open(url, path).await?));
             #[cfg(not(feature = "sqlite"))]
-            return Err(Missing { what: "SQLite", feature: "sqlite" }.into());
+            return Err(crate::features::Missing {
+                what: "SQLite",
+                feature: "sqlite",
+            }
+            .into());
         }
         if url.starts_with("mysql://") || url.starts_with("mariadb://") {
             #[cfg(feature = "mysql")]
             return Ok(Kind::Mysql(mysql::MysqlSink::open(url).await?));
             #[cfg(not(feature = "mysql"))]
-            return Err(Missing { what: "MySQL/MariaDB", feature: "mysql" }.into());
+            return Err(crate::features::Missing {
+                what: "MySQL/MariaDB",
+                feature: "mysql",
+            }
+            .into());
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             #[cfg(feature = "postgres")]
             return Ok(Kind::Postgres(postgres::PostgresSink::open(url).await?));
             #[cfg(not(feature = "postgres"))]
-            return Err(Missing { what: "PostgreSQL", feature: "postgres" }.into());
+            return Err(crate::features::Missing {
+                what: "PostgreSQL",
+                feature: "postgres",
+            }
+            .into());
         }
         Err(SinkError::UnsupportedUrl(crate::http::redact(url)))
     }
@@ -347,7 +360,7 @@ impl Sink {
     /// still say why.
     pub async fn log_stopped_run(&self, run_id: &str, types: &[String], error: &SinkError) {
         let counts = TypeSummary {
-            error: Some(crate::error::chain(error)),
+            error: Some(crate::secrets::chain(error)),
             ..TypeSummary::default()
         };
         for type_name in types {
@@ -359,8 +372,8 @@ impl Sink {
                 tracing::error!(
                     type_name,
                     "cannot mark the run failed in the run log ({}); it stopped because: {}",
-                    crate::error::chain(&log_error),
-                    crate::error::chain(error)
+                    crate::secrets::chain(&log_error),
+                    crate::secrets::chain(error)
                 );
             }
         }
