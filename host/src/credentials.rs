@@ -27,7 +27,7 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use tokio::sync::{Mutex, OnceCell};
 
-use crate::environment::{ConfigError, database_engine_and_port, database_url_from_env};
+use crate::database_variables::{ConfigError, database_engine_and_port, database_url_from_env};
 use crate::features::Missing;
 
 /// The AWS SDK's configuration (region, credentials), loaded once per process; nothing in a

@@ -13,6 +13,7 @@
 pub mod capability;
 pub mod config;
 pub mod credentials;
+pub mod database_variables;
 pub mod document;
 pub mod environment;
 pub mod error;
