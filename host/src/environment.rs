@@ -5,9 +5,7 @@ use std::path::PathBuf;
 
 use crate::capability::CapabilitySpecs;
 
-pub use crate::database_variables::{
-    ConfigError, DatabaseEngine, database_engine_and_port, database_url_from_env,
-};
+pub use crate::database_variables::{ConfigError, database_url_from_env};
 
 /// What the environment says: the old job's variables and this job's own, read in one place
 /// for both binaries. Flags of the local runner beat it.

@@ -18,7 +18,6 @@ use super::SandboxLimits;
 use super::bindings;
 use super::native;
 use super::sandbox::{self, PluginState};
-use crate::capability::Grants;
 use crate::model::{PluginInfo, is_safe_identifier};
 
 /// Why a plugin file could not be loaded. Every variant names the file.
