@@ -13,7 +13,9 @@
 //! from every message; URLs are logged through [`crate::http::redact`] besides.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+#[cfg(feature = "aws")]
+use std::time::SystemTime;
+use std::time::{Duration, Instant};
 
 #[cfg(feature = "aws")]
 use aws_credential_types::Credentials;
@@ -45,6 +47,7 @@ const NO_AWS: Missing = Missing {
 };
 
 /// How long an IAM auth token is valid (the most RDS accepts).
+#[cfg(feature = "aws")]
 pub const TOKEN_EXPIRY: Duration = Duration::from_secs(900);
 /// A token older than this is made anew before a new connection needs it.
 const TOKEN_REUSE: Duration = Duration::from_secs(600);
@@ -121,10 +124,6 @@ impl DatabaseCredentials {
             secret: Mutex::new(None),
             token: Mutex::new(None),
         })
-    }
-
-    pub fn source(&self) -> &PasswordSource {
-        &self.source
     }
 
     /// Whether reading the credentials again may help after a refused login.

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::message::{
     Batch, LaneInput, LaneMessage, ReadReport, Transformed, WriterMessage, document_failure,
 };
-use super::prepare::Lane;
+use super::prepare::LanePlan;
 use crate::config::RunSettings;
 use crate::error::RunError;
 use crate::hooks::Progress;
@@ -117,7 +117,7 @@ pub fn report_deadline_stops(reports: &[LaneReport], read: &mut ReadReport) {
 /// tasks, which end with the lane's report once the input is dropped and everything was
 /// handed to the writer. No plugin call starts after the run's deadline.
 pub fn start(
-    lane: &Lane,
+    lane: &LanePlan,
     workers: Vec<TransformWorker>,
     writer: mpsc::Sender<WriterMessage>,
     config: &RunSettings,

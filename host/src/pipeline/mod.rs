@@ -32,7 +32,7 @@ use crate::sink::{RunStatus, Sink};
 use crate::summary::RunSummary;
 
 pub use lane::MAX_PLUGIN_INSTANCES;
-pub use prepare::Lane;
+pub(crate) use prepare::LanePlan;
 pub(crate) use prepare::select;
 
 /// What a job prepared: the engine and the plugins loaded from `plugins_dir`.
@@ -90,8 +90,8 @@ async fn read_write_and_log(
     hooks: RunHooks,
     engine: &PluginEngine,
     sink: Arc<Sink>,
-    source: prepare::Source,
-    lanes: Vec<Lane>,
+    source: prepare::OpenedSource,
+    lanes: Vec<LanePlan>,
     mut summary: RunSummary,
     started: Instant,
 ) -> Result<RunSummary, RunError> {
@@ -233,7 +233,7 @@ impl<T> Drop for AbortOnDrop<T> {
 /// so loudly. Returns the types given up.
 async fn give_up_unreadable(
     sink: &Sink,
-    lanes: &[Lane],
+    lanes: &[LanePlan],
     read: &message::ReadReport,
     attempts: u64,
     summary: &mut RunSummary,

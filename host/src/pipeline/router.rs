@@ -8,7 +8,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::message::{Batch, LaneInput, LaneMessage, ReadReport, WriterMessage, document_failure};
-use super::prepare::Source;
+use super::prepare::OpenedSource;
 use crate::config::RunSettings;
 use crate::document::EnvelopeError;
 use crate::error::RunError;
@@ -25,7 +25,7 @@ const BATCH_BYTES: usize = 4 << 20;
 
 /// Reads the whole source, then closes every lane's input.
 pub async fn read_source(
-    source: Source,
+    source: OpenedSource,
     inputs: Vec<LaneInput>,
     writer: mpsc::Sender<WriterMessage>,
     config: &RunSettings,
@@ -33,7 +33,7 @@ pub async fn read_source(
 ) -> Result<ReadReport, RunError> {
     let report = Arc::new(Mutex::new(ReadReport::default()));
     match source {
-        Source::Files(files) => {
+        OpenedSource::Files(files) => {
             let mut router = Router::new(inputs, writer, &report, config, progress, None);
             let result = tokio::task::spawn_blocking(move || {
                 let result = source::read_files(&files, |item| router.route(item));
@@ -52,7 +52,7 @@ pub async fn read_source(
                 (Ok(()), _) => {}
             }
         }
-        Source::Fetch(api) => {
+        OpenedSource::Fetch(api) => {
             // Types run concurrently, so fetching one overlaps transforming and writing
             // another; the semaphore bounds how many downloads run at once.
             let downloads = Arc::new(tokio::sync::Semaphore::new(config.fetch.concurrency.max(1)));

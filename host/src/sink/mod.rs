@@ -289,6 +289,7 @@ impl Waits {
     }
 
     /// Whole seconds, at least 1, as MySQL's lock timeouts take them.
+    #[cfg(any(feature = "mysql", test))]
     fn lock_seconds(self) -> u64 {
         self.lock.as_secs_f64().ceil().max(1.0) as u64
     }
@@ -426,6 +427,7 @@ impl Sink {
 
 /// Opens and closes one connection to `url` (with `options`, made from it), failing with the
 /// real cause when it cannot.
+#[cfg(any(feature = "mysql", feature = "postgres"))]
 async fn probe<C: sqlx::Connection>(url: &str, options: &C::Options) -> Result<(), SinkError> {
     let connect_error = |source| SinkError::Connect {
         url: crate::http::redact(url),
