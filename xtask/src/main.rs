@@ -376,16 +376,14 @@ fn ensure_wasm_target() -> Result<()> {
 }
 
 /// What the demo's runner is built with: SQLite and files; no AWS SDK, kit or Lambda, so that a
-/// fresh clone's first run compiles only what it uses (with the `demo` profile: the release
-/// one with the plugin compiler at opt-level 1, see the workspace's Cargo.toml).
+/// fresh clone's first run compiles only what it uses. The release profile, as `dist`'s.
 const DEMO_FEATURES: &str = "sqlite";
 
 fn demo(root: &Path, target: &Path, database: &str) -> Result<()> {
     ensure_wasm_target()?;
     run(cargo().args([
         "build",
-        "--profile",
-        "demo",
+        "--release",
         "-p",
         "batch-job-aurora-cli",
         "--bin",
@@ -398,7 +396,7 @@ fn demo(root: &Path, target: &Path, database: &str) -> Result<()> {
     let folder = root.join("dist/demo");
     std::fs::create_dir_all(folder.join("plugins"))?;
     let runner = folder.join("batch-job-aurora");
-    copy(&target.join("demo/batch-job-aurora"), &runner)?;
+    copy(&target.join("release/batch-job-aurora"), &runner)?;
     for (_, name) in PLUGINS {
         let wasm = format!("{name}.wasm");
         copy(
