@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+#[cfg(feature = "kit")]
 use batch_job_aurora::capability::CapabilitySpecs;
 use batch_job_aurora::environment::from_env;
 use batch_job_aurora::hooks::{Interrupt, Pause, Progress, RunHooks};
