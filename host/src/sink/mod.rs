@@ -149,9 +149,12 @@ impl Kind {
             #[cfg(feature = "sqlite")]
             return Ok(Kind::Sqlite(sqlite::SqliteSink::open(url, path).await?));
             #[cfg(not(feature = "sqlite"))]
-            return Err(crate::features::Missing {
-                what: "SQLite",
-                feature: "sqlite",
+            return Err({
+                let _ = path;
+                crate::features::Missing {
+                    what: "SQLite",
+                    feature: "sqlite",
+                }
             }
             .into());
         }
