@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::support::{
-    Engine, FETCH_KEY, FakePlatform, Moto, SLACK_TOKEN, TestDatabase, plugin_folder, workspace_root,
+    Checks, Engine, FETCH_KEY, FakePlatform, Moto, SLACK_TOKEN, TestDatabase, plugin_folder,
+    workspace_root,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -411,112 +412,199 @@ async fn the_bootstrap_answers_events_through_the_runtime_api() {
         &lambda_env(&platform, &database, plugins.path(), 3306),
     );
 
-    // The default event: the last 70 minutes before now, which hold none of the examples.
-    let first = runtime.invoke(json!({})).await;
-    let first_ms = started.elapsed().as_millis();
-    assert_eq!(
-        body(&first),
-        "0 records inserted into Aurora. 0 duplicates skipped. 0 errors."
-    );
-    let window = runtime.invoke(every_type_ever()).await;
-    assert_eq!(
-        body(&window),
-        "10 records inserted into Aurora. 0 duplicates skipped. 0 errors."
-    );
-    let rerun = runtime.invoke(every_type_ever()).await;
-    assert_eq!(
-        body(&rerun),
-        "0 records inserted into Aurora. 10 duplicates skipped. 0 errors."
-    );
-    let unknown = runtime
-        .invoke(json!({"types": ["GithubType", "Robert'); DROP TABLE GithubType;--"]}))
-        .await;
-    assert_eq!(
-        error(&unknown),
+    // The invocations, in order (the rerun follows the window); every answer is checked and
+    // every mismatch reported, and so are the logs and metrics below.
+    enum Answer {
+        Body(&'static str),
+        Error(&'static str, &'static str),
+    }
+    let invocations = [
         (
-            "UnknownType",
-            r#"types: no plugin for type "Robert'); DROP TABLE GithubType;--" (installed: EventRatingType, GithubType, SlackType)"#
-        )
-    );
-    let bad_window = runtime
-        .invoke(json!({"timestamp_from": "yesterday", "timestamp_to": 5}))
-        .await;
-    assert_eq!(
-        error(&bad_window),
+            // The last 70 minutes before now, which hold none of the examples.
+            "the default event",
+            json!({}),
+            Answer::Body("0 records inserted into Aurora. 0 duplicates skipped. 0 errors."),
+        ),
         (
-            "InvalidEvent",
-            r#"timestamp_from: expected Unix seconds, got "yesterday""#
-        )
+            "a window with every example",
+            every_type_ever(),
+            Answer::Body("10 records inserted into Aurora. 0 duplicates skipped. 0 errors."),
+        ),
+        (
+            "the same window again",
+            every_type_ever(),
+            Answer::Body("0 records inserted into Aurora. 10 duplicates skipped. 0 errors."),
+        ),
+        (
+            "a type no plugin serves",
+            json!({"types": ["GithubType", "Robert'); DROP TABLE GithubType;--"]}),
+            Answer::Error(
+                "UnknownType",
+                r#"types: no plugin for type "Robert'); DROP TABLE GithubType;--" (installed: EventRatingType, GithubType, SlackType)"#,
+            ),
+        ),
+        (
+            "a window that is not a number",
+            json!({"timestamp_from": "yesterday", "timestamp_to": 5}),
+            Answer::Error(
+                "InvalidEvent",
+                r#"timestamp_from: expected Unix seconds, got "yesterday""#,
+            ),
+        ),
+    ];
+    let mut checks = Checks::default();
+    let mut results = Vec::new();
+    for (case, event, answer) in invocations {
+        let result = runtime.invoke(event).await;
+        if results.is_empty() {
+            eprintln!(
+                "first invocation answered {} ms after the process started (debug build)",
+                started.elapsed().as_millis()
+            );
+        }
+        match answer {
+            Answer::Body(expected) => checks.eq(
+                case,
+                (result["kind"].as_str(), result["body"]["body"].as_str()),
+                (Some("response"), Some(expected)),
+            ),
+            Answer::Error(kind, message) => checks.eq(
+                case,
+                (
+                    result["kind"].as_str(),
+                    result["body"]["errorType"].as_str(),
+                    result["body"]["errorMessage"].as_str(),
+                ),
+                (Some("error"), Some(kind), Some(message)),
+            ),
+        }
+        results.push(result);
+    }
+    let (window, bad_window) = (&results[1], &results[4]);
+    checks.eq(
+        "GithubType rows",
+        database.count_rows("GithubType", "1 = 1").await,
+        2,
     );
-    assert_eq!(database.count_rows("GithubType", "1 = 1").await, 2);
-    eprintln!("first invocation answered {first_ms} ms after the process started (debug build)");
 
     // JSON logs: the run's line carries the request id, run id, types, window and counts; the
     // errors are logged as errors, once, and not as panics.
     let logs = lambda.logs();
     // Every plugin came precompiled: nothing was compiled at init.
-    let initialised = logs
+    let plugins_loaded = logs
         .iter()
         .find(|line| line["message"] == "initialised")
-        .unwrap();
-    let plugins_loaded = initialised["plugins"].as_str().unwrap();
-    assert_eq!(
+        .and_then(|line| line["plugins"].as_str())
+        .unwrap_or_default();
+    checks.eq(
+        "plugins precompiled at init",
         plugins_loaded.matches("(precompiled)").count(),
         3,
-        "{plugins_loaded}"
     );
     let finished: Vec<&Value> = logs
         .iter()
         .filter(|line| line["message"] == "run finished")
         .collect();
-    assert_eq!(finished.len(), 3, "{logs:?}");
-    let second = finished[1];
-    assert_eq!(second["span"]["request_id"], window["request_id"]);
-    assert_eq!(second["inserted"], 10);
-    assert_eq!(second["types"], "EventRatingType,GithubType,SlackType");
-    assert_eq!(
-        (&second["window_from"], &second["window_to"]),
-        (&json!(0), &json!(100_000_000_000_i64))
-    );
-    assert!(second["run_id"].as_str().is_some_and(|id| !id.is_empty()));
+    checks.eq("'run finished' log lines", finished.len(), 3);
+    if let Some(second) = finished.get(1) {
+        checks.eq(
+            "the window's log line: request id",
+            &second["span"]["request_id"],
+            &window["request_id"],
+        );
+        checks.eq(
+            "the window's log line: inserted",
+            &second["inserted"],
+            &json!(10),
+        );
+        checks.eq(
+            "the window's log line: types",
+            &second["types"],
+            &json!("EventRatingType,GithubType,SlackType"),
+        );
+        checks.eq(
+            "the window's log line: window",
+            (&second["window_from"], &second["window_to"]),
+            (&json!(0), &json!(100_000_000_000_i64)),
+        );
+        checks.eq(
+            "the window's log line: a run id",
+            second["run_id"].as_str().is_some_and(|id| !id.is_empty()),
+            true,
+        );
+    }
     let errors: Vec<&Value> = logs
         .iter()
         .filter(|line| line["level"] == "ERROR")
         .collect();
-    assert_eq!(errors.len(), 2, "{errors:?}");
-    assert_eq!(errors[0]["error_type"], "UnknownType");
-    assert_eq!(errors[1]["span"]["request_id"], bad_window["request_id"]);
-    assert!(!lambda.output().contains("panic"), "{}", lambda.output());
+    checks.eq("ERROR log lines", errors.len(), 2);
+    if let [unknown, bad] = errors.as_slice() {
+        checks.eq(
+            "the unknown type's error line",
+            &unknown["error_type"],
+            &json!("UnknownType"),
+        );
+        checks.eq(
+            "the bad window's error line: request id",
+            &bad["span"]["request_id"],
+            &bad_window["request_id"],
+        );
+    }
+    checks.eq(
+        "no panic in the output",
+        lambda.output().contains("panic"),
+        false,
+    );
 
     // EMF: one line per invocation, plus one per type of each run.
     let metrics = lambda.metrics();
-    let invocations: Vec<&Value> = metrics
+    let per_invocation: Vec<&Value> = metrics
         .iter()
         .filter(|line| line.get("Type").is_none())
         .collect();
-    assert_eq!(invocations.len(), 5);
+    checks.eq("EMF lines per invocation", per_invocation.len(), 5);
     for line in &metrics {
         let directive = &line["_aws"]["CloudWatchMetrics"][0];
-        assert_eq!(directive["Namespace"], "BatchJobAuroraTest");
-        assert_eq!(line["FunctionName"], "batch-job-aurora");
-        for metric in directive["Metrics"].as_array().unwrap() {
-            assert!(
-                line.get(metric["Name"].as_str().unwrap()).is_some(),
-                "{line}"
+        checks.eq(
+            "EMF namespace",
+            &directive["Namespace"],
+            &json!("BatchJobAuroraTest"),
+        );
+        checks.eq(
+            "EMF function name",
+            &line["FunctionName"],
+            &json!("batch-job-aurora"),
+        );
+        for metric in directive["Metrics"].as_array().into_iter().flatten() {
+            let name = metric["Name"].as_str().unwrap_or_default();
+            checks.eq(
+                &format!("EMF metric {name} has its value"),
+                line.get(name).is_some(),
+                true,
             );
         }
     }
-    let incomplete: Vec<i64> = invocations
+    let incomplete: Vec<Option<i64>> = per_invocation
         .iter()
-        .map(|line| line["IncompleteRun"].as_i64().unwrap())
+        .map(|line| line["IncompleteRun"].as_i64())
         .collect();
-    assert_eq!(incomplete, [0, 0, 0, 1, 1]);
-    assert_eq!(invocations[1]["Inserted"], 10);
-    assert_eq!(invocations[2]["Duplicates"], 10);
-    let github = metrics
-        .iter()
-        .find(|line| line["Type"] == "GithubType" && line["Inserted"] == 2);
-    assert!(github.is_some(), "{metrics:?}");
+    checks.eq(
+        "IncompleteRun per invocation",
+        incomplete,
+        [0, 0, 0, 1, 1].map(Some).to_vec(),
+    );
+    if let [_, window, rerun, ..] = per_invocation.as_slice() {
+        checks.eq("the window's Inserted", &window["Inserted"], &json!(10));
+        checks.eq("the rerun's Duplicates", &rerun["Duplicates"], &json!(10));
+    }
+    checks.eq(
+        "a GithubType line with Inserted 2",
+        metrics
+            .iter()
+            .any(|line| line["Type"] == "GithubType" && line["Inserted"] == 2),
+        true,
+    );
+    checks.finish();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -48,6 +48,31 @@ pub fn cli_binary(name: &str, prebuilt: &str) -> PathBuf {
     deps.parent().unwrap().parent().unwrap().join(name)
 }
 
+/// Named checks of one test that go on after a failure: [`Checks::finish`] fails with every
+/// mismatch, so one failure hides none of the others.
+#[derive(Default)]
+pub struct Checks(Vec<String>);
+
+impl Checks {
+    /// Notes a mismatch of `actual` and `expected` under `name`.
+    pub fn eq<T: PartialEq + std::fmt::Debug>(&mut self, name: &str, actual: T, expected: T) {
+        if actual != expected {
+            self.0
+                .push(format!("{name}: got {actual:?}, expected {expected:?}"));
+        }
+    }
+
+    /// Fails with every mismatch noted.
+    pub fn finish(self) {
+        assert!(
+            self.0.is_empty(),
+            "{} check(s) failed:\n{}",
+            self.0.len(),
+            self.0.join("\n")
+        );
+    }
+}
+
 /// A run config with short sandbox budgets, so that the deliberately bad plugins fail fast.
 pub fn config(source: &Path, database: &Path, plugins: &Path) -> RunConfig {
     let mut config = RunConfig::new(

@@ -294,7 +294,15 @@ async fn report_init_error(failure: &InvocationFailure) {
         "errorType": failure.kind.as_str(),
         "stackTrace": [],
     });
-    let answer = reqwest::Client::new()
+    // The library's client: reqwest is built without a TLS provider of its own.
+    let client = match batch_job_aurora::http::client_builder().build() {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!("cannot report the init error to the Runtime API: {error}");
+            return;
+        }
+    };
+    let answer = client
         .post(format!("http://{api}/2018-06-01/runtime/init/error"))
         .header("Lambda-Runtime-Function-Error-Type", failure.kind.as_str())
         .json(&body)

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+#[cfg(feature = "kit")]
 use batch_job_aurora::capability::CapabilitySpecs;
 use batch_job_aurora::environment::from_env;
 use batch_job_aurora::hooks::{Interrupt, Pause, Progress, RunHooks};
+#[cfg(feature = "kit")]
 use batch_job_aurora::kit;
 use batch_job_aurora::plugin::{PluginEngine, SandboxLimits};
 use batch_job_aurora::resolve::{Origin, RunRequest, plugins_dir, resolve};
@@ -51,6 +53,8 @@ enum Command {
     Plugin(PluginCommand),
 }
 
+// Parsed in every build, so that a build without the kit can say so (`plugin_command`).
+#[cfg_attr(not(feature = "kit"), allow(dead_code))]
 #[derive(Subcommand)]
 enum PluginCommand {
     /// Creates a standalone plugin project (with the SDK and the WIT copied in).
@@ -289,6 +293,16 @@ fn run(command: Command, verbose: u8) -> Result<ExitCode> {
     }
 }
 
+#[cfg(not(feature = "kit"))]
+fn plugin_command(_command: PluginCommand) -> Result<ExitCode> {
+    Err(batch_job_aurora::features::Missing {
+        what: "plugin kit",
+        feature: "kit",
+    }
+    .into())
+}
+
+#[cfg(feature = "kit")]
 fn plugin_command(command: PluginCommand) -> Result<ExitCode> {
     match command {
         PluginCommand::New {
@@ -314,6 +328,7 @@ fn plugin_command(command: PluginCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[cfg(feature = "kit")]
 fn check_plugin(args: CheckArgs) -> Result<ExitCode> {
     let documents = kit::check::read_documents(&args.docs)?;
     let specs = CapabilitySpecs {

@@ -12,9 +12,11 @@ use std::time::Instant;
 
 use crate::model::Capability;
 
+#[cfg(feature = "aws")]
 mod dynamo;
 mod slack;
 
+#[cfg(feature = "aws")]
 pub use dynamo::DynamoTable;
 pub use slack::{DEFAULT_BASE_URL as SLACK_DEFAULT_BASE_URL, SlackWebApi};
 
@@ -37,6 +39,12 @@ pub enum CapabilityError {
     Invalid { path: PathBuf, reason: String },
     #[error("cannot set up the Slack client")]
     Slack(#[source] crate::http::HttpError),
+    #[error("event codes from DynamoDB table {table:?}")]
+    Missing {
+        table: String,
+        #[source]
+        source: crate::features::Missing,
+    },
 }
 
 /// Where the capabilities' answers come from, as the operator says.
@@ -94,6 +102,17 @@ impl Backends {
                     .references
                     .insert(EVENT_CODES_TABLE.to_owned(), Arc::new(table));
             }
+            #[cfg(not(feature = "aws"))]
+            Some(table) => {
+                return Err(CapabilityError::Missing {
+                    table: table.to_owned(),
+                    source: crate::features::Missing {
+                        what: "DynamoDB",
+                        feature: "aws",
+                    },
+                });
+            }
+            #[cfg(feature = "aws")]
             Some(table) => {
                 let table = DynamoTable::new(table, EVENT_CODES_KEY).await;
                 backends

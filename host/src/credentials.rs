@@ -13,19 +13,41 @@
 //! from every message; URLs are logged through [`crate::http::redact`] besides.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+#[cfg(feature = "aws")]
+use std::time::SystemTime;
+use std::time::{Duration, Instant};
 
+#[cfg(feature = "aws")]
 use aws_credential_types::Credentials;
+#[cfg(feature = "aws")]
 use aws_credential_types::provider::ProvideCredentials;
+#[cfg(feature = "aws")]
 use aws_sigv4::http_request::{
     SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
 };
+#[cfg(feature = "aws")]
 use aws_sigv4::sign::v4;
 use tokio::sync::{Mutex, OnceCell};
 
-use crate::environment::{ConfigError, database_engine_and_port, database_url_from_env};
+use crate::database_variables::{ConfigError, database_engine_and_port, database_url_from_env};
+use crate::features::Missing;
+
+/// The AWS SDK's configuration (region, credentials), loaded once per process; nothing in a
+/// build without the `aws` feature, whose secrets and tokens are refused with [`NO_AWS`].
+#[cfg(feature = "aws")]
+type AwsConfig = aws_config::SdkConfig;
+#[cfg(not(feature = "aws"))]
+type AwsConfig = ();
+
+/// What a build without the `aws` feature says when a secret or an IAM token is asked for.
+#[cfg(not(feature = "aws"))]
+const NO_AWS: Missing = Missing {
+    what: "AWS (Secrets Manager, IAM database auth)",
+    feature: "aws",
+};
 
 /// How long an IAM auth token is valid (the most RDS accepts).
+#[cfg(feature = "aws")]
 pub const TOKEN_EXPIRY: Duration = Duration::from_secs(900);
 /// A token older than this is made anew before a new connection needs it.
 const TOKEN_REUSE: Duration = Duration::from_secs(600);
@@ -51,13 +73,15 @@ pub enum CredentialsError {
     Secret { secret: String, reason: String },
     #[error("cannot make an IAM database auth token: {0}")]
     Token(String),
+    #[error(transparent)]
+    Missing(#[from] Missing),
 }
 
 /// The database credentials of a process, cached between runs.
 #[derive(Debug)]
 pub struct DatabaseCredentials {
     source: PasswordSource,
-    aws: OnceCell<aws_config::SdkConfig>,
+    aws: OnceCell<AwsConfig>,
     secret: Mutex<Option<SecretValue>>,
     token: Mutex<Option<(String, Instant)>>,
 }
@@ -100,10 +124,6 @@ impl DatabaseCredentials {
             secret: Mutex::new(None),
             token: Mutex::new(None),
         })
-    }
-
-    pub fn source(&self) -> &PasswordSource {
-        &self.source
     }
 
     /// Whether reading the credentials again may help after a refused login.
@@ -175,7 +195,7 @@ impl DatabaseCredentials {
         }
     }
 
-    async fn aws(&self) -> &aws_config::SdkConfig {
+    async fn aws(&self) -> &AwsConfig {
         self.aws.get_or_init(load_aws_config).await
     }
 
@@ -216,37 +236,59 @@ impl DatabaseCredentials {
         {
             return Ok(token.clone());
         }
-        let aws = self.aws().await;
-        let region = aws
-            .region()
-            .ok_or_else(|| CredentialsError::Token("no AWS region (AWS_REGION)".into()))?
-            .to_string();
-        let provider = aws
-            .credentials_provider()
-            .ok_or_else(|| CredentialsError::Token("no AWS credentials".into()))?;
-        let credentials = provider
-            .provide_credentials()
-            .await
-            .map_err(|error| CredentialsError::Token(format!("no AWS credentials: {error}")))?;
-        let token = rds_auth_token(host, port, user, &region, credentials, SystemTime::now())?;
+        let token = sign_token(self.aws().await, host, port, user).await?;
         crate::secrets::register(&token);
         *cached = Some((token.clone(), Instant::now()));
         Ok(token)
     }
 }
 
-async fn load_aws_config() -> aws_config::SdkConfig {
+#[cfg(feature = "aws")]
+async fn load_aws_config() -> AwsConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
         .await
 }
 
+#[cfg(not(feature = "aws"))]
+async fn load_aws_config() -> AwsConfig {}
+
+/// A fresh IAM database auth token, signed with the SDK's region and credentials.
+#[cfg(feature = "aws")]
+async fn sign_token(
+    aws: &AwsConfig,
+    host: &str,
+    port: u16,
+    user: &str,
+) -> Result<String, CredentialsError> {
+    let region = aws
+        .region()
+        .ok_or_else(|| CredentialsError::Token("no AWS region (AWS_REGION)".into()))?
+        .to_string();
+    let provider = aws
+        .credentials_provider()
+        .ok_or_else(|| CredentialsError::Token("no AWS credentials".into()))?;
+    let credentials = provider
+        .provide_credentials()
+        .await
+        .map_err(|error| CredentialsError::Token(format!("no AWS credentials: {error}")))?;
+    rds_auth_token(host, port, user, &region, credentials, SystemTime::now())
+}
+
+#[cfg(not(feature = "aws"))]
+async fn sign_token(
+    _aws: &AwsConfig,
+    _host: &str,
+    _port: u16,
+    _user: &str,
+) -> Result<String, CredentialsError> {
+    Err(NO_AWS.into())
+}
+
 /// A secret's string value, as Secrets Manager holds it now. The caller registers what it takes
 /// from it with [`crate::secrets`] before anything can print it.
-async fn read_secret_string(
-    aws: &aws_config::SdkConfig,
-    secret_id: &str,
-) -> Result<String, CredentialsError> {
+#[cfg(feature = "aws")]
+async fn read_secret_string(aws: &AwsConfig, secret_id: &str) -> Result<String, CredentialsError> {
     let fail = |reason: String| CredentialsError::Secret {
         secret: secret_id.to_owned(),
         reason,
@@ -268,6 +310,14 @@ async fn read_secret_string(
         .ok_or_else(|| fail("the secret has no string value".into()))
 }
 
+#[cfg(not(feature = "aws"))]
+async fn read_secret_string(
+    _aws: &AwsConfig,
+    _secret_id: &str,
+) -> Result<String, CredentialsError> {
+    Err(NO_AWS.into())
+}
+
 /// A refused value is read again at most this often: when the secret itself still holds it
 /// (not rotated yet, or a wrong value), every refused request would otherwise cost a read.
 const MIN_REREAD_INTERVAL: Duration = Duration::from_secs(30);
@@ -281,7 +331,7 @@ pub struct ApiCredential(Arc<CredentialInner>);
 
 struct CredentialInner {
     source: CredentialSource,
-    aws: OnceCell<aws_config::SdkConfig>,
+    aws: OnceCell<AwsConfig>,
     /// A secret's value as last read.
     state: Mutex<SecretState>,
 }
@@ -478,6 +528,7 @@ fn parse_secret(text: &str) -> Result<SecretValue, String> {
 /// An RDS IAM database auth token: the presigned URL `HOST:PORT/?Action=connect&DBUser=USER&…`
 /// (SigV4, service `rds-db`, valid 15 minutes) without its scheme, exactly as the AWS SDKs'
 /// `generate_db_auth_token` makes it.
+#[cfg(feature = "aws")]
 pub fn rds_auth_token(
     host: &str,
     port: u16,
@@ -586,6 +637,7 @@ mod tests {
 
     /// The expected tokens were made once by botocore's `generate_db_auth_token` (boto3 1.44,
     /// from moto's install) with these credentials at this time, and pasted here.
+    #[cfg(feature = "aws")]
     #[test]
     fn the_iam_token_is_the_one_the_aws_sdks_make() {
         let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_164_645); // 2024-01-02T03:04:05Z

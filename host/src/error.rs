@@ -29,18 +29,5 @@ pub enum RunError {
     Interrupted(String),
 }
 
-/// Formats an error with its whole chain, as `{:#}` does for anyhow, with every configured
-/// secret scrubbed. A cause that an error already quotes in its own message is said once.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    crate::secrets::scrub(&text).into_owned()
-}
+/// Errors become text through [`crate::secrets::chain`] (scrubbed); here too for the binaries.
+pub use crate::secrets::chain;

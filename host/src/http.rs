@@ -112,10 +112,22 @@ impl HttpError {
 /// presigned GET and Slack's Web API answer without redirects; following one would carry the
 /// key, the token or a signed URL to whatever origin it names.
 pub fn client_builder() -> reqwest::ClientBuilder {
+    install_crypto_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .referer(false)
         .user_agent(concat!("batch-job-aurora/", env!("CARGO_PKG_VERSION")))
+}
+
+/// rustls's cryptography: ring, installed as the process's provider before the first client is
+/// made. reqwest is built without a provider of its own, so that a build without the AWS SDK
+/// (the demo's) compiles no aws-lc; the database's TLS (sqlx) uses ring too.
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // An error means another provider was installed first (a test's): it serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 /// Why a redirect was not followed, naming only the origin it points to (a relative

@@ -16,13 +16,36 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::{PluginSetup, RunSettings};
+use crate::config::{PluginSetup, RunConfig, RunSettings};
 use crate::error::RunError;
 use crate::hooks::RunHooks;
 use crate::pipeline;
 use crate::plugin::{PluginEngine, PluginSet, SandboxLimits};
 use crate::sink::Sink;
 use crate::summary::RunSummary;
+
+/// Runs the job once: every selected type's documents from the source, through its plugin,
+/// into the database. Documents that fail are counted and kept; the run goes on.
+///
+/// Loads the plugins and opens the database for this one run; a process that runs many times
+/// prepares a [`Job`] once instead.
+pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
+    run_with(config, RunHooks::default()).await
+}
+
+/// [`run`], with `hooks` that watch and steer it while it goes (a progress display, a signal).
+pub async fn run_with(config: RunConfig, hooks: RunHooks) -> Result<RunSummary, RunError> {
+    let job = Job::prepare_from(&config.plugins)?;
+    let summary = job.run(config.run, hooks).await;
+    if let Err(RunError::Interrupted(_)) = &summary {
+        // The abandoned run's tasks may still hold connections that never come back; the
+        // process is on its way out, so the pool is not waited for long.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), job.close()).await;
+    } else {
+        job.close().await;
+    }
+    summary
+}
 
 /// The engine and the loaded plugins, plus the database pool once a run opened it.
 #[derive(Debug)]

@@ -71,6 +71,22 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
     scrubbed
 }
 
+/// Formats an error with its whole chain, as `{:#}` does for anyhow, with every configured
+/// secret scrubbed. A cause that an error already quotes in its own message is said once.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    scrub(&text).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,10 +4,13 @@
 //!   `dist/batch-job-aurora` and `dist/plugins/<name>.wasm` (a stable interface), plus the
 //!   Lambda as `dist/lambda/bootstrap` with `dist/lambda/plugins/`;
 //! - `lambda`: `dist`, then `dist/lambda.zip`: `bootstrap` and `plugins/*.cwasm` precompiled by
-//!   that very `bootstrap` (with each `.wasm` beside it, which the loader falls back on), after
+//!   that very `bootstrap` (built without the kit and SQLite: [`LAMBDA_FEATURES`]; with each
+//!   `.wasm` beside it, which the loader falls back on), after
 //!   checking that `bootstrap` needs no glibc newer than Amazon Linux 2023's (2.34); also an
 //!   arm64 zip when the aarch64 cross linker and Rust target are installed;
-//! - `demo`: `dist`, then a run of the bundled examples into `demo.db` (SQLite);
+//! - `demo`: the runner with only what the demo uses (`--no-default-features --features sqlite`:
+//!   no AWS SDK, no kit, no Lambda) and the plugins, laid out in `dist/demo/`, then a run of the
+//!   bundled examples into `demo.db` (SQLite);
 //! - `bench`: `dist`, then generated documents through the fetch API into each database, next
 //!   to the databases' own tools and the plugin's native cost (see `bench.rs`).
 //!
@@ -33,7 +36,8 @@ enum Task {
     Dist,
     /// Builds dist, then dist/lambda.zip (bootstrap + precompiled plugins).
     Lambda,
-    /// Builds dist, then runs the bundled examples into demo.db.
+    /// Builds dist/demo (a runner with SQLite only, and the plugins), then runs the bundled
+    /// examples into demo.db.
     Demo {
         /// Where the demo writes.
         #[arg(long, default_value = "sqlite://demo.db")]
@@ -100,12 +104,7 @@ fn dist(root: &Path, target: &Path, also: &[&str]) -> Result<PathBuf> {
         host.args(["-p", package]);
     }
     run(&mut host)?;
-    let mut plugins = cargo();
-    plugins.args(["build", "--target", "wasm32-wasip2", "--profile", "plugin"]);
-    for (package, _) in PLUGINS {
-        plugins.args(["-p", package]);
-    }
-    run(&mut plugins)?;
+    build_plugins()?;
 
     let dist = root.join("dist");
     let plugin_dir = dist.join("plugins");
@@ -142,6 +141,41 @@ fn dist(root: &Path, target: &Path, also: &[&str]) -> Result<PathBuf> {
     Ok(dist)
 }
 
+/// Builds every plugin that ships as a wasm component (`target/wasm32-wasip2/plugin/`).
+fn build_plugins() -> Result<()> {
+    let mut plugins = cargo();
+    plugins.args(["build", "--target", "wasm32-wasip2", "--profile", "plugin"]);
+    for (package, _) in PLUGINS {
+        plugins.args(["-p", package]);
+    }
+    run(&mut plugins)
+}
+
+/// What the Lambda's `bootstrap` is built with: the AWS SDK and the Aurora engines; no plugin
+/// kit, no SQLite.
+const LAMBDA_FEATURES: &str = "lambda,mysql,postgres";
+
+/// The build of the Lambda's `bootstrap` with [`LAMBDA_FEATURES`] (for `target`, else this
+/// machine).
+fn bootstrap_build(target: Option<&str>) -> Command {
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "batch-job-aurora-cli",
+        "--bin",
+        "bootstrap",
+        "--no-default-features",
+        "--features",
+        LAMBDA_FEATURES,
+    ]);
+    if let Some(target) = target {
+        build.args(["--target", target]);
+    }
+    build
+}
+
 /// The newest glibc symbol version the Lambda OS (Amazon Linux 2023) provides.
 const LAMBDA_GLIBC: (u32, u32) = (2, 34);
 
@@ -150,6 +184,8 @@ fn lambda(root: &Path, target: &Path) -> Result<()> {
     let dist = dist(root, target, &[])?;
     let folder = dist.join("lambda");
     let bootstrap = folder.join("bootstrap");
+    run(&mut bootstrap_build(None))?;
+    copy(&target.join("release/bootstrap"), &bootstrap)?;
     check_glibc(&bootstrap)?;
     for (_, name) in PLUGINS {
         let wasm = folder.join("plugins").join(format!("{name}.wasm"));
@@ -197,16 +233,7 @@ fn lambda_arm64(target_dir: &Path, dist: &Path) -> Result<()> {
         );
         return Ok(());
     }
-    run(cargo()
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "batch-job-aurora-cli",
-            "--bin",
-            "bootstrap",
-        ])
-        .args(["--target", TARGET])
+    run(bootstrap_build(Some(TARGET))
         .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", LINKER)
         .env("CC_aarch64_unknown_linux_gnu", LINKER))?;
     let folder = dist.join("lambda-arm64");
@@ -348,10 +375,37 @@ fn ensure_wasm_target() -> Result<()> {
     run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))
 }
 
+/// What the demo's runner is built with: SQLite and files; no AWS SDK, kit or Lambda, so that a
+/// fresh clone's first run compiles only what it uses. The release profile, as `dist`'s.
+const DEMO_FEATURES: &str = "sqlite";
+
 fn demo(root: &Path, target: &Path, database: &str) -> Result<()> {
-    let dist = dist(root, target, &[])?;
+    ensure_wasm_target()?;
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "batch-job-aurora-cli",
+        "--bin",
+        "batch-job-aurora",
+        "--no-default-features",
+        "--features",
+        DEMO_FEATURES,
+    ]))?;
+    build_plugins()?;
+    let folder = root.join("dist/demo");
+    std::fs::create_dir_all(folder.join("plugins"))?;
+    let runner = folder.join("batch-job-aurora");
+    copy(&target.join("release/batch-job-aurora"), &runner)?;
+    for (_, name) in PLUGINS {
+        let wasm = format!("{name}.wasm");
+        copy(
+            &target.join("wasm32-wasip2/plugin").join(&wasm),
+            &folder.join("plugins").join(&wasm),
+        )?;
+    }
     println!("\nrunning the bundled examples into {database}:\n");
-    run(Command::new(dist.join("batch-job-aurora")).args([
+    run(Command::new(&runner).args([
         "run",
         "--source",
         "file:examples/documents",

@@ -9,17 +9,14 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::budget::{ByteBudget, Permit};
-use super::prepare::Lane;
-use super::router::ReadReport;
-use super::writer::{Transformed, WriterMessage};
+use super::message::{
+    Batch, LaneInput, LaneMessage, ReadReport, Transformed, WriterMessage, document_failure,
+};
+use super::prepare::LanePlan;
 use crate::config::RunSettings;
-use crate::document::Envelope;
 use crate::error::RunError;
 use crate::hooks::Progress;
-use crate::model::{FailedDocument, Stage};
 use crate::plugin::{DocumentResult, TransformWorker};
-use crate::window::Window;
 
 /// Batches waiting for a lane's plugin; the byte budget bounds them too.
 const QUEUED_BATCHES: usize = 4;
@@ -115,36 +112,12 @@ pub fn report_deadline_stops(reports: &[LaneReport], read: &mut ReadReport) {
     }
 }
 
-/// Documents of one type, with the bytes they hold.
-#[derive(Debug, Default)]
-pub struct Batch {
-    pub documents: Vec<Envelope>,
-    pub permit: Permit,
-}
-
-/// What the router sends a lane.
-pub enum LaneMessage {
-    Batch(Batch),
-    /// The router is waiting for bytes: everything before this must be written now, not when
-    /// a full write has gathered, or nothing would ever give bytes back.
-    Flush,
-}
-
-/// The router's end of a lane.
-pub struct LaneInput {
-    pub type_name: String,
-    pub window: Option<Window>,
-    pub sender: mpsc::Sender<LaneMessage>,
-    pub budget: Arc<ByteBudget>,
-    pub documents_per_batch: usize,
-}
-
 /// Starts a lane's plugin threads, one per worker (each with its own plugin instance, taking
 /// whole batches, so the rows of a batch keep their order); returns the lane's input and the
 /// tasks, which end with the lane's report once the input is dropped and everything was
 /// handed to the writer. No plugin call starts after the run's deadline.
 pub fn start(
-    lane: &Lane,
+    lane: &LanePlan,
     workers: Vec<TransformWorker>,
     writer: mpsc::Sender<WriterMessage>,
     config: &RunSettings,
@@ -269,24 +242,6 @@ fn transform(
     }
     transformed.batch = batch;
     transformed
-}
-
-/// The dead-letter record of a checked envelope that failed at `stage`: the document exactly
-/// as it was read.
-pub fn document_failure(
-    type_name: &str,
-    envelope: &Envelope,
-    stage: Stage,
-    error: String,
-) -> FailedDocument {
-    FailedDocument {
-        type_name: type_name.to_owned(),
-        id: Some(envelope.id.clone()),
-        timestamp: Some(envelope.timestamp),
-        stage,
-        error,
-        document: envelope.raw().to_owned(),
-    }
 }
 
 #[cfg(test)]

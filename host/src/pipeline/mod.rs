@@ -12,6 +12,7 @@
 
 mod budget;
 mod lane;
+mod message;
 mod prepare;
 mod router;
 mod writer;
@@ -23,7 +24,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 use crate::capability::{Backends, CapabilityHub};
-use crate::config::{RunConfig, RunSettings};
+use crate::config::RunSettings;
 use crate::error::RunError;
 use crate::hooks::RunHooks;
 use crate::plugin::{PluginEngine, PluginSet};
@@ -31,31 +32,8 @@ use crate::sink::{RunStatus, Sink};
 use crate::summary::RunSummary;
 
 pub use lane::MAX_PLUGIN_INSTANCES;
-pub use prepare::Lane;
+pub(crate) use prepare::LanePlan;
 pub(crate) use prepare::select;
-
-/// Runs the job once: every selected type's documents from the source, through its plugin,
-/// into the database. Documents that fail are counted and kept; the run goes on.
-///
-/// Loads the plugins and opens the database for this one run; a process that runs many times
-/// prepares a [`Job`](crate::Job) once instead.
-pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
-    run_with(config, RunHooks::default()).await
-}
-
-/// [`run`], with `hooks` that watch and steer it while it goes (a progress display, a signal).
-pub async fn run_with(config: RunConfig, hooks: RunHooks) -> Result<RunSummary, RunError> {
-    let job = crate::job::Job::prepare_from(&config.plugins)?;
-    let summary = job.run(config.run, hooks).await;
-    if let Err(RunError::Interrupted(_)) = &summary {
-        // The abandoned run's tasks may still hold connections that never come back; the
-        // process is on its way out, so the pool is not waited for long.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), job.close()).await;
-    } else {
-        job.close().await;
-    }
-    summary
-}
 
 /// What a job prepared: the engine and the plugins loaded from `plugins_dir`.
 pub(crate) struct Prepared<'a> {
@@ -112,8 +90,8 @@ async fn read_write_and_log(
     hooks: RunHooks,
     engine: &PluginEngine,
     sink: Arc<Sink>,
-    source: prepare::Source,
-    lanes: Vec<Lane>,
+    source: prepare::OpenedSource,
+    lanes: Vec<LanePlan>,
     mut summary: RunSummary,
     started: Instant,
 ) -> Result<RunSummary, RunError> {
@@ -255,8 +233,8 @@ impl<T> Drop for AbortOnDrop<T> {
 /// so loudly. Returns the types given up.
 async fn give_up_unreadable(
     sink: &Sink,
-    lanes: &[Lane],
-    read: &router::ReadReport,
+    lanes: &[LanePlan],
+    read: &message::ReadReport,
     attempts: u64,
     summary: &mut RunSummary,
 ) -> Result<std::collections::BTreeSet<String>, RunError> {

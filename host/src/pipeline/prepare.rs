@@ -15,7 +15,7 @@ use crate::window::{Window, WindowPlan, WindowRequest, unix_now};
 
 /// One type's way through the run: its table, its plugin and its window.
 #[derive(Debug)]
-pub struct Lane {
+pub struct LanePlan {
     /// The lane's place in the run, which the writer keys its tables by.
     pub index: usize,
     pub table: TableSpec,
@@ -31,7 +31,7 @@ pub struct Lane {
 }
 
 /// A source, checked and ready to read.
-pub enum Source {
+pub enum OpenedSource {
     Files(Vec<std::path::PathBuf>),
     Fetch(FetchApi),
 }
@@ -67,10 +67,10 @@ pub fn select(
         .collect()
 }
 
-pub fn open_source(config: &RunSettings) -> Result<Source, RunError> {
+pub fn open_source(config: &RunSettings) -> Result<OpenedSource, RunError> {
     Ok(match &config.source {
-        SourceSpec::Files(path) => Source::Files(source::files(path)?),
-        SourceSpec::Fetch { base_url, key } => Source::Fetch(
+        SourceSpec::Files(path) => OpenedSource::Files(source::files(path)?),
+        SourceSpec::Fetch { base_url, key } => OpenedSource::Fetch(
             FetchApi::new(base_url, key.clone(), config.fetch.timeouts.clone())?
                 .with_backoff(config.fetch.backoff)
                 .with_max_wait(config.fetch.max_wait)
@@ -81,9 +81,9 @@ pub fn open_source(config: &RunSettings) -> Result<Source, RunError> {
 
 /// The run's window plan: the fetch API always reads a window, by default the contract's last
 /// 70 minutes, computed now (a warm Lambda must not keep a stale window).
-pub fn window_plan(config: &RunSettings, source: &Source) -> WindowPlan {
+pub fn window_plan(config: &RunSettings, source: &OpenedSource) -> WindowPlan {
     match (config.windows, source) {
-        (WindowPlan::All, Source::Fetch(_)) => {
+        (WindowPlan::All, OpenedSource::Fetch(_)) => {
             WindowPlan::resolve(&WindowRequest::default(), true, unix_now())
         }
         (plan, _) => plan,
@@ -99,7 +99,7 @@ pub async fn lanes(
     plan: WindowPlan,
     config: &RunSettings,
     summary: &mut RunSummary,
-) -> Result<Vec<Lane>, RunError> {
+) -> Result<Vec<LanePlan>, RunError> {
     let now = plan.now();
     let expired = sink.expire_running(now).await?;
     if expired > 0 {
@@ -156,7 +156,7 @@ pub async fn lanes(
         })
         .await?;
         summary.type_mut(&type_name);
-        lanes.push(Lane {
+        lanes.push(LanePlan {
             index: lanes.len(),
             table,
             plugin,

@@ -1,16 +1,14 @@
 //! Reading the source: each document to its type's lane, in batches, within the lane's budget
 //! of bytes in flight; envelope failures to the writer; and the deadline.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::lane::{Batch, LaneInput, LaneMessage, document_failure};
-use super::prepare::Source;
-use super::writer::WriterMessage;
+use super::message::{Batch, LaneInput, LaneMessage, ReadReport, WriterMessage, document_failure};
+use super::prepare::OpenedSource;
 use crate::config::RunSettings;
 use crate::document::EnvelopeError;
 use crate::error::RunError;
@@ -25,29 +23,9 @@ const FAILURES_PER_MESSAGE: usize = 100;
 /// A batch is handed on when it holds this many bytes, even with fewer documents.
 const BATCH_BYTES: usize = 4 << 20;
 
-/// What reading the source left to report.
-#[derive(Debug, Default)]
-pub struct ReadReport {
-    /// The source could not be read to its end (a file source).
-    pub source_error: Option<String>,
-    /// Types whose window could not be read to its end, with the reason.
-    pub type_errors: BTreeMap<String, String>,
-    /// Documents of types not selected, or outside their window.
-    pub skipped: u64,
-    /// Types stopped at the run's deadline.
-    pub stopped: BTreeSet<String>,
-    /// For a type whose window was read in parts: the end of its last part read to the end with
-    /// every earlier part (every document before it was handed on). A body's order is never
-    /// trusted: documents seen in time order say nothing of those not read yet.
-    pub done_until: BTreeMap<String, i64>,
-    /// Types whose body lost its structure, with the bytes that could not be read as
-    /// documents (kept when the window is given up).
-    pub unreadable: BTreeMap<String, Option<bytes::Bytes>>,
-}
-
 /// Reads the whole source, then closes every lane's input.
 pub async fn read_source(
-    source: Source,
+    source: OpenedSource,
     inputs: Vec<LaneInput>,
     writer: mpsc::Sender<WriterMessage>,
     config: &RunSettings,
@@ -55,7 +33,7 @@ pub async fn read_source(
 ) -> Result<ReadReport, RunError> {
     let report = Arc::new(Mutex::new(ReadReport::default()));
     match source {
-        Source::Files(files) => {
+        OpenedSource::Files(files) => {
             let mut router = Router::new(inputs, writer, &report, config, progress, None);
             let sizes: u64 = files
                 .iter()
@@ -83,7 +61,7 @@ pub async fn read_source(
                 (Ok(()), _) => {}
             }
         }
-        Source::Fetch(api) => {
+        OpenedSource::Fetch(api) => {
             // Types run concurrently, so fetching one overlaps transforming and writing
             // another; the semaphore bounds how many downloads run at once.
             let downloads = Arc::new(tokio::sync::Semaphore::new(config.fetch.concurrency.max(1)));

@@ -10,7 +10,7 @@ use futures_util::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 
 use super::budget::ByteBudget;
-use super::lane::{Batch, document_failure};
+use super::message::{Batch, Transformed, WriterMessage, document_failure};
 use crate::hooks::{Pause, Progress};
 use crate::model::{FailedDocument, Row, Stage};
 use crate::sink::{InsertOutcome, Sink, SinkError, TableSpec};
@@ -21,30 +21,6 @@ const FAILURES_PER_WRITE: usize = 500;
 const FAILURE_BYTES_PER_WRITE: usize = 8 << 20;
 /// Writes in flight at once.
 const WRITES_IN_FLIGHT: usize = 2;
-
-/// One batch through its plugin.
-#[derive(Debug)]
-pub struct Transformed {
-    pub lane: usize,
-    pub rows: Vec<Row>,
-    /// For each row, the index of its document in `batch`.
-    pub row_documents: Vec<usize>,
-    pub refused: u64,
-    pub failures: Vec<FailedDocument>,
-    /// The documents, kept (with their bytes counted) until their rows are written, so that a
-    /// row the database refuses is kept whole.
-    pub batch: Batch,
-}
-
-pub enum WriterMessage {
-    Transformed(Transformed),
-    /// Documents that failed before reaching a plugin.
-    Failures(Vec<FailedDocument>),
-    /// Write what this lane has gathered now.
-    Flush {
-        lane: usize,
-    },
-}
 
 /// A lane's rows waiting for a write.
 #[derive(Default)]

@@ -18,8 +18,6 @@ use super::SandboxLimits;
 use super::bindings;
 use super::native;
 use super::sandbox::{self, PluginState};
-use super::worker::TransformWorker;
-use crate::capability::Grants;
 use crate::model::{PluginInfo, is_safe_identifier};
 
 /// Why a plugin file could not be loaded. Every variant names the file.
@@ -73,9 +71,9 @@ pub fn engine_config() -> Config {
 
 /// The WebAssembly engine, with the ticker thread that drives every call's time budget.
 pub struct PluginEngine {
-    engine: Engine,
+    pub(super) engine: Engine,
     linker: Arc<Linker<PluginState>>,
-    limits: SandboxLimits,
+    pub(super) limits: SandboxLimits,
     /// Where compiled `.wasm` plugins are kept between runs, when anywhere.
     compile_cache: Option<PathBuf>,
     stop_ticker: Arc<AtomicBool>,
@@ -433,11 +431,6 @@ impl PluginEngine {
             found: format!("{}@{version}", bindings::PACKAGE),
             served: format!("{served_major}.{served_minor}.{served_patch}"),
         })
-    }
-
-    /// A worker that transforms documents of one plugin's type with the given grants.
-    pub fn worker(&self, plugin: Arc<LoadedPlugin>, grants: Grants) -> TransformWorker {
-        TransformWorker::new(self.engine.clone(), self.limits.clone(), plugin, grants)
     }
 }
 

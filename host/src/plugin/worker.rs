@@ -6,7 +6,7 @@ use std::time::Instant;
 use wasmtime::Engine;
 
 use super::SandboxLimits;
-use super::load::LoadedPlugin;
+use super::load::{LoadedPlugin, PluginEngine};
 use super::sandbox::{self, CallError};
 use crate::capability::Grants;
 use crate::document::{Envelope, check_id_length};
@@ -221,4 +221,11 @@ fn check_rows(
             })
         })
         .collect()
+}
+/// Workers are made by the engine (which loads plugins, and knows nothing of workers).
+impl PluginEngine {
+    /// A worker that transforms documents of one plugin's type with the given grants.
+    pub fn worker(&self, plugin: Arc<LoadedPlugin>, grants: Grants) -> TransformWorker {
+        TransformWorker::new(self.engine.clone(), self.limits.clone(), plugin, grants)
+    }
 }

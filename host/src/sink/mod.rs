@@ -15,12 +15,20 @@ mod common;
 mod coverage;
 mod dead_letter;
 mod insert;
+#[cfg(feature = "mysql")]
 mod mysql;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod retry;
 mod run_log;
 mod schema;
+#[cfg(feature = "sqlite")]
 mod sqlite;
+
+#[cfg(not(any(feature = "sqlite", feature = "mysql", feature = "postgres")))]
+compile_error!(
+    "batch-job-aurora needs at least one database engine: --features sqlite, mysql or postgres"
+);
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +39,7 @@ use crate::summary::TypeSummary;
 
 pub use coverage::{DeadLetterCount, RunRecord};
 pub use insert::{InsertOutcome, RefusedRow, WriteError};
+#[cfg(feature = "postgres")]
 pub use postgres::DDL_LOCK as POSTGRES_DDL_LOCK;
 pub use run_log::{
     LoggedWindow, RUN_MARGIN_SECS, RUN_WITHOUT_DEADLINE_SECS, RunStart, RunStatus, Watermark,
@@ -48,6 +57,8 @@ pub const RUN_LOG_TABLE: &str = "batch_job_runs";
 pub enum SinkError {
     #[error("unsupported database URL {0:?}: expected sqlite://PATH, mysql://… or postgres://…")]
     UnsupportedUrl(String),
+    #[error(transparent)]
+    Missing(#[from] crate::features::Missing),
     #[error("cannot open database {url}")]
     Connect {
         url: String,
@@ -122,9 +133,59 @@ pub struct Sink {
 /// The engine behind a [`Sink`].
 #[derive(Debug)]
 enum Kind {
+    #[cfg(feature = "sqlite")]
     Sqlite(sqlite::SqliteSink),
+    #[cfg(feature = "mysql")]
     Mysql(mysql::MysqlSink),
+    #[cfg(feature = "postgres")]
     Postgres(postgres::PostgresSink),
+}
+
+impl Kind {
+    /// The engine the URL's scheme names, opened; one this build lacks is refused by name.
+    async fn open(url: &str, read_only: bool) -> Result<Kind, SinkError> {
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            #[cfg(feature = "sqlite")]
+            return Ok(Kind::Sqlite(if read_only {
+                sqlite::SqliteSink::open_read_only(url, path).await?
+            } else {
+                sqlite::SqliteSink::open(url, path).await?
+            }));
+            #[cfg(not(feature = "sqlite"))]
+            return Err({
+                let _ = (path, read_only);
+                crate::features::Missing {
+                    what: "SQLite",
+                    feature: "sqlite",
+                }
+            }
+            .into());
+        }
+        if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            #[cfg(feature = "mysql")]
+            return Ok(Kind::Mysql(mysql::MysqlSink::open(url).await?));
+            #[cfg(not(feature = "mysql"))]
+            return Err(crate::features::Missing {
+                what: "MySQL/MariaDB",
+                feature: "mysql",
+            }
+            .into());
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            #[cfg(feature = "postgres")]
+            return Ok(Kind::Postgres(postgres::PostgresSink::open(url).await?));
+            #[cfg(not(feature = "postgres"))]
+            return Err(crate::features::Missing {
+                what: "PostgreSQL",
+                feature: "postgres",
+            }
+            .into());
+        }
+        Err(SinkError::UnsupportedUrl(crate::http::redact(url)))
+    }
 }
 
 /// What each engine does in its own SQL; [`Sink`] holds one and adds what all share (retries,
@@ -200,8 +261,11 @@ pub(crate) trait Engine {
 macro_rules! engine {
     ($sink:expr, $engine:ident => $body:expr) => {
         match &$sink.engine {
+            #[cfg(feature = "sqlite")]
             $crate::sink::Kind::Sqlite($engine) => $body,
+            #[cfg(feature = "mysql")]
             $crate::sink::Kind::Mysql($engine) => $body,
+            #[cfg(feature = "postgres")]
             $crate::sink::Kind::Postgres($engine) => $body,
         }
     };
@@ -245,6 +309,7 @@ impl Waits {
     }
 
     /// Whole seconds, at least 1, as MySQL's lock timeouts take them.
+    #[cfg(any(feature = "mysql", test))]
     fn lock_seconds(self) -> u64 {
         self.lock.as_secs_f64().ceil().max(1.0) as u64
     }
@@ -281,22 +346,7 @@ impl Sink {
         read_only: bool,
     ) -> Result<Sink, SinkError> {
         crate::secrets::register_url(url);
-        let engine = if let Some(path) = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        {
-            Kind::Sqlite(if read_only {
-                sqlite::SqliteSink::open_read_only(url, path).await?
-            } else {
-                sqlite::SqliteSink::open(url, path).await?
-            })
-        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
-            Kind::Mysql(mysql::MysqlSink::open(url).await?)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Kind::Postgres(postgres::PostgresSink::open(url).await?)
-        } else {
-            return Err(SinkError::UnsupportedUrl(crate::http::redact(url)));
-        };
+        let engine = Kind::open(url, read_only).await?;
         Ok(Sink {
             engine,
             deadline: std::sync::Mutex::new(deadline),
@@ -345,7 +395,7 @@ impl Sink {
     /// still say why.
     pub async fn log_stopped_run(&self, run_id: &str, types: &[String], error: &SinkError) {
         let counts = TypeSummary {
-            error: Some(crate::error::chain(error)),
+            error: Some(crate::secrets::chain(error)),
             ..TypeSummary::default()
         };
         for type_name in types {
@@ -357,8 +407,8 @@ impl Sink {
                 tracing::error!(
                     type_name,
                     "cannot mark the run failed in the run log ({}); it stopped because: {}",
-                    crate::error::chain(&log_error),
-                    crate::error::chain(error)
+                    crate::secrets::chain(&log_error),
+                    crate::secrets::chain(error)
                 );
             }
         }
@@ -411,6 +461,7 @@ impl Sink {
 
 /// Opens and closes one connection to `url` (with `options`, made from it), failing with the
 /// real cause when it cannot.
+#[cfg(any(feature = "mysql", feature = "postgres"))]
 async fn probe<C: sqlx::Connection>(url: &str, options: &C::Options) -> Result<(), SinkError> {
     let connect_error = |source| SinkError::Connect {
         url: crate::http::redact(url),

@@ -42,6 +42,32 @@ impl Budget {
 /// will be on every try. (Its SQLSTATE, 08S01, otherwise means a lost connection.)
 pub const MYSQL_PACKET_TOO_LARGE: u16 = 1153;
 
+/// MySQL's error number, when the error is MySQL's (never in a build without MySQL).
+fn mysql_number(database: &dyn sqlx::error::DatabaseError) -> Option<u16> {
+    #[cfg(feature = "mysql")]
+    return database
+        .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+        .map(|mysql| mysql.number());
+    #[cfg(not(feature = "mysql"))]
+    return {
+        let _ = database;
+        None
+    };
+}
+
+/// Whether the error is SQLite's.
+fn is_sqlite(database: &dyn sqlx::error::DatabaseError) -> bool {
+    #[cfg(feature = "sqlite")]
+    return database
+        .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+        .is_some();
+    #[cfg(not(feature = "sqlite"))]
+    return {
+        let _ = database;
+        false
+    };
+}
+
 /// Whether an error is likely to pass on its own: a lost connection, a deadlock, a failover
 /// that left the connection on a read-only instance, too many connections.
 pub fn is_transient(error: &sqlx::Error) -> bool {
@@ -54,7 +80,7 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
         | sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(database) => {
             let code = database.code().unwrap_or_default();
-            if let Some(mysql) = database.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+            if let Some(number) = mysql_number(database.as_ref()) {
                 // MySQL/MariaDB say what happened in their error number; the SQLSTATE is a
                 // broad class. Deadlock, lock wait timeout, too many connections, read-only
                 // (after a failover), server gone or lost, shutdown, connection killed,
@@ -62,7 +88,6 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
                 const TRANSIENT: [u16; 12] = [
                     1213, 1205, 1040, 1290, 1836, 1792, 2006, 2013, 1053, 1927, 1969, 3024,
                 ];
-                let number = mysql.number();
                 return number != MYSQL_PACKET_TOO_LARGE
                     && (TRANSIENT.contains(&number)
                         || code.starts_with("08")
@@ -91,7 +116,7 @@ pub fn is_storage_failure(error: &sqlx::Error) -> bool {
     let sqlx::Error::Database(database) = error else {
         return false;
     };
-    if let Some(mysql) = database.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+    if let Some(number) = mysql_number(database.as_ref()) {
         // File not found, disk full, engine error, table full, error during COMMIT or
         // ROLLBACK, access denied (database, table, column, command), no such table or
         // column, out of memory, read-only schema.
@@ -99,13 +124,10 @@ pub fn is_storage_failure(error: &sqlx::Error) -> bool {
             3, 1021, 1030, 1114, 1180, 1181, 1044, 1045, 1142, 1143, 1146, 1054, 1037, 1038, 3989,
             1036,
         ];
-        return STORAGE.contains(&mysql.number());
+        return STORAGE.contains(&number);
     }
     let code = database.code().unwrap_or_default();
-    if database
-        .try_downcast_ref::<sqlx::sqlite::SqliteError>()
-        .is_some()
-    {
+    if is_sqlite(database.as_ref()) {
         // The primary result code: SQLITE_PERM, BUSY and LOCKED (another process held the
         // file past the busy timeout), NOMEM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB
         // (extended codes keep it in their low byte).
