@@ -592,12 +592,13 @@ fn print_summaries(
     }
 }
 
-/// The bar templates: with a known size (percentage, ETA) and without.
+/// The bar templates: with a known size (percentage, ETA) and without. A type of a file source
+/// gets its bytes in steps (its documents'), so its rate is the run's average, in its message.
 fn bar_style(size_known: bool) -> ProgressStyle {
     let template = if size_known {
         "{prefix:>14} [{bar:24}] {percent:>3}% {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec} ETA {eta} {msg}"
     } else {
-        "{prefix:>14} {spinner} {decimal_bytes} {decimal_bytes_per_sec} {msg}"
+        "{prefix:>14} {spinner} {decimal_bytes} {msg}"
     };
     ProgressStyle::with_template(template)
         .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -608,6 +609,7 @@ fn draw_bars(progress: &Progress, stop: &std::sync::atomic::AtomicBool, started:
     let bars = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
     let total = bars.add(ProgressBar::new_spinner().with_prefix("source"));
     total.set_style(bar_style(false));
+    let seconds = || started.elapsed().as_secs_f64().max(0.001);
     let mut known = false;
     let mut types: Vec<(String, ProgressBar, bool)> = Vec::new();
     let rate = |documents: u64| documents as f64 / started.elapsed().as_secs_f64().max(0.001);
@@ -621,8 +623,18 @@ fn draw_bars(progress: &Progress, stop: &std::sync::atomic::AtomicBool, started:
             }
         }
         total.set_position(snapshot.bytes_read);
+        let source_rate = if known {
+            String::new()
+        } else {
+            format!(
+                "{}/s, ",
+                batch_job_aurora::hooks::bytes_text(
+                    (snapshot.bytes_read as f64 / seconds()) as u64
+                )
+            )
+        };
         total.set_message(format!(
-            "{} docs ({:.0}/s), {} inserted, {} duplicates, {} refused, {} failed",
+            "{source_rate}{} docs ({:.0}/s), {} inserted, {} duplicates, {} refused, {} failed",
             snapshot.documents,
             rate(snapshot.documents),
             Progress::get(&progress.inserted),
@@ -649,7 +661,18 @@ fn draw_bars(progress: &Progress, stop: &std::sync::atomic::AtomicBool, started:
                 }
             }
             bar.set_position(read);
-            bar.set_message(format!("{documents} docs ({:.0} docs/s)", rate(documents)));
+            let bytes_rate = if *sized {
+                String::new()
+            } else {
+                format!(
+                    "{}/s, ",
+                    batch_job_aurora::hooks::bytes_text((read as f64 / seconds()) as u64)
+                )
+            };
+            bar.set_message(format!(
+                "{bytes_rate}{documents} docs ({:.0} docs/s)",
+                rate(documents)
+            ));
             bar.tick();
         }
         total.tick();
