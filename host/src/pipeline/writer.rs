@@ -13,7 +13,8 @@ use super::budget::ByteBudget;
 use super::lane::{Batch, document_failure};
 use crate::hooks::{Pause, Progress};
 use crate::model::{FailedDocument, Row, Stage};
-use crate::sink::{InsertOutcome, Sink, SinkError, TableSpec};
+use crate::sink::replay::{DeadLetter, ReplayOutcome};
+use crate::sink::{InsertOutcome, OnExisting, RowFate, Sink, SinkError, TableSpec};
 use crate::summary::TypeSummary;
 
 /// Failures are written in groups of this many, or sooner when they hold this many bytes.
@@ -30,6 +31,10 @@ pub struct Transformed {
     /// For each row, the index of its document in `batch`.
     pub row_documents: Vec<usize>,
     pub refused: u64,
+    /// In a replay, the dead letters (by place) whose documents the plugin refused, and those
+    /// it made no rows of.
+    pub refused_origins: Vec<usize>,
+    pub empty_origins: Vec<usize>,
     pub failures: Vec<FailedDocument>,
     /// The documents, kept (with their bytes counted) until their rows are written, so that a
     /// row the database refuses is kept whole.
@@ -72,6 +77,28 @@ impl Pending {
         self.batches.push(transformed.batch);
     }
 
+    /// In a replay, the dead letters whose documents this write stored, and those whose rows
+    /// were all stored before (a document with a refused row fails, and is marked so).
+    fn replayed(&self, outcome: &InsertOutcome) -> BTreeMap<usize, ReplayOutcome> {
+        let mut documents: BTreeMap<(usize, usize), Option<ReplayOutcome>> = BTreeMap::new();
+        for (row, fate) in outcome.fates.iter().enumerate() {
+            let slot = documents
+                .entry(self.documents[row])
+                .or_insert(Some(ReplayOutcome::Duplicate));
+            *slot = match (fate, *slot) {
+                (RowFate::Refused, _) | (_, None) => None,
+                (RowFate::Inserted | RowFate::Updated, _) => Some(ReplayOutcome::Stored),
+                (_, kept) => kept,
+            };
+        }
+        documents
+            .into_iter()
+            .filter_map(|((batch, document), outcome)| {
+                Some((self.batches[batch].documents[document].origin?, outcome?))
+            })
+            .collect()
+    }
+
     /// The dead letters of the rows a write refused.
     fn refused(&self, type_name: &str, outcome: &InsertOutcome) -> Vec<FailedDocument> {
         outcome
@@ -98,20 +125,26 @@ pub async fn write_all(
     run_id: String,
     progress: Arc<Progress>,
     pause: Option<Pause>,
+    on_existing: OnExisting,
+    replay: Option<Arc<Vec<DeadLetter>>>,
 ) -> Result<BTreeMap<String, TypeSummary>, SinkError> {
+    let letters = replay.as_deref().map(Vec::as_slice);
     let mut writes_done = 0;
     let (tables, budgets): (Vec<TableSpec>, Vec<Arc<ByteBudget>>) = lanes.into_iter().unzip();
     let mut counts: BTreeMap<String, TypeSummary> = BTreeMap::new();
     let mut pending: Vec<Pending> = tables.iter().map(|_| Pending::default()).collect();
     let mut failures = Failures::default();
     let mut writes = FuturesUnordered::new();
+    let fates = replay.is_some();
     let write = |lane: usize, rows: Pending| {
         let sink = Arc::clone(&sink);
         let table = tables[lane].clone();
         let progress = Arc::clone(&progress);
         async move {
             let started = std::time::Instant::now();
-            let outcome = sink.insert(&table, &rows.rows).await;
+            let outcome = sink
+                .write(&table, &rows.rows, on_existing, fates)
+                .await;
             Progress::add_elapsed(&progress.write_nanos, started);
             (lane, rows, outcome)
         }
@@ -135,6 +168,13 @@ pub async fn write_all(
                         let name = tables[lane].name();
                         counts.entry(name.to_owned()).or_default().refused += transformed.refused;
                         Progress::add(&progress.refused, transformed.refused);
+                        if let Some(letters) = letters {
+                            let keys = |origins: &[usize]| -> Vec<i64> {
+                                origins.iter().flat_map(|&o| letters[o].keys()).collect()
+                            };
+                            sink.mark_replayed(&run_id, ReplayOutcome::Refused, &keys(&transformed.refused_origins)).await?;
+                            sink.mark_replayed(&run_id, ReplayOutcome::Stored, &keys(&transformed.empty_origins)).await?;
+                        }
                         failures.extend(std::mem::take(&mut transformed.failures));
                         pending[lane].add(transformed);
                         None
@@ -162,6 +202,17 @@ pub async fn write_all(
                 let entry = counts.entry(name.to_owned()).or_default();
                 entry.inserted += outcome.inserted;
                 entry.duplicates += outcome.duplicates;
+                entry.updated += outcome.updated;
+                entry.unchanged += outcome.unchanged;
+                if let Some(letters) = letters {
+                    let mut marks: BTreeMap<ReplayOutcome, Vec<i64>> = BTreeMap::new();
+                    for (origin, replayed) in rows.replayed(&outcome) {
+                        marks.entry(replayed).or_default().extend(letters[origin].keys());
+                    }
+                    for (replayed, keys) in marks {
+                        sink.mark_replayed(&run_id, replayed, &keys).await?;
+                    }
+                }
                 Progress::add(&progress.inserted, outcome.inserted);
                 Progress::add(&progress.duplicates, outcome.duplicates);
                 failures.extend(rows.refused(name, &outcome));
@@ -175,12 +226,12 @@ pub async fn write_all(
         }
         if failures.is_due() {
             failures
-                .write(&sink, &run_id, &mut counts, &progress)
+                .write(&sink, &run_id, &mut counts, &progress, letters)
                 .await?;
         }
     }
     failures
-        .write(&sink, &run_id, &mut counts, &progress)
+        .write(&sink, &run_id, &mut counts, &progress, letters)
         .await?;
     Ok(counts)
 }
@@ -208,11 +259,28 @@ impl Failures {
         run_id: &str,
         counts: &mut BTreeMap<String, TypeSummary>,
         progress: &Progress,
+        letters: Option<&[DeadLetter]>,
     ) -> Result<(), SinkError> {
         if self.list.is_empty() {
             return Ok(());
         }
-        sink.record_failures(run_id, &self.list).await?;
+        // A replayed dead letter that fails again stays the record it is, with the new
+        // reason and one attempt more: never kept twice.
+        let (again, new): (Vec<&FailedDocument>, Vec<&FailedDocument>) = self
+            .list
+            .iter()
+            .partition(|failure| failure.origin.is_some() && letters.is_some());
+        if !new.is_empty() {
+            let new: Vec<FailedDocument> = new.into_iter().cloned().collect();
+            sink.record_failures(run_id, &new).await?;
+        }
+        if let Some(letters) = letters {
+            for failure in again {
+                let letter = &letters[failure.origin.unwrap_or_default()];
+                sink.replay_failed(run_id, letter, failure.stage, &failure.error)
+                    .await?;
+            }
+        }
         self.bytes = 0;
         for failure in self.list.drain(..) {
             tracing::debug!(
