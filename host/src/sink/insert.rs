@@ -208,7 +208,10 @@ impl Sink {
             let stored: std::collections::HashMap<String, Vec<Option<String>>> = stored
                 .into_iter()
                 .filter_map(|mut values| {
-                    let id = values.first_mut()?.take()?;
+                    if values.is_empty() {
+                        return None;
+                    }
+                    let id = values.remove(0)?;
                     Some((id, values))
                 })
                 .collect();
