@@ -255,8 +255,12 @@ async fn a_replay_killed_mid_way_and_replayed_again_stores_every_document_once()
             .spawn()
             .unwrap();
         let stderr = std::io::BufReader::new(first.stderr.take().unwrap());
-        let paused = stderr.lines().map_while(Result::ok).any(|l| l == "paused");
-        assert!(paused, "{engine:?}: the replay ended without pausing");
+        let mut said = Vec::new();
+        let paused = stderr.lines().map_while(Result::ok).any(|line| {
+            said.push(line.clone());
+            line == "paused"
+        });
+        assert!(paused, "{engine:?}: the replay ended without pausing: {said:?}");
         first.kill().unwrap();
         first.wait().unwrap();
         let before = database.count_rows("ReplayType", "1 = 1").await;

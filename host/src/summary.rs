@@ -174,7 +174,12 @@ impl RunSummary {
         if let Some(error) = &self.error {
             text.push_str(&format!("error: {error}\n"));
         }
-        if self.failed > 0 {
+        if self.failed > 0 && self.replayed.is_some() {
+            text.push_str(&format!(
+                "dead letters that failed again keep their records in batch_job_failed_documents, with the new reason (replay_run_id {})\n",
+                self.run_id
+            ));
+        } else if self.failed > 0 {
             text.push_str(&format!(
                 "failed documents are kept in table batch_job_failed_documents (run_id {})\n",
                 self.run_id

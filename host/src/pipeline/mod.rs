@@ -97,10 +97,12 @@ pub(crate) async fn run_prepared(
 
     let plan = prepare::window_plan(&config, &source);
     let lanes = prepare::lanes(&sink, selected, plan, &config, &mut summary).await?;
+    // Purged: the records of the types asked for (all, without --types), whatever this
+    // replay found waiting.
     let purge = replay
         .as_ref()
         .filter(|(spec, _)| spec.purge_stored)
-        .map(|_| types.clone());
+        .map(|_| config.types.clone());
     let Some(interrupt) = hooks.interrupt.clone() else {
         let summary =
             read_write_and_log(config, hooks, engine, Arc::clone(&sink), source, lanes, summary, started)
