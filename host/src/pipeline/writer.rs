@@ -58,6 +58,9 @@ struct Pending {
     /// For each row, its batch in `batches` and its document there.
     documents: Vec<(usize, usize)>,
     batches: Vec<Batch>,
+    /// In a replay, dead-letter records to mark with this write (refused documents, which
+    /// have no rows).
+    marks: BTreeMap<ReplayOutcome, Vec<i64>>,
 }
 
 impl Pending {
@@ -140,11 +143,26 @@ pub async fn write_all(
         let sink = Arc::clone(&sink);
         let table = tables[lane].clone();
         let progress = Arc::clone(&progress);
+        let (replay, run_id) = (replay.clone(), run_id.clone());
         async move {
             let started = std::time::Instant::now();
-            let outcome = sink
+            let mut outcome = sink
                 .write(&table, &rows.rows, on_existing, fates)
                 .await;
+            // In a replay, each dead letter is marked once its rows are committed, in this
+            // write's own time.
+            if let (Some(letters), Ok(written)) = (replay.as_deref(), &outcome) {
+                let mut marks = rows.marks.clone();
+                for (origin, replayed) in rows.replayed(written) {
+                    marks.entry(replayed).or_default().extend(letters[origin].keys());
+                }
+                for (replayed, keys) in marks {
+                    if let Err(error) = sink.mark_replayed(&run_id, replayed, &keys).await {
+                        outcome = Err(error);
+                        break;
+                    }
+                }
+            }
             Progress::add_elapsed(&progress.write_nanos, started);
             (lane, rows, outcome)
         }
@@ -156,7 +174,7 @@ pub async fn write_all(
                 let Some(message) = message else {
                     open = false;
                     for (lane, rows) in pending.iter_mut().enumerate() {
-                        if !rows.batches.is_empty() {
+                        if !rows.batches.is_empty() || !rows.marks.is_empty() {
                             writes.push(write(lane, std::mem::take(rows)));
                         }
                     }
@@ -169,11 +187,18 @@ pub async fn write_all(
                         counts.entry(name.to_owned()).or_default().refused += transformed.refused;
                         Progress::add(&progress.refused, transformed.refused);
                         if let Some(letters) = letters {
-                            let keys = |origins: &[usize]| -> Vec<i64> {
-                                origins.iter().flat_map(|&o| letters[o].keys()).collect()
-                            };
-                            sink.mark_replayed(&run_id, ReplayOutcome::Refused, &keys(&transformed.refused_origins)).await?;
-                            sink.mark_replayed(&run_id, ReplayOutcome::Stored, &keys(&transformed.empty_origins)).await?;
+                            // Marked with the lane's next write, inside it: awaited here, a
+                            // mark could wait for the connection a write in flight holds
+                            // (SQLite has one).
+                            let marks = &mut pending[lane].marks;
+                            for (outcome, origins) in [
+                                (ReplayOutcome::Refused, &transformed.refused_origins),
+                                (ReplayOutcome::Stored, &transformed.empty_origins),
+                            ] {
+                                for &origin in origins {
+                                    marks.entry(outcome).or_default().extend(letters[origin].keys());
+                                }
+                            }
                         }
                         failures.extend(std::mem::take(&mut transformed.failures));
                         pending[lane].add(transformed);
@@ -204,15 +229,6 @@ pub async fn write_all(
                 entry.duplicates += outcome.duplicates;
                 entry.updated += outcome.updated;
                 entry.unchanged += outcome.unchanged;
-                if let Some(letters) = letters {
-                    let mut marks: BTreeMap<ReplayOutcome, Vec<i64>> = BTreeMap::new();
-                    for (origin, replayed) in rows.replayed(&outcome) {
-                        marks.entry(replayed).or_default().extend(letters[origin].keys());
-                    }
-                    for (replayed, keys) in marks {
-                        sink.mark_replayed(&run_id, replayed, &keys).await?;
-                    }
-                }
                 Progress::add(&progress.inserted, outcome.inserted);
                 Progress::add(&progress.duplicates, outcome.duplicates);
                 failures.extend(rows.refused(name, &outcome));
