@@ -82,7 +82,17 @@ async fn a_replay_after_a_plugin_fix_stores_what_failed_marks_it_and_moves_no_wi
         let database = TestDatabase::new(engine, "replay_fix").await;
         let url = database.url.as_str();
         let run = cli_json(
-            &["run", "--source", &source, "--database", url, "--from", &from, "--to", &to],
+            &[
+                "run",
+                "--source",
+                &source,
+                "--database",
+                url,
+                "--from",
+                &from,
+                "--to",
+                &to,
+            ],
             v1.path(),
             &[],
         );
@@ -101,7 +111,9 @@ async fn a_replay_after_a_plugin_fix_stores_what_failed_marks_it_and_moves_no_wi
         assert_eq!(counts(&again), [0, 0, 0, 5], "{engine:?}: {again}");
         assert_eq!(count(&again, "replayed"), 5, "{engine:?}: {again}");
         assert_eq!(
-            database.count("SELECT COUNT(*) FROM batch_job_failed_documents").await,
+            database
+                .count("SELECT COUNT(*) FROM batch_job_failed_documents")
+                .await,
             5,
             "{engine:?}: a failure again is no new record"
         );
@@ -121,13 +133,24 @@ async fn a_replay_after_a_plugin_fix_stores_what_failed_marks_it_and_moves_no_wi
 
         // v2 stores them, and the records say so.
         let fixed = cli_json(
-            &["replay", "--database", url, "--types", "ReplayType", "--stage", "plugin"],
+            &[
+                "replay",
+                "--database",
+                url,
+                "--types",
+                "ReplayType",
+                "--stage",
+                "plugin",
+            ],
             v2.path(),
             &[],
         );
         assert_eq!(counts(&fixed), [5, 0, 0, 0], "{engine:?}: {fixed}");
         assert_eq!(count(&fixed, "replayed"), 5, "{engine:?}: {fixed}");
-        assert_eq!(fixed["types"]["ReplayType"]["inserted"], 5, "{engine:?}: {fixed}");
+        assert_eq!(
+            fixed["types"]["ReplayType"]["inserted"], 5,
+            "{engine:?}: {fixed}"
+        );
         assert_eq!(database.count_rows("ReplayType", "1 = 1").await, 20);
         assert_eq!(outcomes(&database, "stored").await, 5, "{engine:?}");
         assert_eq!(waiting(&database).await, 0, "{engine:?}");
@@ -161,13 +184,22 @@ async fn a_replay_after_a_plugin_fix_stores_what_failed_marks_it_and_moves_no_wi
         let digests = database
             .strings("SELECT plugin_sha256 FROM batch_job_runs")
             .await;
-        assert!(digests.iter().all(|d| d.len() == 64), "{engine:?}: {digests:?}");
+        assert!(
+            digests.iter().all(|d| d.len() == 64),
+            "{engine:?}: {digests:?}"
+        );
 
         // --purge-stored deletes the records whose documents are stored, and only those.
-        let purge = cli_json(&["replay", "--database", url, "--purge-stored"], v2.path(), &[]);
+        let purge = cli_json(
+            &["replay", "--database", url, "--purge-stored"],
+            v2.path(),
+            &[],
+        );
         assert_eq!(count(&purge, "purged"), 5, "{engine:?}: {purge}");
         assert_eq!(
-            database.count("SELECT COUNT(*) FROM batch_job_failed_documents").await,
+            database
+                .count("SELECT COUNT(*) FROM batch_job_failed_documents")
+                .await,
             0,
             "{engine:?}"
         );
@@ -200,7 +232,17 @@ async fn a_replay_after_a_slack_outage_stores_every_dead_letter_once() {
             .put("/control/faults", &json!({"slack_500": 1_000_000}))
             .await;
         let outage = cli_json(
-            &["run", "--source", &source, "--database", url, "--max-wait", "1", "--retry-budget", "1"],
+            &[
+                "run",
+                "--source",
+                &source,
+                "--database",
+                url,
+                "--max-wait",
+                "1",
+                "--retry-budget",
+                "1",
+            ],
             plugins.path(),
             &env,
         );
@@ -242,7 +284,11 @@ async fn a_replay_killed_mid_way_and_replayed_again_stores_every_document_once()
     for engine in ENGINES {
         let database = TestDatabase::new(engine, "replay_kill").await;
         let url = database.url.as_str();
-        let run = cli_json(&["run", "--source", &source, "--database", url], v1.path(), &[]);
+        let run = cli_json(
+            &["run", "--source", &source, "--database", url],
+            v1.path(),
+            &[],
+        );
         assert_eq!(counts(&run), [0, 0, 0, DOCUMENTS], "{engine:?}: {run}");
 
         // The replay pauses after two writes of 500 rows; it is killed there, for certain.
@@ -260,7 +306,10 @@ async fn a_replay_killed_mid_way_and_replayed_again_stores_every_document_once()
             said.push(line.clone());
             line == "paused"
         });
-        assert!(paused, "{engine:?}: the replay ended without pausing: {said:?}");
+        assert!(
+            paused,
+            "{engine:?}: the replay ended without pausing: {said:?}"
+        );
         first.kill().unwrap();
         first.wait().unwrap();
         let before = database.count_rows("ReplayType", "1 = 1").await;
@@ -287,7 +336,11 @@ async fn a_replay_killed_mid_way_and_replayed_again_stores_every_document_once()
             DOCUMENTS,
             "{engine:?}"
         );
-        assert_eq!(outcomes(&database, "duplicate").await, duplicates, "{engine:?}");
+        assert_eq!(
+            outcomes(&database, "duplicate").await,
+            duplicates,
+            "{engine:?}"
+        );
     }
 }
 
@@ -305,7 +358,15 @@ async fn reprocessing_with_a_fixed_plugin_updates_exactly_the_rows_that_differ()
         let url = database.url.as_str();
         let run = |plugins: &Path, on_existing: &str| {
             cli_json(
-                &["run", "--source", &source, "--database", url, "--on-existing", on_existing],
+                &[
+                    "run",
+                    "--source",
+                    &source,
+                    "--database",
+                    url,
+                    "--on-existing",
+                    on_existing,
+                ],
                 plugins,
                 &[],
             )
@@ -325,7 +386,10 @@ async fn reprocessing_with_a_fixed_plugin_updates_exactly_the_rows_that_differ()
         assert_eq!(count(&update, "updated"), 7, "{engine:?}: {update}");
         assert_eq!(count(&update, "unchanged"), 13, "{engine:?}: {update}");
         let per_type = &update["types"]["ReplayType"];
-        assert_eq!((count(per_type, "updated"), count(per_type, "unchanged")), (7, 13));
+        assert_eq!(
+            (count(per_type, "updated"), count(per_type, "unchanged")),
+            (7, 13)
+        );
         assert_eq!(database.count_rows("ReplayType", "score = 0").await, 0);
         assert_eq!(database.count_rows("ReplayType", "1 = 1").await, 20);
         assert_eq!(

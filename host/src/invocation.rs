@@ -223,17 +223,20 @@ impl InvocationEvent {
             catch_up: self.catch_up,
             deadline,
             on_existing: self.on_existing,
-            replay: self.replay.as_ref().map(|replay| crate::sink::replay::Replay {
-                query: crate::sink::replay::DeadLetterQuery {
-                    stages: replay
-                        .stage
-                        .as_deref()
-                        .and_then(crate::sink::replay::stages)
-                        .unwrap_or_default(),
+            replay: self
+                .replay
+                .as_ref()
+                .map(|replay| crate::sink::replay::Replay {
+                    query: crate::sink::replay::DeadLetterQuery {
+                        stages: replay
+                            .stage
+                            .as_deref()
+                            .and_then(crate::sink::replay::stages)
+                            .unwrap_or_default(),
+                        ..Default::default()
+                    },
                     ..Default::default()
-                },
-                ..Default::default()
-            }),
+                }),
             types: match &self.replay {
                 Some(ReplayEvent {
                     types: Some(types), ..
@@ -604,7 +607,13 @@ mod tests {
         use crate::sink::replay::{DeadLetterQuery, Replay};
         let request = |text: &str| InvocationEvent::from_json(text).map(|e| e.run_request(None));
         // (name, event, types, replay, on_existing)
-        let cases: Vec<(&str, &str, Option<Vec<String>>, Option<Replay>, Option<OnExisting>)> = vec![
+        let cases: Vec<(
+            &str,
+            &str,
+            Option<Vec<String>>,
+            Option<Replay>,
+            Option<OnExisting>,
+        )> = vec![
             ("no replay", "{}", None, None, None),
             (
                 "a replay of one type's plugin failures",

@@ -87,8 +87,7 @@ pub fn resolve(
         // A replay reads the dead letters of the database it writes to.
         Some(replay) => SourceSpec::DeadLetters(replay),
         None => {
-            let Some(source) = request.source.or_else(|| environment.fetch_api_url.clone())
-            else {
+            let Some(source) = request.source.or_else(|| environment.fetch_api_url.clone()) else {
                 return Err(ResolveError::NoSource(if lambda {
                     "DATAPLATTFORM_AURORA_FETCH_API_URL is not set"
                 } else {

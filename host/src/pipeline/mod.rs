@@ -104,9 +104,17 @@ pub(crate) async fn run_prepared(
         .filter(|(spec, _)| spec.purge_stored)
         .map(|_| config.types.clone());
     let Some(interrupt) = hooks.interrupt.clone() else {
-        let summary =
-            read_write_and_log(config, hooks, engine, Arc::clone(&sink), source, lanes, summary, started)
-                .await?;
+        let summary = read_write_and_log(
+            config,
+            hooks,
+            engine,
+            Arc::clone(&sink),
+            source,
+            lanes,
+            summary,
+            started,
+        )
+        .await?;
         return purge_stored(&sink, purge, summary).await;
     };
     let run_id = summary.run_id.clone();
@@ -146,7 +154,10 @@ async fn dead_letters(
             .into_iter()
             .partition(|(type_name, _)| plugins.get(type_name).is_some());
         for (type_name, count) in unserved {
-            tracing::warn!(type_name, "{count} dead letters of a type no plugin serves: left waiting");
+            tracing::warn!(
+                type_name,
+                "{count} dead letters of a type no plugin serves: left waiting"
+            );
             summary.type_mut(&type_name).notes.push(format!(
                 "{count} dead letters left waiting: no plugin serves this type"
             ));

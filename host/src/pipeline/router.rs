@@ -246,7 +246,11 @@ impl Router {
     /// A dead letter's document, routed as a run routes it. It is of the dead letter's type
     /// (a fetched document need not say its type); what fails again carries where it came
     /// from, so that the dead letter is marked rather than kept twice.
-    fn replay(&mut self, origin: usize, letter: &crate::sink::replay::DeadLetter) -> ControlFlow<()> {
+    fn replay(
+        &mut self,
+        origin: usize,
+        letter: &crate::sink::replay::DeadLetter,
+    ) -> ControlFlow<()> {
         let item = crate::document::check_envelope(bytes::Bytes::from(letter.document.clone()));
         let mut envelope = match item {
             Ok(envelope) => envelope,
@@ -266,7 +270,8 @@ impl Router {
                     "type is {found:?}, but the window of {} was asked for",
                     letter.type_name
                 );
-                let failure = document_failure(&letter.type_name, &envelope, Stage::Envelope, error);
+                let failure =
+                    document_failure(&letter.type_name, &envelope, Stage::Envelope, error);
                 self.fail(failure)
             }
             _ => {

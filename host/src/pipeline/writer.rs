@@ -146,15 +146,16 @@ pub async fn write_all(
         let (replay, run_id) = (replay.clone(), run_id.clone());
         async move {
             let started = std::time::Instant::now();
-            let mut outcome = sink
-                .write(&table, &rows.rows, on_existing, fates)
-                .await;
+            let mut outcome = sink.write(&table, &rows.rows, on_existing, fates).await;
             // In a replay, each dead letter is marked once its rows are committed, in this
             // write's own time.
             if let (Some(letters), Ok(written)) = (replay.as_deref(), &outcome) {
                 let mut marks = rows.marks.clone();
                 for (origin, replayed) in rows.replayed(written) {
-                    marks.entry(replayed).or_default().extend(letters[origin].keys());
+                    marks
+                        .entry(replayed)
+                        .or_default()
+                        .extend(letters[origin].keys());
                 }
                 for (replayed, keys) in marks {
                     if let Err(error) = sink.mark_replayed(&run_id, replayed, &keys).await {

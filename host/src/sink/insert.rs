@@ -259,10 +259,12 @@ impl Sink {
                         RowFate::Inserted
                     };
                 }
-                outcome.refused.extend(written.refused.into_iter().map(|r| RefusedRow {
-                    index: indices[r.index],
-                    error: r.error,
-                }));
+                outcome
+                    .refused
+                    .extend(written.refused.into_iter().map(|r| RefusedRow {
+                        index: indices[r.index],
+                        error: r.error,
+                    }));
             }
         }
         for fate in &outcome.fates {
@@ -310,8 +312,7 @@ fn same_row(table: &TableSpec, row: &Row, stored: &[Option<String>], decimal: bo
                 if decimal && column.kind == ColumnType::Float {
                     (value * 100.0).round() == (found * 100.0).round()
                 } else {
-                    value == &found
-                        || (value - found).abs() <= 1e-12 * value.abs().max(found.abs())
+                    value == &found || (value - found).abs() <= 1e-12 * value.abs().max(found.abs())
                 }
             }
         })
@@ -380,10 +381,22 @@ mod tests {
         let table = TableSpec::new(
             "T",
             &[
-                Column { name: "n".into(), kind: ColumnType::Int },
-                Column { name: "f".into(), kind: ColumnType::Float },
-                Column { name: "b".into(), kind: ColumnType::Bool },
-                Column { name: "t".into(), kind: ColumnType::Text },
+                Column {
+                    name: "n".into(),
+                    kind: ColumnType::Int,
+                },
+                Column {
+                    name: "f".into(),
+                    kind: ColumnType::Float,
+                },
+                Column {
+                    name: "b".into(),
+                    kind: ColumnType::Bool,
+                },
+                Column {
+                    name: "t".into(),
+                    kind: ColumnType::Text,
+                },
             ],
         )
         .unwrap();
@@ -402,15 +415,60 @@ mod tests {
         };
         // (name, stored values, decimal floats, same)
         let cases = [
-            ("MySQL's text", stored([Some("5"), Some("3"), Some("1.23"), Some("1"), None]), true, true),
-            ("PostgreSQL's text", stored([Some("5"), Some("3"), Some("1.23"), Some("true"), None]), true, true),
-            ("SQLite keeps the float whole", stored([Some("5"), Some("3"), Some("1.234"), Some("1"), None]), false, true),
-            ("SQLite: a rounded float differs", stored([Some("5"), Some("3"), Some("1.23"), Some("1"), None]), false, false),
-            ("another timestamp", stored([Some("6"), Some("3"), Some("1.23"), Some("1"), None]), true, false),
-            ("another int", stored([Some("5"), Some("0"), Some("1.23"), Some("1"), None]), true, false),
-            ("another bool", stored([Some("5"), Some("3"), Some("1.23"), Some("0"), None]), true, false),
-            ("text where NULL is due", stored([Some("5"), Some("3"), Some("1.23"), Some("1"), Some("")]), true, false),
-            ("NULL where a value is due", stored([Some("5"), None, Some("1.23"), Some("1"), None]), true, false),
+            (
+                "MySQL's text",
+                stored([Some("5"), Some("3"), Some("1.23"), Some("1"), None]),
+                true,
+                true,
+            ),
+            (
+                "PostgreSQL's text",
+                stored([Some("5"), Some("3"), Some("1.23"), Some("true"), None]),
+                true,
+                true,
+            ),
+            (
+                "SQLite keeps the float whole",
+                stored([Some("5"), Some("3"), Some("1.234"), Some("1"), None]),
+                false,
+                true,
+            ),
+            (
+                "SQLite: a rounded float differs",
+                stored([Some("5"), Some("3"), Some("1.23"), Some("1"), None]),
+                false,
+                false,
+            ),
+            (
+                "another timestamp",
+                stored([Some("6"), Some("3"), Some("1.23"), Some("1"), None]),
+                true,
+                false,
+            ),
+            (
+                "another int",
+                stored([Some("5"), Some("0"), Some("1.23"), Some("1"), None]),
+                true,
+                false,
+            ),
+            (
+                "another bool",
+                stored([Some("5"), Some("3"), Some("1.23"), Some("0"), None]),
+                true,
+                false,
+            ),
+            (
+                "text where NULL is due",
+                stored([Some("5"), Some("3"), Some("1.23"), Some("1"), Some("")]),
+                true,
+                false,
+            ),
+            (
+                "NULL where a value is due",
+                stored([Some("5"), None, Some("1.23"), Some("1"), None]),
+                true,
+                false,
+            ),
         ];
         for (name, values, decimal, same) in cases {
             assert_eq!(same_row(&table, &row, &values, decimal), same, "{name}");

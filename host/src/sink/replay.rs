@@ -101,20 +101,30 @@ pub fn rejoin(records: Vec<StoredDeadLetter>) -> Vec<DeadLetter> {
                 record.run_id == first.run_id
                     && record.type_name == first.type_name
                     && record.document_id == first.document_id
-                    && part_of(&record.error)
-                        .is_some_and(|(i, n, _)| i == offset + 1 && n == count)
+                    && part_of(&record.error).is_some_and(|(i, n, _)| i == offset + 1 && n == count)
             });
             if whole {
                 letters.push(DeadLetter {
                     records: group
                         .iter()
-                        .map(|record| (record.key, format!("[part {}/{count}] ", part_of(&record.error).map_or(0, |p| p.0))))
+                        .map(|record| {
+                            (
+                                record.key,
+                                format!(
+                                    "[part {}/{count}] ",
+                                    part_of(&record.error).map_or(0, |p| p.0)
+                                ),
+                            )
+                        })
                         .collect(),
                     type_name: first.type_name.clone(),
                     document_id: first.document_id.clone(),
                     stage: first.stage.clone(),
                     error: error.to_owned(),
-                    document: group.iter().map(|record| record.document.as_str()).collect(),
+                    document: group
+                        .iter()
+                        .map(|record| record.document.as_str())
+                        .collect(),
                 });
                 index += count;
                 continue;
@@ -155,7 +165,10 @@ impl ReplayOutcome {
 
 impl Sink {
     /// The waiting dead letters `query` selects, parts rejoined, in the order they were kept.
-    pub async fn dead_letters(&self, query: &DeadLetterQuery) -> Result<Vec<DeadLetter>, SinkError> {
+    pub async fn dead_letters(
+        &self,
+        query: &DeadLetterQuery,
+    ) -> Result<Vec<DeadLetter>, SinkError> {
         let records = self
             .retrying(DEAD_LETTER_TABLE, "read", || async {
                 engine!(self, engine => engine.dead_letters(query).await)
