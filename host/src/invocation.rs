@@ -607,13 +607,14 @@ mod tests {
         use crate::sink::replay::{DeadLetterQuery, Replay};
         let request = |text: &str| InvocationEvent::from_json(text).map(|e| e.run_request(None));
         // (name, event, types, replay, on_existing)
-        let cases: Vec<(
-            &str,
-            &str,
+        type Case = (
+            &'static str,
+            &'static str,
             Option<Vec<String>>,
             Option<Replay>,
             Option<OnExisting>,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             ("no replay", "{}", None, None, None),
             (
                 "a replay of one type's plugin failures",

@@ -120,6 +120,7 @@ impl Pending {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn write_all(
     sink: Arc<Sink>,
     lanes: Vec<(TableSpec, Arc<ByteBudget>)>,

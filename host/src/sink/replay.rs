@@ -248,7 +248,12 @@ mod tests {
 
     #[test]
     fn parts_are_rejoined_and_the_rest_kept_as_they_are() {
-        let cases: Vec<(&str, Vec<StoredDeadLetter>, Vec<(Vec<i64>, &str, &str)>)> = vec![
+        type Case = (
+            &'static str,
+            Vec<StoredDeadLetter>,
+            Vec<(Vec<i64>, &'static str, &'static str)>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "one record",
                 vec![record(1, "a", "boom", "{}")],
