@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PLUGINS: [&str; 7] = [
+const PLUGINS: [&str; 9] = [
     "plugin-github",
     "plugin-slack",
     "plugin-event-rating",
@@ -15,6 +15,8 @@ const PLUGINS: [&str; 7] = [
     "test-plugin-bad-name",
     "test-plugin-future-wit",
     "test-plugin-frozen-1-0-0",
+    "test-plugin-replay-v1",
+    "test-plugin-replay-v2",
 ];
 
 fn main() {

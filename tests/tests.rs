@@ -15,6 +15,7 @@ mod loading;
 mod network_faults;
 mod old_job_behaviour;
 mod plugin_faults;
+mod replay;
 mod resilience;
 mod sandbox;
 mod secrets;

@@ -1,4 +1,4 @@
-//! The local runner: `batch-job-aurora run | status | plugins | plugin new|build|check`. Glue only: flags in, one library call,
+//! The local runner: `batch-job-aurora run | replay | status | plugins | plugin new|build|check`. Glue only: flags in, one library call,
 //! the summary out.
 
 use std::io::IsTerminal;
@@ -37,6 +37,9 @@ struct Cli {
 enum Command {
     /// Runs the job once.
     Run(Box<RunArgs>),
+    /// Sends the dead letters (batch_job_failed_documents) through today's plugins and
+    /// database again, as a run would; each record is marked with what its replay did.
+    Replay(Box<ReplayArgs>),
     /// Shows what is loaded, per type: spans, holes, failed windows, dead letters waiting,
     /// the last success and plugin versions. Only reads: changes nothing.
     Status(StatusArgs),
@@ -263,6 +266,74 @@ struct RunArgs {
     /// test can kill the process at a known point).
     #[arg(long, value_name = "WRITES", hide = true)]
     pause_after_writes: Option<usize>,
+    /// What a row whose id is stored already does: `skip` keeps it (counted as a duplicate;
+    /// the contract's rule), `update` overwrites it when the plugin now yields other values
+    /// (counted `updated`, else `unchanged`): reprocessing a window with a fixed plugin.
+    #[arg(long, value_enum, default_value_t = OnExistingArg::Skip)]
+    on_existing: OnExistingArg,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OnExistingArg {
+    Skip,
+    Update,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StageArg {
+    Envelope,
+    Plugin,
+    Sink,
+    All,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// The database whose dead letters are replayed, and where their rows go (as `run`'s
+    /// --database).
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+    #[command(flatten)]
+    plugins: PluginArgs,
+    /// Only dead letters of these types (comma separated). Default: every type with dead
+    /// letters and a plugin.
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    types: Option<Vec<String>>,
+    /// Only dead letters that failed at this stage (`plugin` includes traps and rows that
+    /// did not fit the columns).
+    #[arg(long, value_enum, default_value_t = StageArg::All)]
+    stage: StageArg,
+    /// Only dead letters kept at or after this time, Unix seconds.
+    #[arg(long, value_name = "SECONDS")]
+    failed_since: Option<i64>,
+    /// Only dead letters kept at or before this time, Unix seconds.
+    #[arg(long, value_name = "SECONDS")]
+    failed_until: Option<i64>,
+    /// Only dead letters of this run.
+    #[arg(long, value_name = "ID")]
+    run_id: Option<String>,
+    /// Count what would be replayed; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Afterwards, delete the dead-letter records whose documents are now stored.
+    #[arg(long)]
+    purge_stored: bool,
+    #[command(flatten)]
+    lookups: LookupArgs,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+    /// Print one JSON object with the counts (and `replayed`) on stdout at the end.
+    #[arg(long)]
+    json: bool,
+    /// See `run --compile-cache`.
+    #[arg(long, value_name = "DIR|off")]
+    compile_cache: Option<String>,
+    /// Rows per database write (one transaction). Default: the library's.
+    #[arg(long, value_name = "ROWS", hide = true)]
+    rows_per_write: Option<usize>,
+    /// Tests only: see `run --pause-after-writes`.
+    #[arg(long, value_name = "WRITES", hide = true)]
+    pause_after_writes: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -288,6 +359,7 @@ fn run(command: Command, verbose: u8) -> Result<ExitCode> {
             list_plugins(&dir, json)
         }
         Command::Run(args) => run_job(*args, verbose),
+        Command::Replay(args) => replay(*args, verbose),
         Command::Status(args) => show_status(args),
         Command::Plugin(command) => plugin_command(command),
     }
@@ -370,13 +442,65 @@ fn check_plugin(args: CheckArgs) -> Result<ExitCode> {
 fn run_job(args: RunArgs, verbose: u8) -> Result<ExitCode> {
     let json = args.json;
     let now = args.now.unwrap_or_else(unix_now);
+    let pause = args.pause_after_writes;
+    let request = run_request(args)?;
+    execute(request, now, pause, json, verbose)
+}
+
+fn replay(args: ReplayArgs, verbose: u8) -> Result<ExitCode> {
+    if let (Some(since), Some(until)) = (args.failed_since, args.failed_until)
+        && since > until
+    {
+        bail!("--failed-since {since} is after --failed-until {until}");
+    }
+    let stage = match args.stage {
+        StageArg::Envelope => "envelope",
+        StageArg::Plugin => "plugin",
+        StageArg::Sink => "sink",
+        StageArg::All => "all",
+    };
+    let replay = batch_job_aurora::sink::replay::Replay {
+        query: batch_job_aurora::sink::replay::DeadLetterQuery {
+            types: None,
+            stages: batch_job_aurora::sink::replay::stages(stage).unwrap_or_default(),
+            failed_since: args.failed_since,
+            failed_until: args.failed_until,
+            run_id: args.run_id,
+        },
+        purge_stored: args.purge_stored,
+        dry_run: args.dry_run,
+    };
+    let request = RunRequest {
+        origin: Origin::LocalRunner,
+        database: args.database,
+        plugins: args.plugins.plugins,
+        types: args.types,
+        slack_channels: args.lookups.slack_channels,
+        event_codes: args.lookups.event_codes,
+        limits: Some(args.sandbox.limits()),
+        compile_cache: args.compile_cache,
+        rows_per_write: args.rows_per_write,
+        replay: Some(replay),
+        ..RunRequest::default()
+    };
+    execute(request, unix_now(), args.pause_after_writes, args.json, verbose)
+}
+
+/// One resolved run, `run`'s or `replay`'s: signals, the progress display, the summary out.
+fn execute(
+    request: RunRequest,
+    now: i64,
+    pause_after_writes: Option<usize>,
+    json: bool,
+    verbose: u8,
+) -> Result<ExitCode> {
     let environment = from_env(|name| std::env::var(name).ok())?;
     let hooks = RunHooks {
-        pause: args.pause_after_writes.map(Pause::after_writes),
+        pause: pause_after_writes.map(Pause::after_writes),
         interrupt: Some(Interrupt::default()),
         ..RunHooks::default()
     };
-    let config = resolve(run_request(args)?, &environment, now)?;
+    let config = resolve(request, &environment, now)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     if let Some(pause) = &hooks.pause {
         let reached = Arc::clone(&pause.reached);
@@ -482,6 +606,11 @@ fn run_request(args: RunArgs) -> Result<RunRequest> {
         compile_cache: args.compile_cache,
         plugin_instances: Some(args.plugin_instances),
         rows_per_write: args.rows_per_write,
+        on_existing: Some(match args.on_existing {
+            OnExistingArg::Skip => batch_job_aurora::sink::OnExisting::Skip,
+            OnExistingArg::Update => batch_job_aurora::sink::OnExisting::Update,
+        }),
+        replay: None,
     })
 }
 

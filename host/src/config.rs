@@ -67,6 +67,9 @@ pub struct RunSettings {
     /// How often a catch-up window whose body cannot be read is tried before it is given up
     /// (closed, with its unread bytes kept) so that catch-up moves on.
     pub max_window_attempts: u64,
+    /// What a row whose id is stored already does: skipped (the contract's rule), or
+    /// overwritten when its values differ (reprocessing with a fixed plugin).
+    pub on_existing: crate::sink::OnExisting,
 }
 
 /// How the fetch API is used.
@@ -117,6 +120,7 @@ impl RunConfig {
                 fetch: FetchOptions::default(),
                 deadline: None,
                 max_window_attempts: 3,
+                on_existing: crate::sink::OnExisting::Skip,
             },
         }
     }

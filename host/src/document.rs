@@ -38,6 +38,8 @@ pub struct Envelope {
     raw: ByteString,
     /// Where the payload is in `raw`: always an object.
     data: Range<usize>,
+    /// In a replay, the dead letter it came from (its place in the replay's list).
+    pub origin: Option<usize>,
 }
 
 impl Envelope {
@@ -77,6 +79,7 @@ impl Envelope {
             type_name: type_name.map(str::to_owned),
             raw: ByteString::from(raw),
             data: start..end,
+            origin: None,
         }
     }
 }
@@ -161,6 +164,7 @@ pub fn check_element(element: Element) -> Result<Envelope, EnvelopeError> {
             type_name: fields.type_name,
             raw,
             data: fields.data,
+            origin: None,
         }),
         None => check_envelope(raw.into_bytes()),
     }
@@ -301,6 +305,7 @@ pub fn check_envelope(element: Bytes) -> Result<Envelope, EnvelopeError> {
         type_name,
         raw: text.clone(),
         data,
+        origin: None,
     })
 }
 

@@ -34,6 +34,19 @@ pub struct InvocationEvent {
     pub timestamp_to: Option<i64>,
     /// Gap-free windows for this invocation; `BATCH_JOB_AURORA_CATCH_UP=true` sets it for all.
     pub catch_up: Option<bool>,
+    /// `"update"`: rows whose stored values differ from what the plugin yields are
+    /// overwritten (reprocessing with a fixed plugin); `"skip"`, the default, keeps them.
+    pub on_existing: Option<crate::sink::OnExisting>,
+    /// `{"replay": {"types": [...], "stage": "plugin"}}`: the dead letters again, no window.
+    pub replay: Option<ReplayEvent>,
+}
+
+/// A replay asked by an event: its types (else the event's, else every type with dead
+/// letters) and stage (`envelope`, `plugin`, `sink` or `all`, the default).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ReplayEvent {
+    pub types: Option<Vec<String>>,
+    pub stage: Option<String>,
 }
 
 impl InvocationEvent {
@@ -54,24 +67,73 @@ impl InvocationEvent {
             }
         };
         let field = |name: &str| object.get(name).filter(|value| !value.is_null());
-        let types = match field("types") {
-            None => None,
-            Some(Value::Array(items)) if !items.is_empty() => Some(
-                items
-                    .iter()
-                    .map(|item| {
-                        item.as_str().map(str::to_owned).ok_or_else(|| {
-                            invalid(format!(
-                                "types: expected type names (strings), got {}",
-                                shown(item)
-                            ))
-                        })
+        let type_list = |name: &str, value: Option<&Value>| match value {
+            None => Ok(None),
+            Some(Value::Array(items)) if !items.is_empty() => items
+                .iter()
+                .map(|item| {
+                    item.as_str().map(str::to_owned).ok_or_else(|| {
+                        invalid(format!(
+                            "{name}: expected type names (strings), got {}",
+                            shown(item)
+                        ))
                     })
-                    .collect::<Result<Vec<_>, _>>()?,
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(other) => Err(invalid(format!(
+                "{name}: expected a non-empty list of type names, got {}",
+                shown(other)
+            ))),
+        };
+        let types = type_list("types", field("types"))?;
+        let on_existing = match field("on_existing") {
+            None => None,
+            Some(value) => Some(
+                value
+                    .as_str()
+                    .and_then(crate::sink::OnExisting::parse)
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "on_existing: expected \"skip\" or \"update\", got {}",
+                            shown(value)
+                        ))
+                    })?,
             ),
+        };
+        let replay = match field("replay") {
+            None => None,
+            Some(Value::Object(replay)) => {
+                let member = |name: &str| replay.get(name).filter(|value| !value.is_null());
+                let types = type_list("replay.types", member("types"))?;
+                let stage = match member("stage") {
+                    None => None,
+                    Some(value) => Some(
+                        value
+                            .as_str()
+                            .filter(|stage| crate::sink::replay::stages(stage).is_some())
+                            .map(str::to_owned)
+                            .ok_or_else(|| {
+                                invalid(format!(
+                                    "replay.stage: expected \"envelope\", \"plugin\", \"sink\" or \"all\", got {}",
+                                    shown(value)
+                                ))
+                            })?,
+                    ),
+                };
+                if let Some(window) = ["timestamp_from", "timestamp_to", "catch_up"]
+                    .into_iter()
+                    .find(|name| field(name).is_some())
+                {
+                    return Err(invalid(format!(
+                        "replay: a replay has no window, so {window} cannot go with it"
+                    )));
+                }
+                Some(ReplayEvent { types, stage })
+            }
             Some(other) => {
                 return Err(invalid(format!(
-                    "types: expected a non-empty list of type names, got {}",
+                    "replay: expected {{\"types\": [...], \"stage\": \"...\"}}, got {}",
                     shown(other)
                 )));
             }
@@ -109,6 +171,8 @@ impl InvocationEvent {
             timestamp_from,
             timestamp_to,
             catch_up,
+            on_existing,
+            replay,
         })
     }
 
@@ -154,17 +218,44 @@ impl InvocationEvent {
     pub fn run_request(&self, deadline: Option<Instant>) -> RunRequest {
         RunRequest {
             origin: Origin::Lambda,
-            types: self.types.clone(),
             from: self.timestamp_from,
             to: self.timestamp_to,
             catch_up: self.catch_up,
             deadline,
+            on_existing: self.on_existing,
+            replay: self
+                .replay
+                .as_ref()
+                .map(|replay| crate::sink::replay::Replay {
+                    query: crate::sink::replay::DeadLetterQuery {
+                        stages: replay
+                            .stage
+                            .as_deref()
+                            .and_then(crate::sink::replay::stages)
+                            .unwrap_or_default(),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                }),
+            types: match &self.replay {
+                Some(ReplayEvent {
+                    types: Some(types), ..
+                }) => Some(types.clone()),
+                _ => self.types.clone(),
+            },
             ..RunRequest::default()
         }
     }
 
     /// The keys an event may have; any other is ignored.
-    const KEYS: [&str; 4] = ["types", "timestamp_from", "timestamp_to", "catch_up"];
+    const KEYS: [&str; 6] = [
+        "types",
+        "timestamp_from",
+        "timestamp_to",
+        "catch_up",
+        "on_existing",
+        "replay",
+    ];
 }
 
 /// A value as JSON, cut short: it goes into an error message and a log line.
@@ -413,7 +504,7 @@ impl LambdaJob {
         let api_credentials = [
             match &config.run.source {
                 SourceSpec::Fetch { key, .. } => Some(key),
-                SourceSpec::Files(_) => None,
+                SourceSpec::Files(_) | SourceSpec::DeadLetters(_) => None,
             },
             environment.capabilities.slack_token.as_ref(),
         ];
@@ -509,6 +600,91 @@ impl LambdaJob {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replay_and_on_existing_events_are_read_and_checked() {
+        use crate::sink::OnExisting;
+        use crate::sink::replay::{DeadLetterQuery, Replay};
+        let request = |text: &str| InvocationEvent::from_json(text).map(|e| e.run_request(None));
+        // (name, event, types, replay, on_existing)
+        type Case = (
+            &'static str,
+            &'static str,
+            Option<Vec<String>>,
+            Option<Replay>,
+            Option<OnExisting>,
+        );
+        let cases: Vec<Case> = vec![
+            ("no replay", "{}", None, None, None),
+            (
+                "a replay of one type's plugin failures",
+                r#"{"replay": {"types": ["SlackType"], "stage": "plugin"}}"#,
+                Some(vec!["SlackType".into()]),
+                Some(Replay {
+                    query: DeadLetterQuery {
+                        stages: vec!["plugin", "trap", "validation"],
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                }),
+                None,
+            ),
+            (
+                "a replay of everything",
+                r#"{"replay": {}}"#,
+                None,
+                Some(Replay::default()),
+                None,
+            ),
+            (
+                "a reprocessed window",
+                r#"{"types": ["GithubType"], "timestamp_from": 0, "timestamp_to": 9, "on_existing": "update"}"#,
+                Some(vec!["GithubType".into()]),
+                None,
+                Some(OnExisting::Update),
+            ),
+            (
+                "skip said aloud",
+                r#"{"on_existing": "skip"}"#,
+                None,
+                None,
+                Some(OnExisting::Skip),
+            ),
+        ];
+        for (name, event, types, replay, on_existing) in cases {
+            let request = request(event).unwrap();
+            assert_eq!(request.types, types, "{name}");
+            assert_eq!(request.replay, replay, "{name}");
+            assert_eq!(request.on_existing, on_existing, "{name}");
+        }
+        let failures = [
+            (
+                r#"{"replay": {"stage": "everything"}}"#,
+                r#"replay.stage: expected "envelope", "plugin", "sink" or "all", got "everything""#,
+            ),
+            (
+                r#"{"replay": {"types": []}}"#,
+                "replay.types: expected a non-empty list of type names, got []",
+            ),
+            (
+                r#"{"replay": true}"#,
+                r#"replay: expected {"types": [...], "stage": "..."}, got true"#,
+            ),
+            (
+                r#"{"replay": {}, "timestamp_from": 5}"#,
+                "replay: a replay has no window, so timestamp_from cannot go with it",
+            ),
+            (
+                r#"{"on_existing": "overwrite"}"#,
+                r#"on_existing: expected "skip" or "update", got "overwrite""#,
+            ),
+        ];
+        for (event, message) in failures {
+            let failure = request(event).unwrap_err();
+            assert_eq!(failure.kind, FailureKind::InvalidEvent, "{event}");
+            assert_eq!(failure.message, message, "{event}");
+        }
+    }
 
     #[test]
     fn a_bad_event_names_its_key() {

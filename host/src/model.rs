@@ -189,4 +189,7 @@ pub struct FailedDocument {
     pub error: String,
     /// The raw document (the whole envelope when known, else what was read).
     pub document: String,
+    /// In a replay, the dead letter it came from (its place in the replay's list): it is
+    /// marked failed again rather than kept twice.
+    pub origin: Option<usize>,
 }

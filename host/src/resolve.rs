@@ -55,6 +55,10 @@ pub struct RunRequest {
     pub compile_cache: Option<String>,
     pub plugin_instances: Option<usize>,
     pub rows_per_write: Option<usize>,
+    /// What a row whose id is stored already does (`None`: skip, the contract's rule).
+    pub on_existing: Option<crate::sink::OnExisting>,
+    /// A replay of the database's dead letters instead of a read of the source: no window.
+    pub replay: Option<crate::sink::replay::Replay>,
 }
 
 /// Why the inputs do not make a run.
@@ -79,14 +83,20 @@ pub fn resolve(
     now: i64,
 ) -> Result<RunConfig, ResolveError> {
     let lambda = request.origin == Origin::Lambda;
-    let Some(source) = request.source.or_else(|| environment.fetch_api_url.clone()) else {
-        return Err(ResolveError::NoSource(if lambda {
-            "DATAPLATTFORM_AURORA_FETCH_API_URL is not set"
-        } else {
-            "pass --source SPEC or set DATAPLATTFORM_AURORA_FETCH_API_URL"
-        }));
+    let source = match request.replay.clone() {
+        // A replay reads the dead letters of the database it writes to.
+        Some(replay) => SourceSpec::DeadLetters(replay),
+        None => {
+            let Some(source) = request.source.or_else(|| environment.fetch_api_url.clone()) else {
+                return Err(ResolveError::NoSource(if lambda {
+                    "DATAPLATTFORM_AURORA_FETCH_API_URL is not set"
+                } else {
+                    "pass --source SPEC or set DATAPLATTFORM_AURORA_FETCH_API_URL"
+                }));
+            };
+            SourceSpec::parse(&source, environment.fetch_key.clone())?
+        }
     };
-    let source = SourceSpec::parse(&source, environment.fetch_key.clone())?;
     let database = match request
         .database
         .or_else(|| environment.database_url.clone())
@@ -114,7 +124,13 @@ pub fn resolve(
     // A scheduled invocation reads the contract's window whatever its source; the local runner
     // does so with the fetch API, and reads a file whole.
     let scheduled = lambda || matches!(run.source, SourceSpec::Fetch { .. });
-    run.windows = WindowPlan::resolve(&windows, scheduled, now);
+    run.windows = match run.source {
+        // A replay has no window: the run log keeps its run without one, so neither the
+        // watermark nor the loaded spans move.
+        SourceSpec::DeadLetters(_) => WindowPlan::All,
+        _ => WindowPlan::resolve(&windows, scheduled, now),
+    };
+    run.on_existing = request.on_existing.unwrap_or_default();
     run.capabilities = CapabilitySpecs {
         slack_channels: request.slack_channels,
         event_codes: request

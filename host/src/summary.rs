@@ -11,6 +11,12 @@ pub struct TypeSummary {
     pub duplicates: u64,
     pub refused: u64,
     pub failed: u64,
+    /// With `--on-existing update`: stored rows overwritten because the plugin now yields
+    /// other values, and stored rows it yields the same (absent: none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub updated: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unchanged: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -26,6 +32,17 @@ pub struct RunSummary {
     pub duplicates: u64,
     pub refused: u64,
     pub failed: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub updated: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unchanged: u64,
+    /// A replay: the dead letters it read (a document kept in parts is one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<u64>,
+    /// A replay with `--purge-stored`: the dead-letter records deleted because their
+    /// documents are stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purged: Option<u64>,
     pub types: BTreeMap<String, TypeSummary>,
     /// Documents of types that were not selected (one figure, however many types they name),
     /// and documents outside their type's window: read, and deliberately not counted above.
@@ -80,6 +97,8 @@ impl RunSummary {
         self.inserted = types.clone().map(|t| t.inserted).sum();
         self.duplicates = types.clone().map(|t| t.duplicates).sum();
         self.refused = types.clone().map(|t| t.refused).sum();
+        self.updated = types.clone().map(|t| t.updated).sum();
+        self.unchanged = types.clone().map(|t| t.unchanged).sum();
         self.failed = types.map(|t| t.failed).sum();
     }
 
@@ -96,17 +115,26 @@ impl RunSummary {
         )
     }
 
-    /// A short table for people.
+    /// A short table for people (with `updated` and `unchanged` when a run updated).
     pub fn table(&self) -> String {
+        let updates = self.updated + self.unchanged > 0;
         let mut text = format!(
-            "{:<20} {:>10} {:>10} {:>10} {:>10}\n",
+            "{:<20} {:>10} {:>10} {:>10} {:>10}",
             "type", "inserted", "duplicates", "refused", "failed"
         );
+        if updates {
+            text.push_str(&format!(" {:>10} {:>10}", "updated", "unchanged"));
+        }
+        text.push('\n');
         let mut line = |name: &str, t: &TypeSummary| {
             text.push_str(&format!(
-                "{:<20} {:>10} {:>10} {:>10} {:>10}\n",
+                "{:<20} {:>10} {:>10} {:>10} {:>10}",
                 name, t.inserted, t.duplicates, t.refused, t.failed
             ));
+            if updates {
+                text.push_str(&format!(" {:>10} {:>10}", t.updated, t.unchanged));
+            }
+            text.push('\n');
         };
         for (name, t) in &self.types {
             line(name, t);
@@ -116,9 +144,19 @@ impl RunSummary {
             duplicates: self.duplicates,
             refused: self.refused,
             failed: self.failed,
+            updated: self.updated,
+            unchanged: self.unchanged,
             ..Default::default()
         };
         line("total", &total);
+        if let Some(replayed) = self.replayed {
+            text.push_str(&format!("replayed: {replayed} dead letters\n"));
+        }
+        if let Some(purged) = self.purged {
+            text.push_str(&format!(
+                "purged: {purged} dead-letter records whose documents are stored\n"
+            ));
+        }
         if self.skipped > 0 {
             text.push_str(&format!(
                 "skipped: {} documents of types not selected or outside the window\n",
@@ -136,7 +174,12 @@ impl RunSummary {
         if let Some(error) = &self.error {
             text.push_str(&format!("error: {error}\n"));
         }
-        if self.failed > 0 {
+        if self.failed > 0 && self.replayed.is_some() {
+            text.push_str(&format!(
+                "dead letters that failed again keep their records in batch_job_failed_documents, with the new reason (replay_run_id {})\n",
+                self.run_id
+            ));
+        } else if self.failed > 0 {
             text.push_str(&format!(
                 "failed documents are kept in table batch_job_failed_documents (run_id {})\n",
                 self.run_id

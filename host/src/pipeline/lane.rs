@@ -217,12 +217,17 @@ fn transform(
         rows: Vec::new(),
         row_documents: Vec::new(),
         refused: 0,
+        refused_origins: Vec::new(),
+        empty_origins: Vec::new(),
         failures: Vec::new(),
         batch: Batch::default(),
     };
     for (index, (document, result)) in batch.documents.iter().zip(results).enumerate() {
         match result {
             DocumentResult::Rows(rows) => {
+                if rows.is_empty() {
+                    transformed.empty_origins.extend(document.origin);
+                }
                 transformed
                     .row_documents
                     .extend(std::iter::repeat_n(index, rows.len()));
@@ -231,6 +236,7 @@ fn transform(
             DocumentResult::Refused(reason) => {
                 tracing::trace!(type_name, id = %document.id, "refused: {reason}");
                 transformed.refused += 1;
+                transformed.refused_origins.extend(document.origin);
             }
             DocumentResult::Failed { stage, error } => {
                 transformed

@@ -44,6 +44,10 @@ pub struct Transformed {
     /// For each row, the index of its document in `batch`.
     pub row_documents: Vec<usize>,
     pub refused: u64,
+    /// In a replay, the dead letters (by place) whose documents the plugin refused, and those
+    /// it made no rows of.
+    pub refused_origins: Vec<usize>,
+    pub empty_origins: Vec<usize>,
     pub failures: Vec<FailedDocument>,
     /// The documents, kept (with their bytes counted) until their rows are written, so that a
     /// row the database refuses is kept whole.
@@ -95,5 +99,6 @@ pub fn document_failure(
         stage,
         error,
         document: envelope.raw().to_owned(),
+        origin: envelope.origin,
     }
 }

@@ -52,27 +52,54 @@ pub(crate) async fn run_prepared(
 ) -> Result<RunSummary, RunError> {
     let started = Instant::now();
     let engine = prepared.engine;
-    let selected = prepare::select(
-        prepared.plugins,
-        prepared.plugins_dir,
-        config.types.as_deref(),
-    )?;
-    // The source is checked before anything is written: an unreadable one stops the run.
-    let source = prepare::open_source(&config)?;
     let mut summary = RunSummary {
         run_id: new_run_id(),
         ..Default::default()
     };
+    // A replay reads its dead letters first: they say which types it runs.
+    let mut types = config.types.clone();
+    let mut replay = None;
+    if let crate::source::SourceSpec::DeadLetters(spec) = &config.source {
+        let letters = dead_letters(&sink, spec, prepared.plugins, &mut types, &mut summary).await?;
+        if spec.dry_run {
+            return Ok(summary);
+        }
+        replay = Some((spec.clone(), letters));
+    }
+    let selected = prepare::select(prepared.plugins, prepared.plugins_dir, types.as_deref())?;
+    // The source is checked before anything is written: an unreadable one stops the run.
+    let source = match &replay {
+        Some((_, letters)) => prepare::OpenedSource::DeadLetters(Arc::clone(letters)),
+        None => prepare::open_source(&config)?,
+    };
 
     let plan = prepare::window_plan(&config, &source);
     let lanes = prepare::lanes(&sink, selected, plan, &config, &mut summary).await?;
+    // Purged: the records of the types asked for (all, without --types), whatever this
+    // replay found waiting.
+    let purge = replay
+        .as_ref()
+        .filter(|(spec, _)| spec.purge_stored)
+        .map(|_| config.types.clone());
     let Some(interrupt) = hooks.interrupt.clone() else {
-        return read_write_and_log(config, hooks, engine, sink, source, lanes, summary, started)
-            .await;
+        let summary = read_write_and_log(
+            config,
+            hooks,
+            engine,
+            Arc::clone(&sink),
+            source,
+            lanes,
+            summary,
+            started,
+        )
+        .await?;
+        return purge_stored(&sink, purge, summary).await;
     };
     let run_id = summary.run_id.clone();
     tokio::select! {
-        outcome = read_write_and_log(config, hooks, engine, Arc::clone(&sink), source, lanes, summary, started) => outcome,
+        outcome = read_write_and_log(config, hooks, engine, Arc::clone(&sink), source, lanes, summary, started) => {
+            purge_stored(&sink, purge, outcome?).await
+        }
         reason = interrupt.raised() => {
             // What was handed on may be half written: nothing of these windows is claimed.
             let said = format!("interrupted by {reason}; the next catch-up reads its window again");
@@ -81,6 +108,67 @@ pub(crate) async fn run_prepared(
             Err(RunError::Interrupted(reason))
         }
     }
+}
+
+/// A replay's waiting dead letters, as `spec` selects them. Without `--types`, the types it
+/// runs are those of its dead letters that have a plugin; the others are said and left
+/// waiting. The summary says how many dead letters are read (a dry run stops there).
+async fn dead_letters(
+    sink: &Sink,
+    spec: &crate::sink::replay::Replay,
+    plugins: &PluginSet,
+    types: &mut Option<Vec<String>>,
+    summary: &mut RunSummary,
+) -> Result<Arc<Vec<crate::sink::replay::DeadLetter>>, RunError> {
+    let mut query = spec.query.clone();
+    query.types = types.clone();
+    let mut letters = sink.dead_letters(&query).await?;
+    if types.is_none() {
+        let mut found: BTreeMap<String, u64> = BTreeMap::new();
+        for letter in &letters {
+            *found.entry(letter.type_name.clone()).or_default() += 1;
+        }
+        let (served, unserved): (Vec<_>, Vec<_>) = found
+            .into_iter()
+            .partition(|(type_name, _)| plugins.get(type_name).is_some());
+        for (type_name, count) in unserved {
+            tracing::warn!(
+                type_name,
+                "{count} dead letters of a type no plugin serves: left waiting"
+            );
+            summary.type_mut(&type_name).notes.push(format!(
+                "{count} dead letters left waiting: no plugin serves this type"
+            ));
+        }
+        letters.retain(|letter| plugins.get(&letter.type_name).is_some());
+        *types = Some(served.into_iter().map(|(type_name, _)| type_name).collect());
+    }
+    summary.replayed = Some(letters.len() as u64);
+    if spec.dry_run {
+        for letter in &letters {
+            summary.type_mut(&letter.type_name);
+        }
+        for type_name in types.iter().flatten() {
+            let count = letters.iter().filter(|l| &l.type_name == type_name).count();
+            summary
+                .type_mut(type_name)
+                .notes
+                .push(format!("dry run: {count} dead letters would be replayed"));
+        }
+    }
+    Ok(Arc::new(letters))
+}
+
+/// After a replay with `--purge-stored`: deletes the dead letters whose documents are stored.
+async fn purge_stored(
+    sink: &Sink,
+    purge: Option<Option<Vec<String>>>,
+    mut summary: RunSummary,
+) -> Result<RunSummary, RunError> {
+    if let Some(types) = purge {
+        summary.purged = Some(sink.purge_stored(types.as_deref()).await?);
+    }
+    Ok(summary)
 }
 
 /// The run once its lanes are ready: read, transform and write, then log how each type ended.
@@ -101,6 +189,10 @@ async fn read_write_and_log(
     };
     let hub = Arc::new(CapabilityHub::new(backends).with_deadline(config.deadline));
     let (writer_tx, writer_rx) = mpsc::channel(8);
+    let letters = match &source {
+        prepare::OpenedSource::DeadLetters(letters) => Some(Arc::clone(letters)),
+        _ => None,
+    };
     let mut inputs = Vec::new();
     let mut lane_tasks = Vec::new();
     for lane in &lanes {
@@ -126,6 +218,8 @@ async fn read_write_and_log(
         summary.run_id.clone(),
         Arc::clone(&hooks.progress),
         hooks.pause.clone(),
+        config.on_existing,
+        letters,
     )));
 
     let mut read = router::read_source(source, inputs, writer_tx, &config, &hooks.progress).await?;
@@ -176,6 +270,8 @@ async fn read_write_and_log(
         entry.duplicates += counts.duplicates;
         entry.refused += counts.refused;
         entry.failed += counts.failed;
+        entry.updated += counts.updated;
+        entry.unchanged += counts.unchanged;
     }
     for (type_name, lane_notes) in notes {
         summary.type_mut(&type_name).notes.extend(lane_notes);
@@ -252,6 +348,7 @@ async fn give_up_unreadable(
                 stage: crate::model::Stage::Source,
                 error: read.type_errors.get(type_name).cloned().unwrap_or_default(),
                 document: String::from_utf8_lossy(tail).into_owned(),
+                origin: None,
             };
             sink.record_failures(&summary.run_id, &[failure]).await?;
             summary.type_mut(type_name).failed += 1;

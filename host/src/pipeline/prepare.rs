@@ -34,6 +34,8 @@ pub struct LanePlan {
 pub enum OpenedSource {
     Files(Vec<std::path::PathBuf>),
     Fetch(FetchApi),
+    /// A replay's dead letters, read from the database when the run starts.
+    DeadLetters(Arc<Vec<crate::sink::replay::DeadLetter>>),
 }
 
 /// The plugins to run: the requested types, or every installed one. No plugin at all is an
@@ -76,6 +78,7 @@ pub fn open_source(config: &RunSettings) -> Result<OpenedSource, RunError> {
                 .with_max_wait(config.fetch.max_wait)
                 .with_retry_budget(config.fetch.retry_budget),
         ),
+        SourceSpec::DeadLetters(_) => OpenedSource::DeadLetters(Arc::default()),
     })
 }
 
@@ -153,6 +156,8 @@ pub async fn lanes(
             scheduled: plan.is_scheduled(),
             started_at: now,
             expires_at,
+            plugin_version: Some(&plugin.info.version),
+            plugin_sha256: plugin.sha256.as_deref(),
         })
         .await?;
         summary.type_mut(&type_name);

@@ -61,6 +61,18 @@ pub async fn read_source(
                 (Ok(()), _) => {}
             }
         }
+        OpenedSource::DeadLetters(letters) => {
+            let mut router = Router::new(inputs, writer, &report, config, progress, None);
+            tokio::task::spawn_blocking(move || {
+                for (index, letter) in letters.iter().enumerate() {
+                    if router.replay(index, letter).is_break() {
+                        break;
+                    }
+                }
+            })
+            .await
+            .map_err(|error| RunError::Task(error.to_string()))?;
+        }
         OpenedSource::Fetch(api) => {
             // Types run concurrently, so fetching one overlaps transforming and writing
             // another; the semaphore bounds how many downloads run at once.
@@ -220,6 +232,44 @@ impl Router {
 
     fn stopped_by_deadline(&self) -> bool {
         self.stopped_by_deadline
+    }
+
+    /// A dead letter's document, routed as a run routes it. It is of the dead letter's type
+    /// (a fetched document need not say its type); what fails again carries where it came
+    /// from, so that the dead letter is marked rather than kept twice.
+    fn replay(
+        &mut self,
+        origin: usize,
+        letter: &crate::sink::replay::DeadLetter,
+    ) -> ControlFlow<()> {
+        let item = crate::document::check_envelope(bytes::Bytes::from(letter.document.clone()));
+        let mut envelope = match item {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                Progress::add(&self.progress.documents, 1);
+                let mut failure = envelope_failure(error);
+                failure.type_name = letter.type_name.clone();
+                failure.origin = Some(origin);
+                return self.fail(failure);
+            }
+        };
+        envelope.origin = Some(origin);
+        match &envelope.type_name {
+            Some(found) if found != &letter.type_name => {
+                Progress::add(&self.progress.documents, 1);
+                let error = format!(
+                    "type is {found:?}, but the window of {} was asked for",
+                    letter.type_name
+                );
+                let failure =
+                    document_failure(&letter.type_name, &envelope, Stage::Envelope, error);
+                self.fail(failure)
+            }
+            _ => {
+                envelope.type_name = Some(letter.type_name.clone());
+                self.route(Ok(envelope))
+            }
+        }
     }
 
     fn route(&mut self, item: SourceItem) -> ControlFlow<()> {
@@ -437,5 +487,6 @@ fn envelope_failure(error: EnvelopeError) -> FailedDocument {
         stage: Stage::Envelope,
         error: error.reason,
         document: error.raw,
+        origin: None,
     }
 }

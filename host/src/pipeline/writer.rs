@@ -13,7 +13,8 @@ use super::budget::ByteBudget;
 use super::message::{Batch, Transformed, WriterMessage, document_failure};
 use crate::hooks::{Pause, Progress};
 use crate::model::{FailedDocument, Row, Stage};
-use crate::sink::{InsertOutcome, Sink, SinkError, TableSpec};
+use crate::sink::replay::{DeadLetter, ReplayOutcome};
+use crate::sink::{InsertOutcome, OnExisting, RowFate, Sink, SinkError, TableSpec};
 use crate::summary::TypeSummary;
 
 /// Failures are written in groups of this many, or sooner when they hold this many bytes.
@@ -29,6 +30,9 @@ struct Pending {
     /// For each row, its batch in `batches` and its document there.
     documents: Vec<(usize, usize)>,
     batches: Vec<Batch>,
+    /// In a replay, dead-letter records to mark with this write (refused documents, which
+    /// have no rows).
+    marks: BTreeMap<ReplayOutcome, Vec<i64>>,
 }
 
 impl Pending {
@@ -46,6 +50,28 @@ impl Pending {
         );
         self.rows.extend(transformed.rows);
         self.batches.push(transformed.batch);
+    }
+
+    /// In a replay, the dead letters whose documents this write stored, and those whose rows
+    /// were all stored before (a document with a refused row fails, and is marked so).
+    fn replayed(&self, outcome: &InsertOutcome) -> BTreeMap<usize, ReplayOutcome> {
+        let mut documents: BTreeMap<(usize, usize), Option<ReplayOutcome>> = BTreeMap::new();
+        for (row, fate) in outcome.fates.iter().enumerate() {
+            let slot = documents
+                .entry(self.documents[row])
+                .or_insert(Some(ReplayOutcome::Duplicate));
+            *slot = match (fate, *slot) {
+                (RowFate::Refused, _) | (_, None) => None,
+                (RowFate::Inserted | RowFate::Updated, _) => Some(ReplayOutcome::Stored),
+                (_, kept) => kept,
+            };
+        }
+        documents
+            .into_iter()
+            .filter_map(|((batch, document), outcome)| {
+                Some((self.batches[batch].documents[document].origin?, outcome?))
+            })
+            .collect()
     }
 
     /// The dead letters of the rows a write refused.
@@ -66,6 +92,7 @@ impl Pending {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn write_all(
     sink: Arc<Sink>,
     lanes: Vec<(TableSpec, Arc<ByteBudget>)>,
@@ -74,20 +101,42 @@ pub async fn write_all(
     run_id: String,
     progress: Arc<Progress>,
     pause: Option<Pause>,
+    on_existing: OnExisting,
+    replay: Option<Arc<Vec<DeadLetter>>>,
 ) -> Result<BTreeMap<String, TypeSummary>, SinkError> {
+    let letters = replay.as_deref().map(Vec::as_slice);
     let mut writes_done = 0;
     let (tables, budgets): (Vec<TableSpec>, Vec<Arc<ByteBudget>>) = lanes.into_iter().unzip();
     let mut counts: BTreeMap<String, TypeSummary> = BTreeMap::new();
     let mut pending: Vec<Pending> = tables.iter().map(|_| Pending::default()).collect();
     let mut failures = Failures::default();
     let mut writes = FuturesUnordered::new();
+    let fates = replay.is_some();
     let write = |lane: usize, rows: Pending| {
         let sink = Arc::clone(&sink);
         let table = tables[lane].clone();
         let progress = Arc::clone(&progress);
+        let (replay, run_id) = (replay.clone(), run_id.clone());
         async move {
             let started = std::time::Instant::now();
-            let outcome = sink.insert(&table, &rows.rows).await;
+            let mut outcome = sink.write(&table, &rows.rows, on_existing, fates).await;
+            // In a replay, each dead letter is marked once its rows are committed, in this
+            // write's own time.
+            if let (Some(letters), Ok(written)) = (replay.as_deref(), &outcome) {
+                let mut marks = rows.marks.clone();
+                for (origin, replayed) in rows.replayed(written) {
+                    marks
+                        .entry(replayed)
+                        .or_default()
+                        .extend(letters[origin].keys());
+                }
+                for (replayed, keys) in marks {
+                    if let Err(error) = sink.mark_replayed(&run_id, replayed, &keys).await {
+                        outcome = Err(error);
+                        break;
+                    }
+                }
+            }
             Progress::add_elapsed(&progress.write_nanos, started);
             (lane, rows, outcome)
         }
@@ -99,7 +148,7 @@ pub async fn write_all(
                 let Some(message) = message else {
                     open = false;
                     for (lane, rows) in pending.iter_mut().enumerate() {
-                        if !rows.batches.is_empty() {
+                        if !rows.batches.is_empty() || !rows.marks.is_empty() {
                             writes.push(write(lane, std::mem::take(rows)));
                         }
                     }
@@ -111,6 +160,20 @@ pub async fn write_all(
                         let name = tables[lane].name();
                         counts.entry(name.to_owned()).or_default().refused += transformed.refused;
                         Progress::add(&progress.refused, transformed.refused);
+                        if let Some(letters) = letters {
+                            // Marked with the lane's next write, inside it: awaited here, a
+                            // mark could wait for the connection a write in flight holds
+                            // (SQLite has one).
+                            let marks = &mut pending[lane].marks;
+                            for (outcome, origins) in [
+                                (ReplayOutcome::Refused, &transformed.refused_origins),
+                                (ReplayOutcome::Stored, &transformed.empty_origins),
+                            ] {
+                                for &origin in origins {
+                                    marks.entry(outcome).or_default().extend(letters[origin].keys());
+                                }
+                            }
+                        }
                         failures.extend(std::mem::take(&mut transformed.failures));
                         pending[lane].add(transformed);
                         None
@@ -138,6 +201,8 @@ pub async fn write_all(
                 let entry = counts.entry(name.to_owned()).or_default();
                 entry.inserted += outcome.inserted;
                 entry.duplicates += outcome.duplicates;
+                entry.updated += outcome.updated;
+                entry.unchanged += outcome.unchanged;
                 Progress::add(&progress.inserted, outcome.inserted);
                 Progress::add(&progress.duplicates, outcome.duplicates);
                 failures.extend(rows.refused(name, &outcome));
@@ -151,12 +216,12 @@ pub async fn write_all(
         }
         if failures.is_due() {
             failures
-                .write(&sink, &run_id, &mut counts, &progress)
+                .write(&sink, &run_id, &mut counts, &progress, letters)
                 .await?;
         }
     }
     failures
-        .write(&sink, &run_id, &mut counts, &progress)
+        .write(&sink, &run_id, &mut counts, &progress, letters)
         .await?;
     Ok(counts)
 }
@@ -184,11 +249,28 @@ impl Failures {
         run_id: &str,
         counts: &mut BTreeMap<String, TypeSummary>,
         progress: &Progress,
+        letters: Option<&[DeadLetter]>,
     ) -> Result<(), SinkError> {
         if self.list.is_empty() {
             return Ok(());
         }
-        sink.record_failures(run_id, &self.list).await?;
+        // A replayed dead letter that fails again stays the record it is, with the new
+        // reason and one attempt more: never kept twice.
+        let (again, new): (Vec<&FailedDocument>, Vec<&FailedDocument>) = self
+            .list
+            .iter()
+            .partition(|failure| failure.origin.is_some() && letters.is_some());
+        if !new.is_empty() {
+            let new: Vec<FailedDocument> = new.into_iter().cloned().collect();
+            sink.record_failures(run_id, &new).await?;
+        }
+        if let Some(letters) = letters {
+            for failure in again {
+                let letter = &letters[failure.origin.unwrap_or_default()];
+                sink.replay_failed(run_id, letter, failure.stage, &failure.error)
+                    .await?;
+            }
+        }
         self.bytes = 0;
         for failure in self.list.drain(..) {
             tracing::debug!(

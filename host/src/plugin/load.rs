@@ -165,7 +165,10 @@ impl PluginEngine {
             let wasm = wasm
                 .map(|path| read_wasm(&path).map(|bytes| (path, bytes)))
                 .transpose()?;
-            let plugin = match (precompiled, wasm) {
+            let sha256 = wasm
+                .as_ref()
+                .map(|(_, bytes)| native::hex(&native::wasm_digest(bytes)));
+            let mut plugin = match (precompiled, wasm) {
                 (Some(precompiled), wasm) => {
                     let compiled_from = wasm.as_ref().map(|(_, bytes)| native::wasm_digest(bytes));
                     match self.load_precompiled(&precompiled, compiled_from.as_ref()) {
@@ -185,6 +188,7 @@ impl PluginEngine {
                 (None, Some((path, bytes))) => self.load_wasm(&path, &bytes)?,
                 (None, None) => continue,
             };
+            plugin.sha256 = sha256;
             if let Some(first) = plugins.get(&plugin.info.type_name) {
                 return Err(LoadError::DuplicateType {
                     type_name: plugin.info.type_name.clone(),
@@ -279,7 +283,9 @@ impl PluginEngine {
     pub fn load(&self, path: &Path) -> Result<LoadedPlugin, LoadError> {
         let bytes = read_wasm(path)?;
         let component = self.compile(path, &bytes)?;
-        self.check(path, component)
+        let mut plugin = self.check(path, component)?;
+        plugin.sha256 = Some(native::hex(&native::wasm_digest(&bytes)));
+        Ok(plugin)
     }
 
     /// Loads a `.wasm` of the folder (its `bytes`): through the compile cache when one is set,
@@ -394,6 +400,7 @@ impl PluginEngine {
             path: path.to_owned(),
             info,
             precompiled: false,
+            sha256: None,
             pre,
         })
     }
@@ -483,6 +490,8 @@ pub struct LoadedPlugin {
     pub info: PluginInfo,
     /// Whether it was loaded precompiled (`.cwasm`) rather than compiled at load.
     pub precompiled: bool,
+    /// The SHA-256 of its `.wasm` (hex), when the `.wasm` was there to read.
+    pub sha256: Option<String>,
     pub(super) pre: bindings::PluginPre,
 }
 

@@ -33,9 +33,10 @@ macro_rules! bookkeeping {
             table: &super::TableSpec,
             rows: &[crate::model::Row],
             waits: super::Waits,
+            update: bool,
         ) -> Result<u64, super::WriteError> {
             let mut connection = self.pool.acquire().await?;
-            let result = self.insert_on(&mut connection, table, rows, waits).await;
+            let result = self.insert_on(&mut connection, table, rows, waits, update).await;
             if matches!(result, Err(super::WriteError::Database(_))) {
                 let _ = connection.close().await;
             }
@@ -76,9 +77,183 @@ macro_rules! bookkeeping {
             transaction.commit().await
         }
 
+        async fn stored_rows(
+            &self,
+            table: &super::TableSpec,
+            ids: &[&str],
+        ) -> Result<Vec<Vec<Option<String>>>, sqlx::Error> {
+            use sqlx::Row as _;
+            let quote = <Self as super::Engine>::dialect(self).quote;
+            let quoted = |name: &str| format!("{quote}{name}{quote}");
+            let columns: Vec<String> = ["id", "timestamp"]
+                .into_iter()
+                .chain(table.columns.iter().map(|c| c.name.as_str()))
+                .map(|name| <Self as super::Engine>::as_text(self, &quoted(name)))
+                .collect();
+            let mut select = sqlx::QueryBuilder::<$db>::new(format!(
+                "SELECT {} FROM {} WHERE {} IN (",
+                columns.join(", "),
+                quoted(&table.name),
+                quoted("id")
+            ));
+            let mut list = select.separated(", ");
+            for id in ids {
+                list.push_bind(id.to_string());
+            }
+            select.push(")");
+            let rows = select.build().fetch_all(&self.pool).await?;
+            rows.iter()
+                .map(|row| {
+                    (0..columns.len())
+                        .map(|index| row.try_get::<Option<String>, _>(index))
+                        .collect()
+                })
+                .collect()
+        }
+
+        async fn dead_letters(
+            &self,
+            query: &super::replay::DeadLetterQuery,
+        ) -> Result<Vec<super::replay::StoredDeadLetter>, sqlx::Error> {
+            let key = <Self as super::Engine>::dead_letter_key(self);
+            let mut select = sqlx::QueryBuilder::<$db>::new(format!(
+                "SELECT {key}, run_id, type_name, document_id, timestamp, stage, error, document \
+                 FROM batch_job_failed_documents \
+                 WHERE (replay_outcome IS NULL OR replay_outcome = 'failed') AND stage <> 'source'"
+            ));
+            if let Some(types) = &query.types {
+                select.push(" AND type_name IN (");
+                let mut list = select.separated(", ");
+                for type_name in types {
+                    list.push_bind(type_name.clone());
+                }
+                select.push(")");
+            }
+            if !query.stages.is_empty() {
+                select.push(" AND stage IN (");
+                let mut list = select.separated(", ");
+                for stage in &query.stages {
+                    list.push_bind(stage.to_string());
+                }
+                select.push(")");
+            }
+            let seconds = <Self as super::Engine>::failed_at_seconds(self);
+            if let Some(since) = query.failed_since {
+                select.push(format!(" AND {seconds} >= ")).push_bind(since);
+            }
+            if let Some(until) = query.failed_until {
+                select.push(format!(" AND {seconds} <= ")).push_bind(until);
+            }
+            if let Some(run_id) = &query.run_id {
+                select.push(" AND run_id = ").push_bind(run_id.clone());
+            }
+            select.push(format!(" ORDER BY {key}"));
+            let rows: Vec<(
+                i64,
+                String,
+                String,
+                Option<String>,
+                Option<i64>,
+                String,
+                String,
+                String,
+            )> = select.build_query_as().fetch_all(&self.pool).await?;
+            Ok(rows
+                .into_iter()
+                .map(
+                    |(key, run_id, type_name, document_id, timestamp, stage, error, document)| {
+                        super::replay::StoredDeadLetter {
+                            key,
+                            run_id,
+                            type_name,
+                            document_id,
+                            timestamp,
+                            stage,
+                            error,
+                            document,
+                        }
+                    },
+                )
+                .collect())
+        }
+
+        async fn mark_replayed(
+            &self,
+            run_id: &str,
+            outcome: &str,
+            keys: &[i64],
+        ) -> Result<(), sqlx::Error> {
+            let key = <Self as super::Engine>::dead_letter_key(self);
+            let mut transaction = self.pool.begin().await?;
+            for chunk in keys.chunks(1_000) {
+                let mut update = sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE batch_job_failed_documents SET replayed_at = ",
+                );
+                update
+                    .push_bind(crate::window::unix_now())
+                    .push(", replay_run_id = ")
+                    .push_bind(run_id.to_owned())
+                    .push(", replay_outcome = ")
+                    .push_bind(outcome.to_owned())
+                    .push(format!(" WHERE {key} IN ("));
+                let mut list = update.separated(", ");
+                for record in chunk {
+                    list.push_bind(*record);
+                }
+                update.push(")");
+                update.build().execute(&mut *transaction).await?;
+            }
+            transaction.commit().await
+        }
+
+        async fn replay_failed(
+            &self,
+            run_id: &str,
+            stage: &str,
+            records: &[(i64, String)],
+        ) -> Result<(), sqlx::Error> {
+            let key = <Self as super::Engine>::dead_letter_key(self);
+            let now = crate::window::unix_now();
+            let mut transaction = self.pool.begin().await?;
+            for (record, error) in records {
+                let mut update = sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE batch_job_failed_documents SET attempts = attempts + 1, stage = ",
+                );
+                update
+                    .push_bind(stage.to_owned())
+                    .push(", error = ")
+                    .push_bind(error.clone())
+                    .push(", replayed_at = ")
+                    .push_bind(now)
+                    .push(", replay_run_id = ")
+                    .push_bind(run_id.to_owned())
+                    .push(", replay_outcome = 'failed'")
+                    .push(format!(" WHERE {key} = "))
+                    .push_bind(*record);
+                update.build().execute(&mut *transaction).await?;
+            }
+            transaction.commit().await
+        }
+
+        async fn purge_stored(&self, types: Option<&[String]>) -> Result<u64, sqlx::Error> {
+            let mut delete = sqlx::QueryBuilder::<$db>::new(
+                "DELETE FROM batch_job_failed_documents \
+                 WHERE replay_outcome IN ('stored', 'duplicate')",
+            );
+            if let Some(types) = types {
+                delete.push(" AND type_name IN (");
+                let mut list = delete.separated(", ");
+                for type_name in types {
+                    list.push_bind(type_name.clone());
+                }
+                delete.push(")");
+            }
+            Ok(delete.build().execute(&self.pool).await?.rows_affected())
+        }
+
         async fn run_started(&self, start: super::RunStart<'_>) -> Result<(), sqlx::Error> {
             let mut insert = sqlx::QueryBuilder::<$db>::new(
-                "INSERT INTO batch_job_runs (run_id, type_name, window_from, window_to, scheduled, status, started_at, expires_at) VALUES (",
+                "INSERT INTO batch_job_runs (run_id, type_name, window_from, window_to, scheduled, status, started_at, expires_at, plugin_version, plugin_sha256) VALUES (",
             );
             insert
                 .push_bind(start.run_id.to_owned())
@@ -96,6 +271,10 @@ macro_rules! bookkeeping {
                 .push_bind(start.started_at)
                 .push(", ")
                 .push_bind(start.expires_at)
+                .push(", ")
+                .push_bind(start.plugin_version.map(str::to_owned))
+                .push(", ")
+                .push_bind(start.plugin_sha256.map(str::to_owned))
                 .push(")");
             insert.build().execute(&self.pool).await.map(drop)
         }
@@ -120,6 +299,10 @@ macro_rules! bookkeeping {
                 .push_bind(count(counts.refused))
                 .push(", failed = ")
                 .push_bind(count(counts.failed))
+                .push(", updated = ")
+                .push_bind(count(counts.updated))
+                .push(", unchanged = ")
+                .push_bind(count(counts.unchanged))
                 .push(", error = ")
                 .push_bind(counts.error.clone())
                 .push(", done_until = ")

@@ -133,6 +133,7 @@ fn fit_dead_letter(failure: &FailedDocument) -> FailedDocument {
         } else {
             failure.document.clone()
         },
+        origin: failure.origin,
     }
 }
 
@@ -149,6 +150,7 @@ mod tests {
             stage: crate::model::Stage::Envelope,
             error: format!("bad \0 {}", "e".repeat(10_000)),
             document: "{\"id\":\"a\0\"}".into(),
+            origin: None,
         };
         let fitted = fit_dead_letter(&failure);
         assert_eq!(fitted.type_name.len(), 64);
@@ -166,6 +168,7 @@ mod tests {
             stage: crate::model::Stage::Plugin,
             error: "boom".into(),
             document: "é".repeat(3_000),
+            origin: None,
         };
         let parts = split_dead_letter(failure.clone(), 1_025);
         assert_eq!(parts.len(), 6);

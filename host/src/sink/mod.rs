@@ -19,6 +19,7 @@ mod insert;
 mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
+pub mod replay;
 mod retry;
 mod run_log;
 mod schema;
@@ -38,7 +39,7 @@ use crate::model::{ColumnType, FailedDocument, Row};
 use crate::summary::TypeSummary;
 
 pub use coverage::{DeadLetterCount, RunRecord};
-pub use insert::{InsertOutcome, RefusedRow, WriteError};
+pub use insert::{InsertOutcome, OnExisting, RefusedRow, RowFate, WriteError};
 #[cfg(feature = "postgres")]
 pub use postgres::DDL_LOCK as POSTGRES_DDL_LOCK;
 pub use run_log::{
@@ -194,6 +195,22 @@ impl Kind {
 pub(crate) trait Engine {
     /// The dead-letter and run-log tables' DDL, with their names.
     fn bookkeeping_ddl(&self) -> [(&'static str, &'static str); 2];
+    /// The bookkeeping tables' columns added since their first version, as (table, column,
+    /// type): an older table gets them through [`Sink::upgrade_bookkeeping`].
+    fn added_columns(&self) -> [(&'static str, &'static str, &'static str); 10];
+    /// The dead-letter table's key, in the order records were written (SQLite's is the rowid).
+    fn dead_letter_key(&self) -> &'static str {
+        "failure_id"
+    }
+    /// `failed_at` as Unix seconds, in this engine's SQL.
+    fn failed_at_seconds(&self) -> &'static str;
+    /// A (quoted) column's value as text, in this engine's SQL.
+    fn as_text(&self, column: &str) -> String;
+    /// Whether float columns keep two decimals (`DECIMAL(20,2)`), so that a float is compared
+    /// with what is stored rounded to them.
+    fn decimal_floats(&self) -> bool {
+        true
+    }
     /// How this engine spells a type's table.
     fn dialect(&self) -> Dialect;
     /// Whether an existing column's type, as the database names it, holds `kind`'s values.
@@ -214,13 +231,44 @@ pub(crate) trait Engine {
         false
     }
     /// Rows in one transaction, no lock or statement waiting longer than `waits`; how many were
-    /// inserted (duplicates are skipped).
+    /// inserted (duplicates are skipped, or with `update` overwritten).
     async fn insert_chunk(
         &self,
         table: &TableSpec,
         rows: &[Row],
         waits: Waits,
+        update: bool,
     ) -> Result<u64, WriteError>;
+    /// The stored rows among `ids`, each value as text ([`Engine::as_text`]): id, timestamp,
+    /// then the table's columns.
+    async fn stored_rows(
+        &self,
+        table: &TableSpec,
+        ids: &[&str],
+    ) -> Result<Vec<Vec<Option<String>>>, sqlx::Error>;
+    /// Dead letters, by `query` (see `replay.rs`).
+    async fn dead_letters(
+        &self,
+        query: &replay::DeadLetterQuery,
+    ) -> Result<Vec<replay::StoredDeadLetter>, sqlx::Error>;
+    /// Marks dead-letter records (by key) as replayed by `run_id` with `outcome`.
+    async fn mark_replayed(
+        &self,
+        run_id: &str,
+        outcome: &str,
+        keys: &[i64],
+    ) -> Result<(), sqlx::Error>;
+    /// A replayed dead letter that failed again: its records' new stage and errors, one more
+    /// attempt.
+    async fn replay_failed(
+        &self,
+        run_id: &str,
+        stage: &str,
+        records: &[(i64, String)],
+    ) -> Result<(), sqlx::Error>;
+    /// Deletes the replayed records whose documents are now stored (of `types`, or all);
+    /// how many.
+    async fn purge_stored(&self, types: Option<&[String]>) -> Result<u64, sqlx::Error>;
     async fn execute(&self, sql: &str) -> Result<(), sqlx::Error>;
     /// Runs DDL, serialised with every other run's DDL where the engine's catalog needs it,
     /// no lock waiting longer than `waits`.
@@ -330,7 +378,7 @@ impl Sink {
         for (table, ddl) in engine!(&sink, engine => engine.bookkeeping_ddl()) {
             sink.execute_ddl(table, "create", ddl).await?;
         }
-        sink.upgrade_run_log().await?;
+        sink.upgrade_bookkeeping().await?;
         Ok(sink)
     }
 

@@ -22,6 +22,8 @@ const MAX_PARAMETERS: usize = 65_000;
 const MAX_ROWS_PER_STATEMENT: usize = 2_000;
 /// MySQL's duplicate-key error number, the only warning an insert may leave.
 const DUPLICATE_KEY: u32 = 1062;
+/// MySQL 8's "deprecated syntax" note, which an upsert's `VALUES()` leaves.
+const DEPRECATED: u32 = 1287;
 
 #[derive(Debug)]
 pub struct MysqlSink {
@@ -171,9 +173,10 @@ impl MysqlSink {
         table: &TableSpec,
         rows: &[Row],
         waits: Waits,
+        update: bool,
     ) -> Result<u64, WriteError> {
         self.set_waits(connection, waits).await?;
-        insert_on(connection, table, rows).await
+        insert_on(connection, table, rows, update).await
     }
 }
 
@@ -182,6 +185,30 @@ impl super::Engine for MysqlSink {
     /// for the statement's text and the protocol's length prefixes.
     fn max_statement_bytes(&self) -> usize {
         self.max_packet / 2
+    }
+
+    fn added_columns(&self) -> [(&'static str, &'static str, &'static str); 10] {
+        use super::{DEAD_LETTER_TABLE as D, RUN_LOG_TABLE as R};
+        [
+            (R, "done_until", "BIGINT"),
+            (R, "expires_at", "BIGINT"),
+            (R, "plugin_version", "VARCHAR(64) NULL"),
+            (R, "plugin_sha256", "CHAR(64) NULL"),
+            (R, "updated", "BIGINT NOT NULL DEFAULT 0"),
+            (R, "unchanged", "BIGINT NOT NULL DEFAULT 0"),
+            (D, "attempts", "INT NOT NULL DEFAULT 1"),
+            (D, "replayed_at", "BIGINT NULL"),
+            (D, "replay_run_id", "VARCHAR(64) NULL"),
+            (D, "replay_outcome", "VARCHAR(16) NULL"),
+        ]
+    }
+
+    fn failed_at_seconds(&self) -> &'static str {
+        "UNIX_TIMESTAMP(failed_at)"
+    }
+
+    fn as_text(&self, column: &str) -> String {
+        format!("CAST({column} AS CHAR)")
     }
 
     fn bookkeeping_ddl(&self) -> [(&'static str, &'static str); 2] {
@@ -194,6 +221,8 @@ impl super::Engine for MysqlSink {
                     document_id VARCHAR(255), timestamp BIGINT, stage VARCHAR(16) NOT NULL,
                     error TEXT NOT NULL, document LONGTEXT NOT NULL,
                     failed_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+                    attempts INT NOT NULL DEFAULT 1, replayed_at BIGINT NULL,
+                    replay_run_id VARCHAR(64) NULL, replay_outcome VARCHAR(16) NULL,
                     KEY (run_id), KEY (type_name, document_id))",
             ),
             (
@@ -205,6 +234,8 @@ impl super::Engine for MysqlSink {
                     refused BIGINT NOT NULL DEFAULT 0, failed BIGINT NOT NULL DEFAULT 0,
                     error TEXT, started_at BIGINT NOT NULL, finished_at BIGINT,
                     done_until BIGINT, expires_at BIGINT,
+                    plugin_version VARCHAR(64) NULL, plugin_sha256 CHAR(64) NULL,
+                    updated BIGINT NOT NULL DEFAULT 0, unchanged BIGINT NOT NULL DEFAULT 0,
                     PRIMARY KEY (run_id, type_name), KEY (type_name, status))",
             ),
         ]
@@ -307,13 +338,24 @@ async fn insert_on(
     connection: &mut MySqlConnection,
     table: &TableSpec,
     rows: &[Row],
+    update: bool,
 ) -> Result<u64, WriteError> {
+    // An update overwrites: no IGNORE, so a value the database would change fails the row.
     let mut insert = QueryBuilder::<MySql>::new(format!(
-        "INSERT IGNORE INTO `{}` ({}) ",
+        "INSERT {}INTO `{}` ({}) ",
+        if update { "" } else { "IGNORE " },
         table.name,
         table.column_list('`')
     ));
     insert.push_values(rows, |mut values, row| push_row!(values, row, true));
+    if update {
+        // `VALUES()` is what MariaDB knows; MySQL 8 says it is deprecated (1287), which is
+        // no change of a value.
+        insert.push(format!(
+            " ON DUPLICATE KEY UPDATE {}",
+            table.update_list('`', |column| format!("VALUES({column})"))
+        ));
+    }
     let mut transaction = connection.begin().await?;
     let inserted = insert
         .build()
@@ -322,7 +364,12 @@ async fn insert_on(
         .rows_affected();
     // Every duplicate leaves one warning (1062). When the count says there is nothing else,
     // the warnings need not be read: an all-duplicates rerun then costs no 2,000-row answer.
-    let duplicates = rows.len() as u64 - inserted;
+    // An update reports found rows (CLIENT_FOUND_ROWS), never fewer than it was given.
+    let duplicates = if update {
+        0
+    } else {
+        rows.len() as u64 - inserted
+    };
     let warning_count: u64 = sqlx::query_scalar("SELECT CAST(@@warning_count AS UNSIGNED)")
         .fetch_one(&mut *transaction)
         .await?;
@@ -341,7 +388,7 @@ async fn insert_on(
                 .or_else(|_| warning.try_get::<i64, _>(1).map(|code| code as u32))
                 .unwrap_or(0);
             let message: String = warning.try_get(2).unwrap_or_default();
-            (code != DUPLICATE_KEY).then(|| format!("{code}: {message}"))
+            (code != DUPLICATE_KEY && code != DEPRECATED).then(|| format!("{code}: {message}"))
         })
         .take(5)
         .collect();

@@ -61,7 +61,9 @@ impl super::Engine for PostgresSink {
                     failure_id BIGSERIAL PRIMARY KEY,
                     run_id TEXT NOT NULL, type_name TEXT NOT NULL, document_id TEXT,
                     timestamp BIGINT, stage TEXT NOT NULL, error TEXT NOT NULL,
-                    document TEXT NOT NULL, failed_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+                    document TEXT NOT NULL, failed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                    attempts INT NOT NULL DEFAULT 1, replayed_at BIGINT,
+                    replay_run_id TEXT, replay_outcome TEXT)",
             ),
             (
                 super::RUN_LOG_TABLE,
@@ -72,9 +74,35 @@ impl super::Engine for PostgresSink {
                     refused BIGINT NOT NULL DEFAULT 0, failed BIGINT NOT NULL DEFAULT 0,
                     error TEXT, started_at BIGINT NOT NULL, finished_at BIGINT,
                     done_until BIGINT, expires_at BIGINT,
+                    plugin_version TEXT, plugin_sha256 TEXT,
+                    updated BIGINT NOT NULL DEFAULT 0, unchanged BIGINT NOT NULL DEFAULT 0,
                     PRIMARY KEY (run_id, type_name))",
             ),
         ]
+    }
+
+    fn added_columns(&self) -> [(&'static str, &'static str, &'static str); 10] {
+        use super::{DEAD_LETTER_TABLE as D, RUN_LOG_TABLE as R};
+        [
+            (R, "done_until", "BIGINT"),
+            (R, "expires_at", "BIGINT"),
+            (R, "plugin_version", "TEXT"),
+            (R, "plugin_sha256", "TEXT"),
+            (R, "updated", "BIGINT NOT NULL DEFAULT 0"),
+            (R, "unchanged", "BIGINT NOT NULL DEFAULT 0"),
+            (D, "attempts", "INT NOT NULL DEFAULT 1"),
+            (D, "replayed_at", "BIGINT"),
+            (D, "replay_run_id", "TEXT"),
+            (D, "replay_outcome", "TEXT"),
+        ]
+    }
+
+    fn failed_at_seconds(&self) -> &'static str {
+        "CAST(EXTRACT(EPOCH FROM failed_at) AS BIGINT)"
+    }
+
+    fn as_text(&self, column: &str) -> String {
+        format!("CAST({column} AS TEXT)")
     }
 
     fn dialect(&self) -> Dialect {
@@ -168,8 +196,9 @@ impl PostgresSink {
         table: &TableSpec,
         rows: &[Row],
         waits: Waits,
+        update: bool,
     ) -> Result<u64, WriteError> {
-        insert_on(connection, table, rows, waits).await
+        insert_on(connection, table, rows, waits, update).await
     }
 }
 
@@ -178,6 +207,7 @@ async fn insert_on(
     table: &TableSpec,
     rows: &[Row],
     waits: Waits,
+    update: bool,
 ) -> Result<u64, WriteError> {
     let data = copy_text(rows)?;
     let columns = table.column_list('"');
@@ -208,8 +238,16 @@ async fn insert_on(
         .await?;
     copy.send(data.into_bytes()).await?;
     copy.finish().await?;
+    let on_conflict = if update {
+        format!(
+            "DO UPDATE SET {}",
+            table.update_list('"', |column| format!("EXCLUDED.{column}"))
+        )
+    } else {
+        "DO NOTHING".to_owned()
+    };
     let inserted = sqlx::raw_sql(AssertSqlSafe(format!(
-        "INSERT INTO \"{}\" ({columns}) SELECT {columns} FROM {staging_name} ON CONFLICT (\"id\") DO NOTHING",
+        "INSERT INTO \"{}\" ({columns}) SELECT {columns} FROM {staging_name} ON CONFLICT (\"id\") {on_conflict}",
         table.name
     )))
     .execute(&mut *transaction)

@@ -172,6 +172,9 @@ pub struct RunStart<'a> {
     /// After this (Unix seconds), a row still `running` is taken as interrupted: the run's
     /// deadline plus [`RUN_MARGIN_SECS`].
     pub expires_at: i64,
+    /// The version of the type's plugin, and the SHA-256 of its `.wasm` when known.
+    pub plugin_version: Option<&'a str>,
+    pub plugin_sha256: Option<&'a str>,
 }
 
 impl Sink {
@@ -241,26 +244,29 @@ impl Sink {
         .await
     }
 
-    /// Adds the run log's columns that a table made by an older version lacks. Two processes
-    /// may race here; a column the other one added meanwhile is fine.
-    pub(super) async fn upgrade_run_log(&self) -> Result<(), SinkError> {
-        const ADDED: [(&str, &str); 2] = [("done_until", "BIGINT"), ("expires_at", "BIGINT")];
-        let existing = self.run_log_columns().await?;
-        for (column, kind) in ADDED {
-            if existing.iter().any(|name| name == column) {
+    /// Adds the bookkeeping tables' columns that a table made by an older version lacks. Two
+    /// processes may race here; a column the other one added meanwhile is fine.
+    pub(super) async fn upgrade_bookkeeping(&self) -> Result<(), SinkError> {
+        let added = engine!(self, engine => engine.added_columns());
+        let mut known: std::collections::HashMap<&str, Vec<String>> = Default::default();
+        for (table, column, kind) in added {
+            if !known.contains_key(table) {
+                known.insert(table, self.columns_of(table).await?);
+            }
+            if known[table].iter().any(|name| name == column) {
                 continue;
             }
-            let ddl = format!("ALTER TABLE {RUN_LOG_TABLE} ADD COLUMN {column} {kind}");
-            let added = engine!(self, engine => engine.execute(&ddl).await);
-            if let Err(source) = added
+            let ddl = format!("ALTER TABLE {table} ADD COLUMN {column} {kind}");
+            let result = engine!(self, engine => engine.execute(&ddl).await);
+            if let Err(source) = result
                 && !self
-                    .run_log_columns()
+                    .columns_of(table)
                     .await?
                     .iter()
                     .any(|name| name == column)
             {
                 return Err(SinkError::Database {
-                    table: RUN_LOG_TABLE.into(),
+                    table: table.into(),
                     operation: "add a column",
                     source,
                 });
@@ -269,11 +275,11 @@ impl Sink {
         Ok(())
     }
 
-    /// The run log's column names, in lower case.
-    async fn run_log_columns(&self) -> Result<Vec<String>, SinkError> {
+    /// A bookkeeping table's column names, in lower case.
+    async fn columns_of(&self, table: &str) -> Result<Vec<String>, SinkError> {
         let existing = self
-            .retrying(RUN_LOG_TABLE, "read columns", || async {
-                engine!(self, engine => engine.existing_columns(RUN_LOG_TABLE).await)
+            .retrying(table, "read columns", || async {
+                engine!(self, engine => engine.existing_columns(table).await)
             })
             .await?;
         Ok(existing

@@ -63,6 +63,20 @@ impl TableSpec {
     }
 
     /// `id`, `timestamp` and the plugin's columns, quoted and comma separated.
+    /// `"timestamp" = <new>."timestamp", …` for every column but `id`: how an upsert
+    /// overwrites a stored row, `new` naming the incoming values (`excluded.`, `EXCLUDED.`, or
+    /// MySQL's `VALUES(`…`)`).
+    pub(super) fn update_list(&self, quote: char, new: impl Fn(&str) -> String) -> String {
+        std::iter::once("timestamp")
+            .chain(self.columns.iter().map(|c| c.name.as_str()))
+            .map(|name| {
+                let quoted = format!("{quote}{name}{quote}");
+                format!("{quoted} = {}", new(&quoted))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub(super) fn column_list(&self, quote: char) -> String {
         let mut list = format!("{quote}id{quote}, {quote}timestamp{quote}");
         for column in &self.columns {

@@ -74,7 +74,9 @@ impl super::Engine for SqliteSink {
                 "CREATE TABLE IF NOT EXISTS batch_job_failed_documents (
                     run_id TEXT NOT NULL, type_name TEXT NOT NULL, document_id TEXT,
                     timestamp INTEGER, stage TEXT NOT NULL, error TEXT NOT NULL,
-                    document TEXT NOT NULL, failed_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+                    document TEXT NOT NULL, failed_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
+                    attempts INTEGER NOT NULL DEFAULT 1, replayed_at INTEGER,
+                    replay_run_id TEXT, replay_outcome TEXT)",
             ),
             (
                 super::RUN_LOG_TABLE,
@@ -85,9 +87,44 @@ impl super::Engine for SqliteSink {
                     refused INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
                     error TEXT, started_at INTEGER NOT NULL, finished_at INTEGER,
                     done_until INTEGER, expires_at INTEGER,
+                    plugin_version TEXT, plugin_sha256 TEXT,
+                    updated INTEGER NOT NULL DEFAULT 0, unchanged INTEGER NOT NULL DEFAULT 0,
                     PRIMARY KEY (run_id, type_name))",
             ),
         ]
+    }
+
+    fn added_columns(&self) -> [(&'static str, &'static str, &'static str); 10] {
+        use super::{DEAD_LETTER_TABLE as D, RUN_LOG_TABLE as R};
+        [
+            (R, "done_until", "INTEGER"),
+            (R, "expires_at", "INTEGER"),
+            (R, "plugin_version", "TEXT"),
+            (R, "plugin_sha256", "TEXT"),
+            (R, "updated", "INTEGER NOT NULL DEFAULT 0"),
+            (R, "unchanged", "INTEGER NOT NULL DEFAULT 0"),
+            (D, "attempts", "INTEGER NOT NULL DEFAULT 1"),
+            (D, "replayed_at", "INTEGER"),
+            (D, "replay_run_id", "TEXT"),
+            (D, "replay_outcome", "TEXT"),
+        ]
+    }
+
+    fn dead_letter_key(&self) -> &'static str {
+        "rowid"
+    }
+
+    fn failed_at_seconds(&self) -> &'static str {
+        "CAST(strftime('%s', failed_at) AS INTEGER)"
+    }
+
+    fn as_text(&self, column: &str) -> String {
+        format!("CAST({column} AS TEXT)")
+    }
+
+    /// REAL columns keep the float as it is.
+    fn decimal_floats(&self) -> bool {
+        false
     }
 
     fn dialect(&self) -> Dialect {
@@ -175,8 +212,9 @@ impl SqliteSink {
         table: &TableSpec,
         rows: &[Row],
         _waits: Waits,
+        update: bool,
     ) -> Result<u64, WriteError> {
-        insert_on(connection, table, rows).await
+        insert_on(connection, table, rows, update).await
     }
 }
 
@@ -184,6 +222,7 @@ async fn insert_on(
     connection: &mut sqlx::SqliteConnection,
     table: &TableSpec,
     rows: &[Row],
+    update: bool,
 ) -> Result<u64, WriteError> {
     let mut insert = QueryBuilder::<Sqlite>::new(format!(
         "INSERT INTO \"{}\" ({}) ",
@@ -191,7 +230,14 @@ async fn insert_on(
         table.column_list('"')
     ));
     insert.push_values(rows, |mut values, row| push_row!(values, row));
-    insert.push(" ON CONFLICT (\"id\") DO NOTHING");
+    if update {
+        insert.push(format!(
+            " ON CONFLICT (\"id\") DO UPDATE SET {}",
+            table.update_list('"', |column| format!("excluded.{column}"))
+        ));
+    } else {
+        insert.push(" ON CONFLICT (\"id\") DO NOTHING");
+    }
     let mut transaction = sqlx::Connection::begin(connection).await?;
     let inserted = insert
         .build()

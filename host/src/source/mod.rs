@@ -23,6 +23,8 @@ pub enum SourceSpec {
         base_url: String,
         key: ApiCredential,
     },
+    /// The dead letters of the run's database (`replay`): each failed document again.
+    DeadLetters(crate::sink::replay::Replay),
 }
 
 impl std::fmt::Debug for SourceSpec {
@@ -34,6 +36,7 @@ impl std::fmt::Debug for SourceSpec {
                 .debug_struct("Fetch")
                 .field("base_url", &crate::http::redact(base_url))
                 .finish_non_exhaustive(),
+            SourceSpec::DeadLetters(replay) => f.debug_tuple("DeadLetters").field(replay).finish(),
         }
     }
 }
