@@ -121,7 +121,7 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 
 /// rustls's cryptography: ring, installed as the process's provider before the first client is
 /// made. reqwest is built without a provider of its own, so that a build without the AWS SDK
-/// (the demo's) compiles no aws-lc; the database's TLS (sqlx) uses ring too.
+/// (the demo's) compiles no aws-lc; the database's TLS uses ring too.
 fn install_crypto_provider() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {

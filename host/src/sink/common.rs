@@ -497,6 +497,7 @@ macro_rules! bookkeeping {
 /// Binds a row's cells; NULL is bound untyped, which SQLite and MySQL accept for any column.
 /// `decimal_floats` binds floats as text rounded to the 2 decimals of `DECIMAL(20,2)`: MySQL
 /// would otherwise round a double itself and say so with a note that fails the row.
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
 macro_rules! push_row {
     ($values:expr, $row:expr) => {
         push_row!($values, $row, false)
