@@ -3,6 +3,7 @@
 
 mod support;
 
+mod backfill;
 mod cli;
 mod end_to_end;
 mod fetch;

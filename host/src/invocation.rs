@@ -27,13 +27,22 @@ use crate::window::{Window, unix_now};
 
 /// The event (every key optional). Other keys, such as an EventBridge schedule's, are ignored.
 /// [`InvocationEvent::from_payload`] checks it with messages that name the field.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct InvocationEvent {
     pub types: Option<Vec<String>>,
     pub timestamp_from: Option<i64>,
     pub timestamp_to: Option<i64>,
     /// Gap-free windows for this invocation; `BATCH_JOB_AURORA_CATCH_UP=true` sets it for all.
     pub catch_up: Option<bool>,
+    /// A backfill's shard (`"backfill": true`, as `plan` makes them): skips what the run log
+    /// says is loaded.
+    pub backfill: bool,
+    /// The operator tools' `"skip"` or `"update"`, passed through; `"update"` makes a shard
+    /// read its whole window again.
+    pub on_existing: Option<String>,
+    /// `{"plan": {...}}`: no run, the backfill's shards are the answer.
+    #[serde(skip)]
+    pub plan: Option<crate::backfill::PlanRequest>,
 }
 
 impl InvocationEvent {
@@ -94,21 +103,42 @@ impl InvocationEvent {
                 "timestamp_from: {from} is after timestamp_to ({to})"
             )));
         }
-        let catch_up = match field("catch_up") {
+        let flag = |name: &str| match field(name) {
+            None => Ok(None),
+            Some(Value::Bool(flag)) => Ok(Some(*flag)),
+            Some(other) => Err(invalid(format!(
+                "{name}: expected true or false, got {}",
+                shown(other)
+            ))),
+        };
+        let catch_up = flag("catch_up")?;
+        let backfill = flag("backfill")?.unwrap_or(false);
+        let on_existing = match field("on_existing") {
             None => None,
-            Some(Value::Bool(flag)) => Some(*flag),
+            Some(Value::String(value)) => {
+                crate::backfill::check_on_existing(value)
+                    .map_err(|error| invalid(error.to_string()))?;
+                Some(value.clone())
+            }
             Some(other) => {
                 return Err(invalid(format!(
-                    "catch_up: expected true or false, got {}",
+                    "on_existing: expected \"skip\" or \"update\", got {}",
                     shown(other)
                 )));
             }
         };
+        let plan = field("plan")
+            .map(crate::backfill::PlanRequest::from_payload)
+            .transpose()
+            .map_err(|error| invalid(error.to_string()))?;
         Ok(InvocationEvent {
             types,
             timestamp_from,
             timestamp_to,
             catch_up,
+            backfill,
+            on_existing,
+            plan,
         })
     }
 
@@ -159,12 +189,22 @@ impl InvocationEvent {
             to: self.timestamp_to,
             catch_up: self.catch_up,
             deadline,
+            backfill: self.backfill,
+            on_existing: self.on_existing.clone(),
             ..RunRequest::default()
         }
     }
 
     /// The keys an event may have; any other is ignored.
-    const KEYS: [&str; 4] = ["types", "timestamp_from", "timestamp_to", "catch_up"];
+    const KEYS: [&str; 7] = [
+        "types",
+        "timestamp_from",
+        "timestamp_to",
+        "catch_up",
+        "backfill",
+        "on_existing",
+        "plan",
+    ];
 }
 
 /// A value as JSON, cut short: it goes into an error message and a log line.
@@ -189,6 +229,14 @@ impl From<&RunSummary> for InvocationResponse {
     }
 }
 
+/// What an invocation answers: the old job's response to a run, or a backfill's plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    Run(InvocationResponse),
+    Plan(crate::backfill::PlanAnswer),
+}
+
 /// Why an invocation (or the container's init) failed, as a short stable name: the
 /// `errorType` that alarms and Step Functions match on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -210,6 +258,10 @@ pub enum FailureKind {
     /// The run went through, but a type or its window was not read to the end; what was
     /// stored stays stored, and catch-up fills the rest.
     IncompleteRun,
+    /// The run stopped at the invocation's deadline with its window not read to the end; what
+    /// was stored stays stored and the run log says how far it got, so that a retry (a
+    /// backfill shard's) continues from there. Retryable.
+    DeadlineReached,
     /// A bug or an unexpected failure of the host itself.
     Internal,
 }
@@ -225,6 +277,7 @@ impl FailureKind {
             FailureKind::DatabaseUnavailable => "DatabaseUnavailable",
             FailureKind::CredentialsUnavailable => "CredentialsUnavailable",
             FailureKind::IncompleteRun => "IncompleteRun",
+            FailureKind::DeadlineReached => "DeadlineReached",
             FailureKind::Internal => "Internal",
         }
     }
@@ -341,8 +394,13 @@ pub fn check_completed(summary: &RunSummary) -> Result<(), InvocationFailure> {
     if let Some(error) = &summary.error {
         reasons.push(error.clone());
     }
+    let kind = if summary.stopped_only_by_deadline() {
+        FailureKind::DeadlineReached
+    } else {
+        FailureKind::IncompleteRun
+    };
     Err(InvocationFailure::new(
-        FailureKind::IncompleteRun,
+        kind,
         format!(
             "the run did not complete (what was read is stored; {}): {}",
             summary.lambda_body(),
@@ -365,6 +423,9 @@ pub struct LambdaJob {
     /// Raised by a SIGTERM (sent before a shutdown when extensions are registered): the run
     /// under way logs its types as `interrupted`.
     interrupt: Interrupt,
+    /// `BATCH_JOB_AURORA_BACKFILL_BUCKET` and its client: where plans are written for the
+    /// backfill's Map to read.
+    backfill_bucket: Option<(aws_sdk_s3::Client, String)>,
 }
 
 /// One invocation's result: the summary when the run went through (also when it did not
@@ -375,7 +436,7 @@ pub struct InvocationOutcome {
     /// The window every type took, when the event or the default fixed one (not with
     /// catch-up, where each type has its own).
     pub window: Option<Window>,
-    pub result: Result<InvocationResponse, InvocationFailure>,
+    pub result: Result<Answer, InvocationFailure>,
 }
 
 impl InvocationOutcome {
@@ -423,6 +484,16 @@ impl LambdaJob {
         let backends = Backends::configure(&environment.capabilities)
             .await
             .map_err(|error| invalid(&error))?;
+        let backfill_bucket = match var("BATCH_JOB_AURORA_BACKFILL_BUCKET").filter(|b| !b.is_empty())
+        {
+            Some(bucket) => {
+                let endpoint = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]
+                    .iter()
+                    .any(|name| var(name).is_some_and(|url| !url.is_empty()));
+                Some((crate::backfill::s3_client(endpoint).await, bucket))
+            }
+            None => None,
+        };
         Ok(LambdaJob {
             job,
             env,
@@ -430,6 +501,7 @@ impl LambdaJob {
             backends,
             credentials,
             interrupt: Default::default(),
+            backfill_bucket,
         })
     }
 
@@ -457,6 +529,9 @@ impl LambdaJob {
             Ok(event) => event,
             Err(failure) => return failed(failure),
         };
+        if let Some(plan) = &event.plan {
+            return self.plan(plan).await;
+        }
         if let Err(error) = self.job.check_types(event.types.as_deref()) {
             return failed(error.into());
         }
@@ -486,8 +561,8 @@ impl LambdaJob {
             let window = config.run.windows.common_window();
             match self.job.run(config.run, hooks).await {
                 Ok(summary) => {
-                    let result =
-                        check_completed(&summary).map(|()| InvocationResponse::from(&summary));
+                    let result = check_completed(&summary)
+                        .map(|()| Answer::Run(InvocationResponse::from(&summary)));
                     return InvocationOutcome {
                         summary: Some(summary),
                         window,
@@ -502,6 +577,40 @@ impl LambdaJob {
                 }
                 Err(error) => return failed(error.into()),
             }
+        }
+    }
+}
+
+impl LambdaJob {
+    /// `{"plan": …}`: the shards, checked against the installed types, inline or written to
+    /// the backfill bucket.
+    async fn plan(&self, plan: &crate::backfill::PlanRequest) -> InvocationOutcome {
+        if let Err(error) = self.job.check_types(Some(&plan.types)) {
+            let mut failure = InvocationFailure::from(error);
+            failure.message = format!("plan.{}", failure.message);
+            return InvocationOutcome::failed(failure);
+        }
+        let bucket = self
+            .backfill_bucket
+            .as_ref()
+            .map(|(client, bucket)| (client, bucket.as_str()));
+        let result = crate::backfill::answer(plan, bucket)
+            .await
+            .map(Answer::Plan)
+            .map_err(|error| {
+                let kind = match error {
+                    crate::backfill::PlanError::Invalid(_)
+                    | crate::backfill::PlanError::TooManyShards { .. } => FailureKind::InvalidEvent,
+                    crate::backfill::PlanError::TooLargeInline { .. } => FailureKind::InvalidConfig,
+                    // S3 refused or could not be reached: worth a retry.
+                    crate::backfill::PlanError::Store { .. } => FailureKind::SourceFailed,
+                };
+                InvocationFailure::from_error(kind, &error)
+            });
+        InvocationOutcome {
+            summary: None,
+            window: None,
+            result,
         }
     }
 }

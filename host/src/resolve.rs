@@ -55,6 +55,12 @@ pub struct RunRequest {
     pub compile_cache: Option<String>,
     pub plugin_instances: Option<usize>,
     pub rows_per_write: Option<usize>,
+    /// A backfill's shard (`"backfill": true`): the window given by hand is read only where
+    /// the run log does not say it is loaded ([`WindowPlan::Backfill`]).
+    pub backfill: bool,
+    /// The operator tools' `on_existing` (`"skip"` or `"update"`, checked); `"update"` makes a
+    /// backfill shard read its whole window again.
+    pub on_existing: Option<String>,
 }
 
 /// Why the inputs do not make a run.
@@ -115,6 +121,12 @@ pub fn resolve(
     // does so with the fetch API, and reads a file whole.
     let scheduled = lambda || matches!(run.source, SourceSpec::Fetch { .. });
     run.windows = WindowPlan::resolve(&windows, scheduled, now);
+    if let WindowPlan::Fixed(window) = run.windows
+        && request.backfill
+        && crate::backfill::skips_loaded(request.on_existing.as_deref())
+    {
+        run.windows = WindowPlan::Backfill(window);
+    }
     run.capabilities = CapabilitySpecs {
         slack_channels: request.slack_channels,
         event_codes: request

@@ -137,6 +137,18 @@ pub async fn lanes(
             WindowPlan::CatchUp(catch_up) => {
                 Some(catch_up.window(sink.watermark(&type_name).await?))
             }
+            WindowPlan::Backfill(shard) => {
+                let loaded = crate::sink::loaded_spans(&sink.logged_windows(&type_name).await?);
+                match shard.unloaded(&loaded) {
+                    Some(window) => Some(window),
+                    None => {
+                        // Loaded already: skipped without fetching, and nothing logged.
+                        tracing::info!(type_name, "the shard is loaded already: skipped");
+                        summary.already_loaded.insert(type_name);
+                        continue;
+                    }
+                }
+            }
             plan => plan.common_window(),
         };
         let last_attempt = match (plan, window) {
