@@ -12,6 +12,7 @@ mod hostile;
 mod kit;
 mod lambda;
 mod lambda_deadline;
+mod ministack;
 mod loading;
 mod network_faults;
 mod old_job_behaviour;

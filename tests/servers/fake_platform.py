@@ -35,9 +35,14 @@ Control endpoints (used by the tests):
                                                "slack_hold": true (until /control/release),
                                                "slow_from_body": n (with slow_first_byte: only
                                                the nth store body and later ones are slow),
+                                               "slow_on_multiple_of": M (only windows starting
+                                               at a multiple of M are slow),
+                                               "in_flight_span": S (in_flight counts windows
+                                               by from // S: a backfill's shards),
                                                "fail_window": {"from": F, "times": n,
-                                               "status": 400} (the fetch API answers status
-                                               to a window starting at F, n times; -1: always)}
+                                               "status": 400, "type": T} (the fetch API
+                                               answers status to T's window starting at F, n
+                                               times; -1: always)}
     PUT  /control/credentials           body: {"api_key": "...", "slack_token": "..."}: the only
                                         key and token accepted from now on (a rotation); an
                                         old key gets a 403 that echoes it, an old token
@@ -243,6 +248,7 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             failing = FAULTS.get("fail_window")
             fail = (isinstance(failing, dict) and failing.get("from") == window[0]
+                    and failing.get("type", type_name) == type_name
                     and failing.get("times", 0) != 0)
             if fail and failing["times"] > 0:
                 failing["times"] -= 1
@@ -291,15 +297,19 @@ class Handler(BaseHTTPRequestHandler):
             slow = FAULTS.get("slow_first_byte", 0)
             if BODIES[0] < FAULTS.get("slow_from_body", 0):
                 slow = 0
-            IN_FLIGHT[(first, last)] = IN_FLIGHT.get((first, last), 0) + 1
+            if first % FAULTS.get("slow_on_multiple_of", 1) != 0:
+                slow = 0
+            span = FAULTS.get("in_flight_span", 0)
+            key = first // span if span else (first, last)
+            IN_FLIGHT[key] = IN_FLIGHT.get(key, 0) + 1
             MAX_IN_FLIGHT[0] = max(MAX_IN_FLIGHT[0], len(IN_FLIGHT))
         try:
             return self.serve_body(token, type_name, first, last, slow)
         finally:
             with LOCK:
-                IN_FLIGHT[(first, last)] -= 1
-                if IN_FLIGHT[(first, last)] == 0:
-                    del IN_FLIGHT[(first, last)]
+                IN_FLIGHT[key] -= 1
+                if IN_FLIGHT[key] == 0:
+                    del IN_FLIGHT[key]
 
     def serve_body(self, token, type_name, first, last, slow):
         with LOCK:
