@@ -186,8 +186,10 @@ async fn the_lambda_plans_shards_and_a_shard_resumes_skips_and_reports_its_deadl
         &lambda_env(&platform, &database, plugins.path(), 3306),
     );
     let small = runtime
-        .invoke(json!({"plan": {"types": ["SlackType"], "timestamp_from": START,
-                                "timestamp_to": START + DAY - 1, "shard_hours": 6}}))
+        .invoke(
+            json!({"plan": {"types": ["SlackType"], "timestamp_from": START,
+                                "timestamp_to": START + DAY - 1, "shard_hours": 6}}),
+        )
         .await;
     assert_eq!(small["kind"], "response", "{small}");
     assert_eq!(small["body"]["count"], 4);
@@ -228,16 +230,17 @@ async fn the_lambda_plans_shards_and_a_shard_resumes_skips_and_reports_its_deadl
     assert!(planned["body"].get("shards").is_none(), "{planned}");
     let object = &planned["body"]["shards_object"];
     assert_eq!(object["bucket"], bucket);
-    let stored: Vec<Value> = reqwest::get(format!(
+    let answer = reqwest::get(format!(
         "{}/{bucket}/{}",
         moto.endpoint,
         object["key"].as_str().unwrap()
     ))
     .await
-    .unwrap()
-    .json()
-    .await
     .unwrap();
+    let status = answer.status();
+    let text = answer.text().await.unwrap();
+    let stored: Vec<Value> = serde_json::from_str(&text)
+        .unwrap_or_else(|error| panic!("{status}: {error}: {}", &text[..text.len().min(300)]));
     assert_eq!(stored.len(), 8760);
     assert_eq!(
         stored[8759],

@@ -33,11 +33,7 @@ pub fn run(args: BackfillArgs) -> Result<ExitCode> {
     let environment = from_env(|name| std::env::var(name).ok())?;
     let args = Arc::new(args);
     let environment = Arc::new(environment);
-    let first = resolve(
-        shard_request(&args, &shards[0]),
-        &environment,
-        unix_now(),
-    )?;
+    let first = resolve(shard_request(&args, &shards[0]), &environment, unix_now())?;
     let job = Arc::new(Job::prepare_from(&first.plugins)?);
     job.check_types(Some(&request.types))?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use batch_job_aurora::backfill::PlanRequest;
 use batch_job_aurora::capability::CapabilitySpecs;
 use batch_job_aurora::environment::from_env;
 use batch_job_aurora::hooks::{Interrupt, Pause, Progress, RunHooks};
-use batch_job_aurora::backfill::PlanRequest;
 use batch_job_aurora::kit;
 use batch_job_aurora::plugin::{PluginEngine, SandboxLimits};
 use batch_job_aurora::resolve::{Origin, RunRequest, plugins_dir, resolve};

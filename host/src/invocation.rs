@@ -484,16 +484,16 @@ impl LambdaJob {
         let backends = Backends::configure(&environment.capabilities)
             .await
             .map_err(|error| invalid(&error))?;
-        let backfill_bucket = match var("BATCH_JOB_AURORA_BACKFILL_BUCKET").filter(|b| !b.is_empty())
-        {
-            Some(bucket) => {
-                let endpoint = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]
-                    .iter()
-                    .any(|name| var(name).is_some_and(|url| !url.is_empty()));
-                Some((crate::backfill::s3_client(endpoint).await, bucket))
-            }
-            None => None,
-        };
+        let backfill_bucket =
+            match var("BATCH_JOB_AURORA_BACKFILL_BUCKET").filter(|b| !b.is_empty()) {
+                Some(bucket) => {
+                    let endpoint = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]
+                        .iter()
+                        .any(|name| var(name).is_some_and(|url| !url.is_empty()));
+                    Some((crate::backfill::s3_client(endpoint).await, bucket))
+                }
+                None => None,
+            };
         Ok(LambdaJob {
             job,
             env,

@@ -144,6 +144,13 @@ pub async fn lanes(
                     None => {
                         // Loaded already: skipped without fetching, and nothing logged.
                         tracing::info!(type_name, "the shard is loaded already: skipped");
+                        if summary
+                            .types
+                            .get(&type_name)
+                            .is_some_and(|t| *t == Default::default())
+                        {
+                            summary.types.remove(&type_name);
+                        }
                         summary.already_loaded.insert(type_name);
                         continue;
                     }
