@@ -164,7 +164,7 @@ async fn rows_between(database: &TestDatabase, table: &str, days: std::ops::Rang
 async fn the_backfill_state_machine_runs_on_ministack_exactly_once_through_retries_and_resumes() {
     let platform = FakePlatform::start();
     let (github, slack) = documents(0..41);
-    // Day 40: a shard far too big for one 6 s invocation (see below).
+    // Day 40: a shard far too big for one 10 s invocation (see below).
     platform
         .put("/control/documents/GithubType", &json!(github))
         .await;
@@ -281,13 +281,15 @@ async fn the_backfill_state_machine_runs_on_ministack_exactly_once_through_retri
         second["seconds"]
     );
 
-    // Day 40 on a function with a 6 s timeout (a 5 s run deadline), every store body a
+    // Day 40 on a function with a 10 s timeout (a 7 s run deadline), every store body a
     // second: each invocation reads a few hourly parts, answers DeadlineReached, and the Map's
     // Retry continues from its done_until until the day is loaded, exactly once.
     platform
         .put("/control/faults", &json!({"slow_first_byte": 1}))
         .await;
-    let short = ministack.setup("backfill-short", &zip, &env, 6);
+    let mut short_env = env.clone();
+    short_env["BATCH_JOB_AURORA_DEADLINE_MARGIN_MS"] = json!("3000");
+    let short = ministack.setup("backfill-short", &zip, &short_env, 10);
     let input = json!({"types": ["SlackType"], "timestamp_from": START + 40 * DAY, "timestamp_to": START + 41 * DAY - 1, "shard_hours": 24});
     let long = ministack.run(&short, input);
     assert_eq!(long["status"], "SUCCEEDED", "{long}");
