@@ -280,7 +280,8 @@ mod tests {
     fn a_backfill_shard_reads_only_what_is_not_loaded() {
         let shard = Window { from: 100, to: 199 };
         let w = |from, to| Some(Window { from, to });
-        let cases: [(&str, &[(i64, i64)], Option<Window>); 7] = [
+        type Case = (&'static str, &'static [(i64, i64)], Option<Window>);
+        let cases: [Case; 7] = [
             ("nothing loaded", &[], w(100, 199)),
             ("all loaded", &[(0, 500)], None),
             ("loaded exactly", &[(100, 199)], None),
