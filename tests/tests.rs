@@ -3,6 +3,7 @@
 
 mod support;
 
+mod backfill;
 mod cli;
 mod end_to_end;
 mod fetch;
@@ -12,6 +13,7 @@ mod kit;
 mod lambda;
 mod lambda_deadline;
 mod loading;
+mod ministack;
 mod network_faults;
 mod old_job_behaviour;
 mod plugin_faults;

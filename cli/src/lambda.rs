@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use batch_job_aurora::invocation::{
-    FailureKind, InvocationFailure, InvocationOutcome, InvocationResponse, LambdaJob,
+    Answer, FailureKind, InvocationFailure, InvocationOutcome, LambdaJob,
 };
 use batch_job_aurora::metrics::{DEFAULT_NAMESPACE, InvocationMetrics};
 use batch_job_aurora::plugin::{PluginEngine, SandboxLimits};
@@ -179,7 +179,7 @@ async fn handle(
     lambda: &'static LambdaJob,
     settings: &'static Settings,
     event: LambdaEvent<EventText>,
-) -> Result<InvocationResponse, Failure> {
+) -> Result<Answer, Failure> {
     let started = Instant::now();
     let span = tracing::info_span!("invocation", request_id = %event.context.request_id);
     async move {

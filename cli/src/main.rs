@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-#[cfg(feature = "kit")]
+use batch_job_aurora::backfill::PlanRequest;
 use batch_job_aurora::capability::CapabilitySpecs;
 use batch_job_aurora::environment::from_env;
 use batch_job_aurora::hooks::{Interrupt, Pause, Progress, RunHooks};
@@ -21,6 +21,8 @@ use batch_job_aurora::window::{DEFAULT_MAX_CATCH_UP_SECS, DEFAULT_OVERLAP_SECS, 
 use batch_job_aurora::{RunSummary, run_with};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+mod backfill;
 
 /// Copies raw data points into per-type SQL tables through WebAssembly type plugins.
 #[derive(Parser)]
@@ -43,6 +45,12 @@ enum Command {
     /// Shows what is loaded, per type: spans, holes, failed windows, dead letters waiting,
     /// the last success and plugin versions. Only reads: changes nothing.
     Status(StatusArgs),
+    /// Prints a backfill's shards: one ordinary event per slice of the range, every type in
+    /// each, on the hour, inclusive at both ends, touching without gap or overlap.
+    Plan(PlanArgs),
+    /// Runs a backfill's shards here, N at once; shards the run log says are loaded are
+    /// skipped without fetching, so a backfill that was stopped resumes.
+    Backfill(Box<BackfillArgs>),
     /// Lists the loaded plugins with their type, version, columns and capabilities.
     Plugins {
         #[command(flatten)]
@@ -336,6 +344,84 @@ struct ReplayArgs {
     pause_after_writes: Option<usize>,
 }
 
+#[derive(Args)]
+struct PlanArgs {
+    /// The types of every shard (comma separated).
+    #[arg(long, value_delimiter = ',', value_name = "A,B", required = true)]
+    types: Vec<String>,
+    /// Start of the range, Unix seconds (inclusive).
+    #[arg(long, value_name = "SECONDS")]
+    from: i64,
+    /// End of the range, Unix seconds (inclusive).
+    #[arg(long, value_name = "SECONDS")]
+    to: i64,
+    /// The length of a shard; shards are cut at every multiple of it since the epoch (UTC).
+    #[arg(long, value_name = "HOURS", default_value_t = batch_job_aurora::backfill::DEFAULT_SHARD_HOURS)]
+    shard_hours: i64,
+    /// Passed to every shard: `skip` (the default: shards skip what is loaded) or `update`
+    /// (every shard reads its whole window again).
+    #[arg(long, value_name = "skip|update")]
+    on_existing: Option<String>,
+    /// Print the shards as one JSON array of events (what the Lambda's plan answers).
+    #[arg(long)]
+    json: bool,
+}
+
+impl PlanArgs {
+    fn request(&self) -> Result<PlanRequest> {
+        let request = PlanRequest {
+            types: self.types.clone(),
+            window: batch_job_aurora::window::Window {
+                from: self.from,
+                to: self.to,
+            },
+            shard_hours: self.shard_hours,
+            on_existing: self.on_existing.clone(),
+            tolerated_failure_percentage: 0.0,
+        };
+        request.check()?;
+        Ok(request)
+    }
+}
+
+#[derive(Args)]
+struct BackfillArgs {
+    #[command(flatten)]
+    plan: PlanArgs,
+    /// Shards run at once (each one run: its types, its plugins, two database writes in
+    /// flight).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
+    parallel: usize,
+    /// Where documents come from (as `run --source`; by default the fetch API).
+    #[arg(long, value_name = "SPEC")]
+    source: Option<String>,
+    /// Where rows go (as `run --database`).
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+    #[command(flatten)]
+    plugins: PluginArgs,
+    #[command(flatten)]
+    lookups: LookupArgs,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+    /// Each shard's deadline, seconds after it starts (as `run --deadline`): a shard stopped
+    /// by it is run again from where it stopped, at most --shard-attempts times.
+    #[arg(long, value_name = "SECONDS")]
+    shard_deadline: Option<u64>,
+    /// How often a failing shard is run before the backfill gives it up (and fails).
+    #[arg(long, value_name = "N", default_value_t = 3,
+          value_parser = clap::builder::RangedU64ValueParser::<u32>::new().range(1..=100))]
+    shard_attempts: u32,
+    /// As `run --compile-cache`.
+    #[arg(long, value_name = "DIR|off")]
+    compile_cache: Option<String>,
+    /// Tests only: once this many shards ended, say "paused" on stderr and start no other
+    /// shard (so that a test can kill the process at a known point).
+    #[arg(long, value_name = "SHARDS", hide = true)]
+    pause_after_shards: Option<usize>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
@@ -361,6 +447,8 @@ fn run(command: Command, verbose: u8) -> Result<ExitCode> {
         Command::Run(args) => run_job(*args, verbose),
         Command::Replay(args) => replay(*args, verbose),
         Command::Status(args) => show_status(args),
+        Command::Plan(args) => print_plan(&args),
+        Command::Backfill(args) => backfill::run(*args),
         Command::Plugin(command) => plugin_command(command),
     }
 }
@@ -435,6 +523,24 @@ fn check_plugin(args: CheckArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
         eprintln!("as expected: {}", expect.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_plan(args: &PlanArgs) -> Result<ExitCode> {
+    let shards = batch_job_aurora::backfill::plan(&args.request()?)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&shards)?);
+    } else {
+        for shard in &shards {
+            println!(
+                "{} {} {}",
+                shard.timestamp_from,
+                shard.timestamp_to,
+                shard.types.join(",")
+            );
+        }
+        eprintln!("{} shards", shards.len());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -611,6 +717,7 @@ fn run_request(args: RunArgs) -> Result<RunRequest> {
             OnExistingArg::Update => batch_job_aurora::sink::OnExisting::Update,
         }),
         replay: None,
+        backfill: false,
     })
 }
 

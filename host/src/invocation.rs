@@ -27,7 +27,7 @@ use crate::window::{Window, unix_now};
 
 /// The event (every key optional). Other keys, such as an EventBridge schedule's, are ignored.
 /// [`InvocationEvent::from_payload`] checks it with messages that name the field.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct InvocationEvent {
     pub types: Option<Vec<String>>,
     pub timestamp_from: Option<i64>,
@@ -39,6 +39,12 @@ pub struct InvocationEvent {
     pub on_existing: Option<crate::sink::OnExisting>,
     /// `{"replay": {"types": [...], "stage": "plugin"}}`: the dead letters again, no window.
     pub replay: Option<ReplayEvent>,
+    /// A backfill's shard (`"backfill": true`, as `plan` makes them): skips what the run log
+    /// says is loaded.
+    pub backfill: bool,
+    /// `{"plan": {...}}`: no run, the backfill's shards are the answer.
+    #[serde(skip)]
+    pub plan: Option<crate::backfill::PlanRequest>,
 }
 
 /// A replay asked by an event: its types (else the event's, else every type with dead
@@ -156,16 +162,20 @@ impl InvocationEvent {
                 "timestamp_from: {from} is after timestamp_to ({to})"
             )));
         }
-        let catch_up = match field("catch_up") {
-            None => None,
-            Some(Value::Bool(flag)) => Some(*flag),
-            Some(other) => {
-                return Err(invalid(format!(
-                    "catch_up: expected true or false, got {}",
-                    shown(other)
-                )));
-            }
+        let flag = |name: &str| match field(name) {
+            None => Ok(None),
+            Some(Value::Bool(flag)) => Ok(Some(*flag)),
+            Some(other) => Err(invalid(format!(
+                "{name}: expected true or false, got {}",
+                shown(other)
+            ))),
         };
+        let catch_up = flag("catch_up")?;
+        let backfill = flag("backfill")?.unwrap_or(false);
+        let plan = field("plan")
+            .map(crate::backfill::PlanRequest::from_payload)
+            .transpose()
+            .map_err(|error| invalid(error.to_string()))?;
         Ok(InvocationEvent {
             types,
             timestamp_from,
@@ -173,6 +183,8 @@ impl InvocationEvent {
             catch_up,
             on_existing,
             replay,
+            backfill,
+            plan,
         })
     }
 
@@ -243,18 +255,21 @@ impl InvocationEvent {
                 }) => Some(types.clone()),
                 _ => self.types.clone(),
             },
+            backfill: self.backfill,
             ..RunRequest::default()
         }
     }
 
     /// The keys an event may have; any other is ignored.
-    const KEYS: [&str; 6] = [
+    const KEYS: [&str; 8] = [
         "types",
         "timestamp_from",
         "timestamp_to",
         "catch_up",
         "on_existing",
         "replay",
+        "backfill",
+        "plan",
     ];
 }
 
@@ -280,6 +295,14 @@ impl From<&RunSummary> for InvocationResponse {
     }
 }
 
+/// What an invocation answers: the old job's response to a run, or a backfill's plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    Run(InvocationResponse),
+    Plan(crate::backfill::PlanAnswer),
+}
+
 /// Why an invocation (or the container's init) failed, as a short stable name: the
 /// `errorType` that alarms and Step Functions match on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -301,6 +324,10 @@ pub enum FailureKind {
     /// The run went through, but a type or its window was not read to the end; what was
     /// stored stays stored, and catch-up fills the rest.
     IncompleteRun,
+    /// The run stopped at the invocation's deadline with its window not read to the end; what
+    /// was stored stays stored and the run log says how far it got, so that a retry (a
+    /// backfill shard's) continues from there. Retryable.
+    DeadlineReached,
     /// A bug or an unexpected failure of the host itself.
     Internal,
 }
@@ -316,6 +343,7 @@ impl FailureKind {
             FailureKind::DatabaseUnavailable => "DatabaseUnavailable",
             FailureKind::CredentialsUnavailable => "CredentialsUnavailable",
             FailureKind::IncompleteRun => "IncompleteRun",
+            FailureKind::DeadlineReached => "DeadlineReached",
             FailureKind::Internal => "Internal",
         }
     }
@@ -432,8 +460,13 @@ pub fn check_completed(summary: &RunSummary) -> Result<(), InvocationFailure> {
     if let Some(error) = &summary.error {
         reasons.push(error.clone());
     }
+    let kind = if summary.stopped_only_by_deadline() {
+        FailureKind::DeadlineReached
+    } else {
+        FailureKind::IncompleteRun
+    };
     Err(InvocationFailure::new(
-        FailureKind::IncompleteRun,
+        kind,
         format!(
             "the run did not complete (what was read is stored; {}): {}",
             summary.lambda_body(),
@@ -456,6 +489,9 @@ pub struct LambdaJob {
     /// Raised by a SIGTERM (sent before a shutdown when extensions are registered): the run
     /// under way logs its types as `interrupted`.
     interrupt: Interrupt,
+    /// `BATCH_JOB_AURORA_BACKFILL_BUCKET` and its client: where plans are written for the
+    /// backfill's Map to read.
+    backfill_bucket: Option<(aws_sdk_s3::Client, String)>,
 }
 
 /// One invocation's result: the summary when the run went through (also when it did not
@@ -466,7 +502,7 @@ pub struct InvocationOutcome {
     /// The window every type took, when the event or the default fixed one (not with
     /// catch-up, where each type has its own).
     pub window: Option<Window>,
-    pub result: Result<InvocationResponse, InvocationFailure>,
+    pub result: Result<Answer, InvocationFailure>,
 }
 
 impl InvocationOutcome {
@@ -514,6 +550,16 @@ impl LambdaJob {
         let backends = Backends::configure(&environment.capabilities)
             .await
             .map_err(|error| invalid(&error))?;
+        let backfill_bucket =
+            match var("BATCH_JOB_AURORA_BACKFILL_BUCKET").filter(|b| !b.is_empty()) {
+                Some(bucket) => {
+                    let endpoint = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]
+                        .iter()
+                        .any(|name| var(name).is_some_and(|url| !url.is_empty()));
+                    Some((crate::backfill::s3_client(endpoint).await, bucket))
+                }
+                None => None,
+            };
         Ok(LambdaJob {
             job,
             env,
@@ -521,6 +567,7 @@ impl LambdaJob {
             backends,
             credentials,
             interrupt: Default::default(),
+            backfill_bucket,
         })
     }
 
@@ -548,6 +595,9 @@ impl LambdaJob {
             Ok(event) => event,
             Err(failure) => return failed(failure),
         };
+        if let Some(plan) = &event.plan {
+            return self.plan(plan).await;
+        }
         if let Err(error) = self.job.check_types(event.types.as_deref()) {
             return failed(error.into());
         }
@@ -577,8 +627,8 @@ impl LambdaJob {
             let window = config.run.windows.common_window();
             match self.job.run(config.run, hooks).await {
                 Ok(summary) => {
-                    let result =
-                        check_completed(&summary).map(|()| InvocationResponse::from(&summary));
+                    let result = check_completed(&summary)
+                        .map(|()| Answer::Run(InvocationResponse::from(&summary)));
                     return InvocationOutcome {
                         summary: Some(summary),
                         window,
@@ -593,6 +643,40 @@ impl LambdaJob {
                 }
                 Err(error) => return failed(error.into()),
             }
+        }
+    }
+}
+
+impl LambdaJob {
+    /// `{"plan": …}`: the shards, checked against the installed types, inline or written to
+    /// the backfill bucket.
+    async fn plan(&self, plan: &crate::backfill::PlanRequest) -> InvocationOutcome {
+        if let Err(error) = self.job.check_types(Some(&plan.types)) {
+            let mut failure = InvocationFailure::from(error);
+            failure.message = format!("plan.{}", failure.message);
+            return InvocationOutcome::failed(failure);
+        }
+        let bucket = self
+            .backfill_bucket
+            .as_ref()
+            .map(|(client, bucket)| (client, bucket.as_str()));
+        let result = crate::backfill::answer(plan, bucket)
+            .await
+            .map(Answer::Plan)
+            .map_err(|error| {
+                let kind = match error {
+                    crate::backfill::PlanError::Invalid(_)
+                    | crate::backfill::PlanError::TooManyShards { .. } => FailureKind::InvalidEvent,
+                    crate::backfill::PlanError::TooLargeInline { .. } => FailureKind::InvalidConfig,
+                    // S3 refused or could not be reached: worth a retry.
+                    crate::backfill::PlanError::Store { .. } => FailureKind::SourceFailed,
+                };
+                InvocationFailure::from_error(kind, &error)
+            });
+        InvocationOutcome {
+            summary: None,
+            window: None,
+            result,
         }
     }
 }

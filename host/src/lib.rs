@@ -16,6 +16,7 @@
 // `unsafe` only where wasmtime requires it: mapping a precompiled plugin (`plugin/load.rs`).
 #![deny(unsafe_code)]
 
+pub mod backfill;
 pub mod capability;
 pub mod config;
 pub(crate) mod credentials;

@@ -59,6 +59,9 @@ pub struct RunRequest {
     pub on_existing: Option<crate::sink::OnExisting>,
     /// A replay of the database's dead letters instead of a read of the source: no window.
     pub replay: Option<crate::sink::replay::Replay>,
+    /// A backfill's shard (`"backfill": true`): the window given by hand is read only where
+    /// the run log does not say it is loaded ([`WindowPlan::Backfill`]).
+    pub backfill: bool,
 }
 
 /// Why the inputs do not make a run.
@@ -131,6 +134,12 @@ pub fn resolve(
         _ => WindowPlan::resolve(&windows, scheduled, now),
     };
     run.on_existing = request.on_existing.unwrap_or_default();
+    if let WindowPlan::Fixed(window) = run.windows
+        && request.backfill
+        && run.on_existing != crate::sink::OnExisting::Update
+    {
+        run.windows = WindowPlan::Backfill(window);
+    }
     run.capabilities = CapabilitySpecs {
         slack_channels: request.slack_channels,
         event_codes: request

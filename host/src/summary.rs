@@ -53,6 +53,13 @@ pub struct RunSummary {
     /// Set when the source could not be read to the end.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Types a backfill shard skipped without fetching: the run log says their part of the
+    /// window is loaded already.
+    #[serde(skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub already_loaded: std::collections::BTreeSet<String>,
+    /// Types stopped at the run's deadline: the rest of their window is the next run's.
+    #[serde(skip)]
+    pub stopped_at_deadline: std::collections::BTreeSet<String>,
 }
 
 /// Milliseconds spent per stage, summed over the stage's threads: `read` (scanning and checking
@@ -100,6 +107,18 @@ impl RunSummary {
         self.updated = types.clone().map(|t| t.updated).sum();
         self.unchanged = types.clone().map(|t| t.unchanged).sum();
         self.failed = types.map(|t| t.failed).sum();
+    }
+
+    /// Whether the run did not complete only because its deadline came: every type that did
+    /// not finish was stopped by it, and the source was readable.
+    pub fn stopped_only_by_deadline(&self) -> bool {
+        !self.completed()
+            && self.error.is_none()
+            && self
+                .types
+                .iter()
+                .filter(|(_, t)| t.error.is_some())
+                .all(|(name, _)| self.stopped_at_deadline.contains(name))
     }
 
     /// Whether every type and the source ran to the end (documents may still have failed).

@@ -37,6 +37,28 @@ impl Window {
         PART_SECS.max(length / MAX_PARTS + 1)
     }
 
+    /// The part of this window that `loaded` (sorted, disjoint, inclusive spans of loaded
+    /// seconds) does not cover: from its first unloaded second to its last; `None` when all
+    /// of it is loaded.
+    pub fn unloaded(&self, loaded: &[(i64, i64)]) -> Option<Window> {
+        let covered = |second: i64| {
+            loaded
+                .iter()
+                .find(|&&(from, to)| from <= second && second <= to)
+                .copied()
+        };
+        let from = match covered(self.from) {
+            Some((_, to)) if to >= self.to => return None,
+            Some((_, to)) => to + 1,
+            None => self.from,
+        };
+        let to = match covered(self.to) {
+            Some((from, _)) => from - 1,
+            None => self.to,
+        };
+        Some(Window { from, to })
+    }
+
     /// The contract's default window ending at `now`.
     pub fn last_70_minutes(now: i64) -> Window {
         Window {
@@ -147,6 +169,11 @@ pub enum WindowPlan {
     Scheduled { now: i64 },
     /// Gap-free windows: each type starts where its last successful scheduled window ended.
     CatchUp(CatchUp),
+    /// A backfill's shard: each type reads only the part of the window that the run log does
+    /// not say is loaded ([`Window::unloaded`]), and a type with nothing left is skipped
+    /// without fetching. So a shard that succeeded is skipped, and a retry of one stopped at
+    /// its deadline continues where it stopped. It never moves catch-up on by itself.
+    Backfill(Window),
 }
 
 impl WindowPlan {
@@ -186,7 +213,7 @@ impl WindowPlan {
         match self {
             WindowPlan::Fixed(window) => Some(*window),
             WindowPlan::Scheduled { now } => Some(Window::last_70_minutes(*now)),
-            WindowPlan::All | WindowPlan::CatchUp(_) => None,
+            WindowPlan::All | WindowPlan::CatchUp(_) | WindowPlan::Backfill(_) => None,
         }
     }
 
@@ -195,7 +222,7 @@ impl WindowPlan {
     pub fn now(&self) -> i64 {
         match self {
             WindowPlan::Scheduled { now } | WindowPlan::CatchUp(CatchUp { now, .. }) => *now,
-            WindowPlan::All | WindowPlan::Fixed(_) => unix_now(),
+            WindowPlan::All | WindowPlan::Fixed(_) | WindowPlan::Backfill(_) => unix_now(),
         }
     }
 }
@@ -247,6 +274,25 @@ mod tests {
             ..catch_up
         };
         assert_eq!(negative.window(done(1, 90_000)), window(90_000, 100_000));
+    }
+
+    #[test]
+    fn a_backfill_shard_reads_only_what_is_not_loaded() {
+        let shard = Window { from: 100, to: 199 };
+        let w = |from, to| Some(Window { from, to });
+        type Case = (&'static str, &'static [(i64, i64)], Option<Window>);
+        let cases: [Case; 7] = [
+            ("nothing loaded", &[], w(100, 199)),
+            ("all loaded", &[(0, 500)], None),
+            ("loaded exactly", &[(100, 199)], None),
+            ("a deadline stopped it at 149", &[(100, 149)], w(150, 199)),
+            ("the end is loaded", &[(150, 300)], w(100, 149)),
+            ("both ends loaded", &[(50, 120), (180, 250)], w(121, 179)),
+            ("loaded elsewhere", &[(0, 99), (200, 300)], w(100, 199)),
+        ];
+        for (name, loaded, expected) in cases {
+            assert_eq!(shard.unloaded(loaded), expected, "{name}");
+        }
     }
 
     #[test]

@@ -32,7 +32,17 @@ Control endpoints (used by the tests):
                                                URL, for every request),
                                                "store_403_quote": n (S3's 403 quoting the
                                                signature and the decoded credential),
-                                               "slack_hold": true (until /control/release)}
+                                               "slack_hold": true (until /control/release),
+                                               "slow_from_body": n (with slow_first_byte: only
+                                               the nth store body and later ones are slow),
+                                               "slow_on_multiple_of": M (only windows starting
+                                               at a multiple of M are slow),
+                                               "in_flight_span": S (in_flight counts windows
+                                               by from // S: a backfill's shards),
+                                               "fail_window": {"from": F, "times": n,
+                                               "status": 400, "type": T} (the fetch API
+                                               answers status to T's window starting at F, n
+                                               times; -1: always)}
     PUT  /control/credentials           body: {"api_key": "...", "slack_token": "..."}: the only
                                         key and token accepted from now on (a rotation); an
                                         old key gets a 403 that echoes it, an old token
@@ -40,6 +50,8 @@ Control endpoints (used by the tests):
     GET  /control/requests              every request seen: method, path, query, headers
     GET  /control/sent                  bytes written of each endless body before the client
                                         hung up (or ENDLESS_CAP)
+    GET  /control/in_flight             {"now": n, "max": n}: distinct windows (a backfill's
+                                        shards) whose store bodies were being served at once
 """
 
 import json
@@ -71,6 +83,9 @@ CREDENTIAL = "AKIASECRET/20261203/us-east-1/s3/aws4_request"
 # test on the bytes it took) instead of hanging.
 ENDLESS_CAP = 256 << 20
 SENT = []  # bytes written of each endless body
+BODIES = [0]  # store bodies served so far
+IN_FLIGHT = {}  # (from, to) -> store bodies of that window being served
+MAX_IN_FLIGHT = [0]  # the most distinct windows served at once
 
 
 def take_fault(name):
@@ -179,6 +194,7 @@ class Handler(BaseHTTPRequestHandler):
             elif url.path == "/control/reset":
                 DOCUMENTS.clear(); GENERATED.clear(); RAW.clear(); FILES.clear(); FAULTS.clear()
                 REQUESTS.clear(); RELEASE.clear(); SENT.clear()
+                BODIES[0] = 0; IN_FLIGHT.clear(); MAX_IN_FLIGHT[0] = 0
         self.send_json(200, {"ok": True})
 
     def do_GET(self):
@@ -190,6 +206,9 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/control/sent":
             with LOCK:
                 return self.send_json(200, list(SENT))
+        if url.path == "/control/in_flight":
+            with LOCK:
+                return self.send_json(200, {"now": len(IN_FLIGHT), "max": MAX_IN_FLIGHT[0]})
         if url.path.startswith("/get_docs/"):
             return self.fetch_api(url.path[len("/get_docs/"):], query)
         if url.path.startswith("/store/"):
@@ -226,6 +245,15 @@ class Handler(BaseHTTPRequestHandler):
             window = (int(query["timestamp_from"][0]), int(query["timestamp_to"][0]))
         except (KeyError, ValueError):
             return self.send_json(400, {"message": "timestamp_from and timestamp_to are required"})
+        with LOCK:
+            failing = FAULTS.get("fail_window")
+            fail = (isinstance(failing, dict) and failing.get("from") == window[0]
+                    and failing.get("type", type_name) == type_name
+                    and failing.get("times", 0) != 0)
+            if fail and failing["times"] > 0:
+                failing["times"] -= 1
+        if fail:
+            return self.send_json(failing.get("status", 400), {"message": "window refused on purpose"})
         token = f"t{len(TOKENS)}"
         with LOCK:
             TOKENS[token] = (type_name, *window)
@@ -265,7 +293,26 @@ class Handler(BaseHTTPRequestHandler):
             return self.wfile.write(body)
         with LOCK:
             type_name, first, last = TOKENS[token]
+            BODIES[0] += 1
             slow = FAULTS.get("slow_first_byte", 0)
+            if BODIES[0] < FAULTS.get("slow_from_body", 0):
+                slow = 0
+            if first % FAULTS.get("slow_on_multiple_of", 1) != 0:
+                slow = 0
+            span = FAULTS.get("in_flight_span", 0)
+            key = first // span if span else (first, last)
+            IN_FLIGHT[key] = IN_FLIGHT.get(key, 0) + 1
+            MAX_IN_FLIGHT[0] = max(MAX_IN_FLIGHT[0], len(IN_FLIGHT))
+        try:
+            return self.serve_body(token, type_name, first, last, slow)
+        finally:
+            with LOCK:
+                IN_FLIGHT[key] -= 1
+                if IN_FLIGHT[key] == 0:
+                    del IN_FLIGHT[key]
+
+    def serve_body(self, token, type_name, first, last, slow):
+        with LOCK:
             cut_off = FAULTS.get("cut_off", False)
             hold = FAULTS.get("hold_first_byte", False)
         if slow:

@@ -98,6 +98,7 @@ pub fn report_deadline_stops(reports: &[LaneReport], read: &mut ReadReport) {
             }
             None => "the next run reads this window again".to_owned(),
         };
+        read.stopped.insert(type_name.to_owned());
         read.type_errors.insert(
             type_name.to_owned(),
             format!(

@@ -261,6 +261,7 @@ async fn read_write_and_log(
     .await?;
     summary.error = read.source_error;
     summary.skipped = read.skipped;
+    summary.stopped_at_deadline = read.stopped.clone();
     for (type_name, error) in read.type_errors {
         summary.type_mut(&type_name).error = Some(error);
     }

@@ -140,6 +140,25 @@ pub async fn lanes(
             WindowPlan::CatchUp(catch_up) => {
                 Some(catch_up.window(sink.watermark(&type_name).await?))
             }
+            WindowPlan::Backfill(shard) => {
+                let loaded = crate::sink::loaded_spans(&sink.logged_windows(&type_name).await?);
+                match shard.unloaded(&loaded) {
+                    Some(window) => Some(window),
+                    None => {
+                        // Loaded already: skipped without fetching, and nothing logged.
+                        tracing::info!(type_name, "the shard is loaded already: skipped");
+                        if summary
+                            .types
+                            .get(&type_name)
+                            .is_some_and(|t| *t == Default::default())
+                        {
+                            summary.types.remove(&type_name);
+                        }
+                        summary.already_loaded.insert(type_name);
+                        continue;
+                    }
+                }
+            }
             plan => plan.common_window(),
         };
         let last_attempt = match (plan, window) {

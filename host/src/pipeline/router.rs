@@ -413,6 +413,20 @@ impl Router {
     /// A part of the (single) lane's window was read to its end, after every earlier one.
     fn part_done(&mut self, part_end: i64) {
         for routed in &mut self.lanes {
+            // Hand on what the part gathered when the lane has room, so that a deadline finds
+            // it through the plugin instead of waiting for a full batch (a backfill shard's
+            // retry continues after `done_until`, which stops before anything untransformed).
+            if !routed.batch.documents.is_empty() {
+                let batch = std::mem::take(&mut routed.batch);
+                match routed.input.sender.try_send(LaneMessage::Batch(batch)) {
+                    Ok(()) => {}
+                    Err(
+                        tokio::sync::mpsc::error::TrySendError::Full(LaneMessage::Batch(batch))
+                        | tokio::sync::mpsc::error::TrySendError::Closed(LaneMessage::Batch(batch)),
+                    ) => routed.batch = batch,
+                    Err(_) => {}
+                }
+            }
             routed.done_until = Some(part_end);
             lock(&self.report)
                 .done_until
