@@ -205,12 +205,13 @@ async fn prepare(engine: Engine, name: &str, later_columns: bool) -> TestDatabas
         .unwrap()
         .close()
         .await;
-    if later_columns {
+    // The job makes the tables with the later columns; an older database lacks them.
+    if !later_columns {
         database
             .execute(
-                "ALTER TABLE batch_job_runs ADD COLUMN plugin_version VARCHAR(64); \
-                 ALTER TABLE batch_job_runs ADD COLUMN plugin_sha256 VARCHAR(64); \
-                 ALTER TABLE batch_job_failed_documents ADD COLUMN replay_outcome VARCHAR(16)",
+                "ALTER TABLE batch_job_runs DROP COLUMN plugin_version; \
+                 ALTER TABLE batch_job_runs DROP COLUMN plugin_sha256; \
+                 ALTER TABLE batch_job_failed_documents DROP COLUMN replay_outcome",
             )
             .await;
     }

@@ -208,9 +208,13 @@ async fn a_deadline_inside_an_unsorted_window_claims_finished_parts_only_and_cat
             )
             .await;
         assert_eq!(in_parts, 240, "{engine:?}: both finished parts are stored");
-        assert!(
-            stored > in_parts,
-            "{engine:?}: the third part was half read"
+        // The half-read third part's documents wait in a batch that is not full yet (a
+        // finished part hands its batch on at once); the deadline starts no plugin call, so
+        // they are not stored now, and, since nothing past the finished parts is claimed,
+        // catch-up reads them again below.
+        assert_eq!(
+            stored, in_parts,
+            "{engine:?}: nothing of the half-read part is stored"
         );
         platform.put("/control/release", &json!({})).await;
         platform.put("/control/faults", &json!({})).await;

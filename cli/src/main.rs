@@ -589,7 +589,13 @@ fn replay(args: ReplayArgs, verbose: u8) -> Result<ExitCode> {
         replay: Some(replay),
         ..RunRequest::default()
     };
-    execute(request, unix_now(), args.pause_after_writes, args.json, verbose)
+    execute(
+        request,
+        unix_now(),
+        args.pause_after_writes,
+        args.json,
+        verbose,
+    )
 }
 
 /// One resolved run, `run`'s or `replay`'s: signals, the progress display, the summary out.

@@ -41,6 +41,7 @@ pub struct InvocationEvent {
     pub replay: Option<ReplayEvent>,
     /// A backfill's shard (`"backfill": true`, as `plan` makes them): skips what the run log
     /// says is loaded.
+    #[serde(default)]
     pub backfill: bool,
     /// `{"plan": {...}}`: no run, the backfill's shards are the answer.
     #[serde(skip)]
