@@ -20,7 +20,7 @@ use crate::BackfillArgs;
 /// How one shard ended.
 enum Ended {
     /// Every type loaded (some perhaps skipped: loaded already).
-    Succeeded(RunSummary),
+    Succeeded(Box<RunSummary>),
     /// Still not complete after every attempt.
     Failed(String),
     /// A signal stopped the backfill.
@@ -168,7 +168,7 @@ async fn run_shard(
             ..RunHooks::default()
         };
         match job.run(config.run, hooks).await {
-            Ok(summary) if summary.completed() => return Ended::Succeeded(summary),
+            Ok(summary) if summary.completed() => return Ended::Succeeded(Box::new(summary)),
             Ok(summary) => {
                 last = batch_job_aurora::invocation::check_completed(&summary)
                     .err()

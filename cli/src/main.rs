@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use batch_job_aurora::backfill::PlanRequest;
+#[cfg(feature = "kit")]
 use batch_job_aurora::capability::CapabilitySpecs;
 use batch_job_aurora::environment::from_env;
 use batch_job_aurora::hooks::{Interrupt, Pause, Progress, RunHooks};

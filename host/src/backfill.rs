@@ -262,12 +262,20 @@ pub fn plan_key(json: &[u8]) -> String {
     format!("backfill/plans/{hex}.json")
 }
 
+/// Where a plan too large for a state is written: S3, with the AWS SDK (feature `aws`).
+#[cfg(feature = "aws")]
+pub type PlanStore = aws_sdk_s3::Client;
+/// A build without the AWS SDK has no store: every plan is answered inline.
+#[cfg(not(feature = "aws"))]
+#[derive(Debug, Clone)]
+pub enum PlanStore {}
+
 /// Answers a plan: inline when no bucket is given (refused when larger than
 /// [`INLINE_PLAN_LIMIT`]), else written to the bucket as one JSON array (what the Map's
 /// `ItemReader` with `InputType: JSON` reads), whatever its size.
 pub async fn answer(
     request: &PlanRequest,
-    bucket: Option<(&aws_sdk_s3::Client, &str)>,
+    bucket: Option<(&PlanStore, &str)>,
 ) -> Result<PlanAnswer, PlanError> {
     let shards = plan(request)?;
     let json = serde_json::to_vec(&shards).expect("shards serialize");
@@ -284,34 +292,43 @@ pub async fn answer(
             tolerated_failure_percentage,
         });
     };
-    let key = plan_key(&json);
-    client
-        .put_object()
-        .bucket(bucket)
-        .key(&key)
-        .content_type("application/json")
-        .body(json.into())
-        .send()
-        .await
-        .map_err(|error| PlanError::Store {
-            bucket: bucket.to_owned(),
-            key: key.clone(),
-            message: crate::error::chain(&error),
-        })?;
-    Ok(PlanAnswer {
-        shards: None,
-        shards_object: Some(PlanObject {
-            bucket: bucket.to_owned(),
-            key,
-        }),
-        count,
-        tolerated_failure_percentage,
-    })
+    #[cfg(not(feature = "aws"))]
+    {
+        let _ = bucket;
+        match *client {}
+    }
+    #[cfg(feature = "aws")]
+    {
+        let key = plan_key(&json);
+        client
+            .put_object()
+            .bucket(bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(json.into())
+            .send()
+            .await
+            .map_err(|error| PlanError::Store {
+                bucket: bucket.to_owned(),
+                key: key.clone(),
+                message: crate::error::chain(&error),
+            })?;
+        Ok(PlanAnswer {
+            shards: None,
+            shards_object: Some(PlanObject {
+                bucket: bucket.to_owned(),
+                key,
+            }),
+            count,
+            tolerated_failure_percentage,
+        })
+    }
 }
 
 /// An S3 client through the standard AWS configuration; path-style addressing when an
 /// endpoint is given (`AWS_ENDPOINT_URL`: a local stand-in has no bucket host names).
-pub async fn s3_client(endpoint_given: bool) -> aws_sdk_s3::Client {
+#[cfg(feature = "aws")]
+pub async fn s3_client(endpoint_given: bool) -> Result<PlanStore, crate::features::Missing> {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
         .await;
@@ -320,7 +337,16 @@ pub async fn s3_client(endpoint_given: bool) -> aws_sdk_s3::Client {
         .force_path_style(endpoint_given)
         .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
         .build();
-    aws_sdk_s3::Client::from_conf(s3)
+    Ok(aws_sdk_s3::Client::from_conf(s3))
+}
+
+/// Without the AWS SDK a backfill bucket cannot be used.
+#[cfg(not(feature = "aws"))]
+pub async fn s3_client(_endpoint_given: bool) -> Result<PlanStore, crate::features::Missing> {
+    Err(crate::features::Missing {
+        what: "S3 (the backfill bucket)",
+        feature: "aws",
+    })
 }
 
 #[cfg(test)]

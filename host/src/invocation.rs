@@ -492,7 +492,7 @@ pub struct LambdaJob {
     interrupt: Interrupt,
     /// `BATCH_JOB_AURORA_BACKFILL_BUCKET` and its client: where plans are written for the
     /// backfill's Map to read.
-    backfill_bucket: Option<(aws_sdk_s3::Client, String)>,
+    backfill_bucket: Option<(crate::backfill::PlanStore, String)>,
 }
 
 /// One invocation's result: the summary when the run went through (also when it did not
@@ -557,7 +557,12 @@ impl LambdaJob {
                     let endpoint = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]
                         .iter()
                         .any(|name| var(name).is_some_and(|url| !url.is_empty()));
-                    Some((crate::backfill::s3_client(endpoint).await, bucket))
+                    Some((
+                        crate::backfill::s3_client(endpoint)
+                            .await
+                            .map_err(|error| invalid(&error))?,
+                        bucket,
+                    ))
                 }
                 None => None,
             };
