@@ -4,13 +4,7 @@
 # own botocore, so it lives in a venv of its own. Used by tests/ministack.rs.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-MINISTACK_VERSION=1.5.33
+source "$root/scripts/venv.sh"
 venv="$root/.venv-ministack"
-if ! "$venv/bin/python" -c "
-import importlib.metadata as m, sys
-sys.exit(m.version('ministack') != '$MINISTACK_VERSION')
-" 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "ministack==$MINISTACK_VERSION"
-fi
+pinned_venv "$venv" "ministack==1.5.33"
 exec "$venv/bin/python" -m ministack

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The host library's module graph from its `crate::` and `super::` paths (tests left out), and
-its cycles (strongly connected parts). `python3 scripts/module-graph.py [host/src] [--edges]`."""
+its cycles (strongly connected parts), failing when there is one (CI runs it).
+`python3 scripts/module-graph.py [host/src] [--edges]`."""
 import os, re, sys
 root = sys.argv[1] if len(sys.argv) > 1 else 'host/src'
 def modname(path):
@@ -69,3 +70,4 @@ for c in sorted(cyc, key=len):
     # show the back-and-forth edges inside the cycle
     inner = [f"{a}->{b}" for a in c for b in sorted(edges[a]) if b in c]
     print(f"  {{{', '.join(c)}}}: {'; '.join(inner)}")
+sys.exit(1 if cyc else 0)

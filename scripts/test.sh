@@ -16,6 +16,13 @@ fi
 # Never let an AWS SDK in a test reach for the instance metadata service.
 export AWS_EC2_METADATA_DISABLED=true
 
+# The Lambda tests (lambda, lambda_deadline, backfill, ministack) run the release `bootstrap`,
+# optimised as the zip ships it, with `cargo xtask dist`'s features: the benchmark's build reuses
+# it. A plain `cargo test` builds and runs a debug one instead.
+cargo build --release -p batch-job-aurora-cli --bin bootstrap
+BATCH_JOB_AURORA_TEST_BOOTSTRAP="$(realpath -m "${CARGO_TARGET_DIR:-target}")/release/bootstrap"
+export BATCH_JOB_AURORA_TEST_BOOTSTRAP
+
 cargo test --workspace "$@"
 
 # The SAM template: translated offline and linted; each broken copy must fail for its reason.

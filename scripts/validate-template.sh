@@ -22,27 +22,15 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 template="$(realpath "${1:-$root/deploy/template.yaml}")"
 
+source "$root/scripts/venv.sh"
 SAM_TRANSLATOR_VERSION=1.115.0
 CFN_LINT_VERSION=1.58.0
 venv="$root/.venv-deploy"
-if ! "$venv/bin/python" -c "
-import importlib.metadata as m, sys
-sys.exit(m.version('aws-sam-translator') != '$SAM_TRANSLATOR_VERSION' or m.version('cfn-lint') != '$CFN_LINT_VERSION')
-" 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    "aws-sam-translator==$SAM_TRANSLATOR_VERSION" "cfn-lint==$CFN_LINT_VERSION"
-fi
+pinned_venv "$venv" "aws-sam-translator==$SAM_TRANSLATOR_VERSION" "cfn-lint==$CFN_LINT_VERSION"
 # checkov in a venv of its own: it pins its own versions of libraries the others use.
 CHECKOV_VERSION=3.3.30
 checkov_venv="$root/.venv-checkov"
-if ! "$checkov_venv/bin/python" -c "
-import importlib.metadata as m, sys
-sys.exit(m.version('checkov') != '$CHECKOV_VERSION')
-" 2>/dev/null; then
-  python3 -m venv "$checkov_venv"
-  "$checkov_venv/bin/pip" install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
-fi
+pinned_venv "$checkov_venv" "checkov==$CHECKOV_VERSION"
 
 # Offline: a region for ARNs and partitions, dummy keys, and never the instance metadata service.
 export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
@@ -280,7 +268,11 @@ def grant_problems(resources):
 
 
 # The metrics the function emits (host/src/metrics.rs, Embedded Metric Format).
-EMITTED_METRICS = {"Duration", "IncompleteRun", "Inserted", "Duplicates", "Refused", "Failed"}
+EMITTED_METRICS = {"Duration", "IncompleteRun", "Inserted", "Duplicates", "Refused", "Failed",
+                   "BackfillShardCompleted", "BackfillShardDeadlineReached", "BackfillShardFailed",
+                   "BackfillShardDuration", "BackfillShards", "BackfillShardsLoaded",
+                   "BackfillShardsFailed", "BackfillInserted", "BackfillDuplicates",
+                   "BackfillRefused", "BackfillFailed"}
 
 
 def dashboard_problems(resources):

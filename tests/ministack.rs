@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::lambda::{bootstrap, lambda_plugins};
-use crate::support::{Engine, FETCH_KEY, FakePlatform, SLACK_TOKEN, TestDatabase, workspace_root};
+use crate::support::{
+    Engine, FETCH_KEY, FakePlatform, SLACK_TOKEN, TestDatabase, run_python, workspace_root,
+};
 
 const HOUR: i64 = 3600;
 const DAY: i64 = 24 * HOUR;
@@ -54,18 +56,10 @@ impl MiniStack {
     }
 
     fn driver(&self, args: &[&str]) -> String {
-        let output = Command::new(workspace_root().join(".venv/bin/python"))
-            .arg(workspace_root().join("tests/servers/ministack_backfill.py"))
-            .arg(&self.endpoint)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+        let script = workspace_root().join("tests/servers/ministack_backfill.py");
+        let mut all = vec![script.to_str().unwrap(), &self.endpoint];
+        all.extend(args);
+        run_python(&all)
     }
 
     /// A function from `zip` and a state machine over it; returns the machine's ARN.
@@ -225,6 +219,14 @@ async fn the_backfill_state_machine_runs_on_ministack_exactly_once_through_retri
     assert!((1..=3).contains(&most), "{in_flight}");
     let retried = step_one_requests(&platform, "GithubType", START + 5 * DAY).await;
     assert_eq!(retried, 3, "two refused, then loaded");
+    // The execution's summary, from the run log: every shard loaded, every row counted once.
+    let summary = &first["summary"];
+    assert_eq!(summary["shards"], 30, "{first}");
+    assert_eq!(summary["loaded_shards"], 30, "{first}");
+    assert_eq!(summary["loaded_before"], 0, "{first}");
+    assert_eq!(summary["failed_shards"], 0, "{first}");
+    assert_eq!(summary["inserted"], 2 * 30 * PER_DAY, "{first}");
+    assert_eq!(summary["duplicates"], 0, "{first}");
     eprintln!(
         "30 days: {} s, 30 shards, most in flight {most}, day 5 tried {retried} times",
         first["seconds"]
@@ -242,6 +244,18 @@ async fn the_backfill_state_machine_runs_on_ministack_exactly_once_through_retri
     let failed = ministack.run(&machine, input.clone());
     assert_eq!(failed["status"], "FAILED", "{failed}");
     assert_eq!(failed["error"], "States.ExceedToleratedFailureThreshold");
+    // The summary ran before the execution failed, and names the shard that did not load.
+    let summary = &failed["summary"];
+    assert_eq!(summary["shards"], 10, "{failed}");
+    assert!(summary["failed_shards"].as_i64().unwrap() >= 1, "{failed}");
+    let unloaded = summary["unloaded"].as_array().unwrap();
+    assert!(
+        unloaded
+            .iter()
+            .any(|shard| shard["timestamp_from"] == START + 33 * DAY
+                && shard["types"] == json!(["GithubType"])),
+        "{failed}"
+    );
     // A new execution of the same input completes the rest and skips what succeeded.
     platform.put("/control/faults", &json!({})).await;
     let loaded_days: Vec<i64> = {
@@ -262,6 +276,9 @@ async fn the_backfill_state_machine_runs_on_ministack_exactly_once_through_retri
         }
         counts
     };
+    // The run log keeps whole seconds: the new execution starts in a later second than every
+    // run of the failed one finished, so that its summary tells them apart.
+    std::thread::sleep(Duration::from_millis(1100));
     let second = ministack.run(&machine, input);
     assert_eq!(second["status"], "SUCCEEDED", "{second}");
     for (day, count) in loaded_days.iter().zip(before) {
@@ -274,6 +291,10 @@ async fn the_backfill_state_machine_runs_on_ministack_exactly_once_through_retri
     for table in ["GithubType", "SlackType"] {
         assert_eq!(rows_between(&database, table, 30..40).await, 10 * PER_DAY);
     }
+    let summary = &second["summary"];
+    assert_eq!(summary["loaded_shards"], 10, "{second}");
+    assert_eq!(summary["loaded_before"], loaded_days.len(), "{second}");
+    assert_eq!(summary["failed_shards"], 0, "{second}");
     eprintln!(
         "resume: failed after {} s, {} days loaded then; the new execution took {} s",
         failed["seconds"],

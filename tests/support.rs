@@ -656,17 +656,7 @@ except client.exceptions.ResourceNotFoundException:
     answer = client.create_secret(Name=name, SecretString=value)
 print(answer["ARN"])
 "#;
-        let output = std::process::Command::new(workspace_root().join(".venv/bin/python"))
-            .args(["-c", script, &self.endpoint, name, value])
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+        run_python(&["-c", script, &self.endpoint, name, value])
     }
 
     /// The environment the AWS SDK needs to talk to this server and nothing else.
@@ -679,6 +669,22 @@ print(answer["ARN"])
             ("AWS_EC2_METADATA_DISABLED", "true".into()),
         ]
     }
+}
+
+/// Runs the tests' Python (`.venv`, with boto3) with `args`, with the instance metadata
+/// service out of reach; asserts it succeeded and returns its stdout, trimmed.
+pub fn run_python<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
+    let output = std::process::Command::new(workspace_root().join(".venv/bin/python"))
+        .args(args)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 impl Drop for Moto {

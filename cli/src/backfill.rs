@@ -140,10 +140,7 @@ fn shard_request(args: &BackfillArgs, shard: &Shard) -> RunRequest {
             .map(|seconds| Instant::now() + Duration::from_secs(seconds)),
         compile_cache: args.compile_cache.clone(),
         backfill: shard.backfill,
-        on_existing: shard
-            .on_existing
-            .as_deref()
-            .and_then(batch_job_aurora::sink::OnExisting::parse),
+        on_existing: shard.on_existing,
         ..RunRequest::default()
     }
 }

@@ -230,6 +230,16 @@ async fn handle(
             timestamp_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |now| now.as_millis() as u64),
+            shard: outcome.shard,
+            error_type: outcome
+                .result
+                .as_ref()
+                .err()
+                .map(|failure| failure.kind.as_str()),
+            backfill: match &outcome.result {
+                Ok(Answer::BackfillSummary(summary)) => Some(summary),
+                _ => None,
+            },
         };
         // EMF lines go to stdout, one JSON object per line, apart from the log.
         for line in metrics.emf_lines() {

@@ -128,15 +128,8 @@ struct StatusArgs {
     /// dead letters of documents stamped earlier left out.
     #[arg(long, value_name = "SECONDS")]
     since: Option<i64>,
-    /// The time taken as now, Unix seconds (a row still `running` past its expiry shows as
-    /// interrupted).
-    #[arg(
-        long,
-        env = "BATCH_JOB_AURORA_NOW",
-        value_name = "SECONDS",
-        hide = true
-    )]
-    now: Option<i64>,
+    #[command(flatten)]
+    now: NowArg,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -225,14 +218,8 @@ struct RunArgs {
     #[arg(long, value_name = "HOURS", default_value_t = DEFAULT_MAX_CATCH_UP_SECS / 3600,
           value_parser = clap::value_parser!(i64).range(1..=100 * 365 * 24))]
     max_catch_up_hours: i64,
-    /// The time the run takes as now, Unix seconds (for replaying a past hour).
-    #[arg(
-        long,
-        env = "BATCH_JOB_AURORA_NOW",
-        value_name = "SECONDS",
-        hide = true
-    )]
-    now: Option<i64>,
+    #[command(flatten)]
+    now: NowArg,
     #[command(flatten)]
     lookups: LookupArgs,
     #[command(flatten)]
@@ -282,10 +269,39 @@ struct RunArgs {
     on_existing: OnExistingArg,
 }
 
+/// The time taken as now (hidden: for tests, and for replaying a past hour by hand).
+#[derive(Args)]
+struct NowArg {
+    /// The time taken as now, Unix seconds: a run's default and catch-up windows end there;
+    /// `status` shows a row still `running` past its expiry as interrupted.
+    #[arg(
+        long = "now",
+        env = "BATCH_JOB_AURORA_NOW",
+        value_name = "SECONDS",
+        hide = true
+    )]
+    seconds: Option<i64>,
+}
+
+impl NowArg {
+    fn get(&self) -> i64 {
+        self.seconds.unwrap_or_else(unix_now)
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum OnExistingArg {
     Skip,
     Update,
+}
+
+impl From<OnExistingArg> for batch_job_aurora::sink::OnExisting {
+    fn from(arg: OnExistingArg) -> Self {
+        match arg {
+            OnExistingArg::Skip => batch_job_aurora::sink::OnExisting::Skip,
+            OnExistingArg::Update => batch_job_aurora::sink::OnExisting::Update,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -361,8 +377,8 @@ struct PlanArgs {
     shard_hours: i64,
     /// Passed to every shard: `skip` (the default: shards skip what is loaded) or `update`
     /// (every shard reads its whole window again).
-    #[arg(long, value_name = "skip|update")]
-    on_existing: Option<String>,
+    #[arg(long, value_enum)]
+    on_existing: Option<OnExistingArg>,
     /// Print the shards as one JSON array of events (what the Lambda's plan answers).
     #[arg(long)]
     json: bool,
@@ -377,7 +393,7 @@ impl PlanArgs {
                 to: self.to,
             },
             shard_hours: self.shard_hours,
-            on_existing: self.on_existing.clone(),
+            on_existing: self.on_existing.map(Into::into),
             tolerated_failure_percentage: 0.0,
         };
         request.check()?;
@@ -548,7 +564,7 @@ fn print_plan(args: &PlanArgs) -> Result<ExitCode> {
 
 fn run_job(args: RunArgs, verbose: u8) -> Result<ExitCode> {
     let json = args.json;
-    let now = args.now.unwrap_or_else(unix_now);
+    let now = args.now.get();
     let pause = args.pause_after_writes;
     let request = run_request(args)?;
     execute(request, now, pause, json, verbose)
@@ -659,7 +675,7 @@ fn show_status(args: StatusArgs) -> Result<ExitCode> {
     let request = StatusRequest {
         types: args.types,
         since: args.since,
-        now: args.now.unwrap_or_else(unix_now),
+        now: args.now.get(),
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let report = runtime.block_on(status(&url, &request))?;
@@ -719,10 +735,7 @@ fn run_request(args: RunArgs) -> Result<RunRequest> {
         compile_cache: args.compile_cache,
         plugin_instances: Some(args.plugin_instances),
         rows_per_write: args.rows_per_write,
-        on_existing: Some(match args.on_existing {
-            OnExistingArg::Skip => batch_job_aurora::sink::OnExisting::Skip,
-            OnExistingArg::Update => batch_job_aurora::sink::OnExisting::Update,
-        }),
+        on_existing: Some(args.on_existing.into()),
         replay: None,
         backfill: false,
     })

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::sink::{OnExisting, RunRecord};
 use crate::window::Window;
 
 /// An hour, in seconds: shards start and end on the hour.
@@ -35,9 +36,9 @@ pub struct PlanRequest {
     pub types: Vec<String>,
     pub window: Window,
     pub shard_hours: i64,
-    /// The operator tools' `on_existing` (`"skip"` or `"update"`), passed through to every
-    /// shard. Absent or `"skip"`: a shard skips what the run log says is loaded.
-    pub on_existing: Option<String>,
+    /// The operator tools' `on_existing`, passed through to every shard. Absent or `skip`: a
+    /// shard skips what the run log says is loaded; `update` runs every shard again.
+    pub on_existing: Option<OnExisting>,
     /// How many shards (per cent) may fail before the Map fails; default 0, so that a failed
     /// execution can be redriven.
     pub tolerated_failure_percentage: f64,
@@ -53,7 +54,7 @@ pub struct Shard {
     /// earlier attempt stopped at its deadline from where it stopped.
     pub backfill: bool,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub on_existing: Option<String>,
+    pub on_existing: Option<OnExisting>,
 }
 
 impl Shard {
@@ -82,21 +83,6 @@ pub enum PlanError {
         key: String,
         message: String,
     },
-}
-
-/// Checks the operator tools' `on_existing`.
-pub fn check_on_existing(value: &str) -> Result<(), PlanError> {
-    match value {
-        "skip" | "update" => Ok(()),
-        other => Err(PlanError::Invalid(format!(
-            "on_existing: expected \"skip\" or \"update\", got {other:?}"
-        ))),
-    }
-}
-
-/// Whether a shard with this `on_existing` skips what is loaded (absent or `"skip"`).
-pub fn skips_loaded(on_existing: Option<&str>) -> bool {
-    on_existing.is_none_or(|value| value == "skip")
 }
 
 impl PlanRequest {
@@ -144,15 +130,11 @@ impl PlanRequest {
         let shard_hours = integer("shard_hours")?.unwrap_or(DEFAULT_SHARD_HOURS);
         let on_existing = match field("on_existing") {
             None => None,
-            Some(Value::String(value)) => {
-                check_on_existing(value).map_err(|error| invalid(error.to_string()))?;
-                Some(value.clone())
-            }
-            Some(other) => {
-                return Err(invalid(format!(
-                    "on_existing: expected \"skip\" or \"update\", got {other}"
-                )));
-            }
+            Some(value) => Some(value.as_str().and_then(OnExisting::parse).ok_or_else(|| {
+                invalid(format!(
+                    "on_existing: expected \"skip\" or \"update\", got {value}"
+                ))
+            })?),
         };
         let tolerated_failure_percentage = match field("tolerated_failure_percentage") {
             None => 0.0,
@@ -194,9 +176,6 @@ impl PlanRequest {
                 self.shard_hours
             ));
         }
-        if let Some(value) = &self.on_existing {
-            check_on_existing(value)?;
-        }
         let span = self.shard_hours * HOUR_SECS;
         let shards = self.window.to.div_euclid(span) - self.window.from.div_euclid(span) + 1;
         if shards > MAX_SHARDS {
@@ -224,7 +203,7 @@ pub fn plan(request: &PlanRequest) -> Result<Vec<Shard>, PlanError> {
             timestamp_from: start,
             timestamp_to: end,
             backfill: true,
-            on_existing: request.on_existing.clone(),
+            on_existing: request.on_existing,
         });
         if end >= to {
             return Ok(shards);
@@ -349,6 +328,193 @@ pub async fn s3_client(_endpoint_given: bool) -> Result<PlanStore, crate::featur
     })
 }
 
+/// What a backfill's last state asks with `{"backfill_summary": …}`: the execution's input (the
+/// plan request), when the execution started and its name, all from Step Functions' context
+/// object (`$$.Execution`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryRequest {
+    pub plan: PlanRequest,
+    /// Unix seconds: only runs started from here on are counted (this execution's, a redrive's
+    /// included). `None`: every run over the range.
+    pub since: Option<i64>,
+    pub execution: Option<String>,
+}
+
+impl SummaryRequest {
+    /// Reads `{"input": {…the execution's input…}, "started_at": "2026-12-03T16:50:00.123Z"
+    /// (RFC 3339, as `$$.Execution.StartTime` gives it) or Unix seconds, "execution": "name"}`.
+    pub fn from_payload(payload: &serde_json::Value) -> Result<Self, PlanError> {
+        use serde_json::Value;
+        let invalid = |message: String| PlanError::Invalid(format!("backfill_summary.{message}"));
+        let Value::Object(object) = payload else {
+            return Err(PlanError::Invalid(format!(
+                "backfill_summary: expected an object, got {}",
+                crate::document::abbreviate(&payload.to_string())
+            )));
+        };
+        let field = |name: &str| object.get(name).filter(|value| !value.is_null());
+        let input = field("input").ok_or_else(|| {
+            invalid("input: required (the execution's input, $$.Execution.Input)".into())
+        })?;
+        let plan =
+            PlanRequest::from_payload(input).map_err(|error| invalid(format!("input: {error}")))?;
+        let since = match field("started_at") {
+            None => None,
+            Some(Value::Number(number)) => Some(number.as_i64().ok_or_else(|| {
+                invalid(format!("started_at: expected Unix seconds, got {number}"))
+            })?),
+            Some(Value::String(text)) => Some(
+                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                    .map_err(|error| {
+                        invalid(format!(
+                            "started_at: expected an RFC 3339 time, got {text:?} ({error})"
+                        ))
+                    })?
+                    .unix_timestamp(),
+            ),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "started_at: expected an RFC 3339 time or Unix seconds, got {other}"
+                )));
+            }
+        };
+        let execution = match field("execution") {
+            None => None,
+            Some(Value::String(name)) => Some(name.clone()),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "execution: expected the execution's name, got {other}"
+                )));
+            }
+        };
+        Ok(SummaryRequest {
+            plan,
+            since,
+            execution,
+        })
+    }
+}
+
+/// How many shards not loaded a summary lists (it counts them all).
+pub const UNLOADED_LISTED: usize = 20;
+
+/// One summary per backfill execution, from the run log: which shards are loaded by now, and
+/// what the execution's runs counted. The run log, not the Map's results, is the source: it
+/// holds every attempt's counts (retries and redrives included) and the one loaded-seconds
+/// rule that resume and catch-up follow.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BackfillSummary {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution: Option<String>,
+    /// Shards in the plan.
+    pub shards: usize,
+    /// Shards whose every type is loaded over the shard's whole window.
+    pub loaded_shards: usize,
+    /// Of those, the shards that were loaded before the execution started (it skipped them).
+    pub loaded_before: usize,
+    /// Shards with a type not loaded whole: they failed, or never ran.
+    pub failed_shards: usize,
+    /// The first [`UNLOADED_LISTED`] of them, with the types missing.
+    pub unloaded: Vec<UnloadedShard>,
+    /// The records of the execution's runs over the range (every type, every attempt).
+    pub inserted: i64,
+    pub duplicates: i64,
+    pub refused: i64,
+    pub failed: i64,
+    /// Run-log rows counted (one per type and run).
+    pub runs: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnloadedShard {
+    pub timestamp_from: i64,
+    pub timestamp_to: i64,
+    pub types: Vec<String>,
+}
+
+/// The summary of a backfill from the run log's `records` (every row, as
+/// [`crate::sink::Sink::run_records`] reads them); `now` decides which `running` rows have
+/// expired (interrupted).
+pub fn summarize(
+    records: &[RunRecord],
+    request: &SummaryRequest,
+    now: i64,
+) -> Result<BackfillSummary, PlanError> {
+    let shards = plan(&request.plan)?;
+    let range = request.plan.window;
+    let since = request.since.unwrap_or(i64::MIN);
+    let of_type = |type_name: &str, before_since: bool| {
+        let windows: Vec<_> = records
+            .iter()
+            .filter(|record| record.type_name == type_name)
+            .filter(|record| !before_since || record.finished_at.is_some_and(|at| at < since))
+            .filter_map(|record| crate::status::logged(record, now))
+            .collect();
+        crate::sink::loaded_spans(&windows)
+    };
+    let covers = |spans: &[(i64, i64)], shard: &Shard| {
+        spans
+            .iter()
+            .any(|&(from, to)| from <= shard.timestamp_from && shard.timestamp_to <= to)
+    };
+    let loaded_now: Vec<Vec<(i64, i64)>> = request
+        .plan
+        .types
+        .iter()
+        .map(|type_name| of_type(type_name, false))
+        .collect();
+    let loaded_before: Vec<Vec<(i64, i64)>> = request
+        .plan
+        .types
+        .iter()
+        .map(|type_name| of_type(type_name, true))
+        .collect();
+    let mut summary = BackfillSummary {
+        execution: request.execution.clone(),
+        shards: shards.len(),
+        ..BackfillSummary::default()
+    };
+    for shard in &shards {
+        let missing: Vec<String> = request
+            .plan
+            .types
+            .iter()
+            .zip(&loaded_now)
+            .filter(|(_, spans)| !covers(spans, shard))
+            .map(|(type_name, _)| type_name.clone())
+            .collect();
+        if missing.is_empty() {
+            summary.loaded_shards += 1;
+            if loaded_before.iter().all(|spans| covers(spans, shard)) {
+                summary.loaded_before += 1;
+            }
+            continue;
+        }
+        summary.failed_shards += 1;
+        if summary.unloaded.len() < UNLOADED_LISTED {
+            summary.unloaded.push(UnloadedShard {
+                timestamp_from: shard.timestamp_from,
+                timestamp_to: shard.timestamp_to,
+                types: missing,
+            });
+        }
+    }
+    for record in records {
+        let in_range = record
+            .window
+            .is_some_and(|(from, to)| range.from <= from && to <= range.to);
+        if in_range && record.started_at >= since && request.plan.types.contains(&record.type_name)
+        {
+            summary.inserted += record.inserted;
+            summary.duplicates += record.duplicates;
+            summary.refused += record.refused;
+            summary.failed += record.failed;
+            summary.runs += 1;
+        }
+    }
+    Ok(summary)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,7 +631,7 @@ mod tests {
     #[test]
     fn a_shard_is_an_ordinary_event_with_the_backfill_mark() {
         let mut update = request(JAN_1, JAN_1 + H - 1, 1);
-        update.on_existing = Some("update".into());
+        update.on_existing = Some(OnExisting::Update);
         let shards = plan(&update).unwrap();
         assert_eq!(
             serde_json::to_value(&shards[0]).unwrap(),
@@ -479,9 +645,6 @@ mod tests {
                 .get("on_existing")
                 .is_none()
         );
-        assert!(skips_loaded(None));
-        assert!(skips_loaded(Some("skip")));
-        assert!(!skips_loaded(Some("update")));
     }
 
     #[test]
@@ -547,5 +710,121 @@ mod tests {
             .unwrap();
         assert_eq!(small.count, 4);
         assert_eq!(small.shards.unwrap().len(), 4);
+    }
+
+    fn record(type_name: &str, window: (i64, i64), status: &str, started_at: i64) -> RunRecord {
+        RunRecord {
+            run_id: format!("run-{started_at}"),
+            type_name: type_name.into(),
+            window: Some(window),
+            status: status.into(),
+            inserted: 10,
+            duplicates: 1,
+            started_at,
+            finished_at: Some(started_at + 5),
+            ..RunRecord::default()
+        }
+    }
+
+    #[test]
+    fn a_summary_counts_shards_loaded_before_and_during_the_execution_and_names_the_rest() {
+        let execution_start = JAN_1 + 10 * DAY;
+        let mut request = request(JAN_1, JAN_1 + 3 * DAY - 1, 24);
+        request.types = vec!["A".into(), "B".into()];
+        let summary_request = SummaryRequest {
+            plan: request,
+            since: Some(execution_start),
+            execution: Some("nightly".into()),
+        };
+        let day = |n: i64| (JAN_1 + n * DAY, JAN_1 + (n + 1) * DAY - 1);
+        let records = vec![
+            // Day 0 of both types: loaded by an earlier execution.
+            record("A", day(0), "succeeded", execution_start - 100),
+            record("B", day(0), "succeeded", execution_start - 100),
+            // Day 1: loaded by this one (B after a deadline and a retry).
+            record("A", day(1), "succeeded", execution_start + 1),
+            RunRecord {
+                done_until: Some(JAN_1 + DAY + 3600 - 1),
+                ..record("B", day(1), "failed", execution_start + 2)
+            },
+            record(
+                "B",
+                (JAN_1 + DAY + 3600, day(1).1),
+                "succeeded",
+                execution_start + 20,
+            ),
+            // Day 2: A loaded, B failed for good.
+            record("A", day(2), "succeeded", execution_start + 3),
+            record("B", day(2), "failed", execution_start + 4),
+            // Outside the range, or another type: not counted.
+            record("A", day(3), "succeeded", execution_start + 5),
+            record("C", day(1), "succeeded", execution_start + 5),
+        ];
+        let summary = summarize(&records, &summary_request, execution_start + 60).unwrap();
+        assert_eq!(
+            summary,
+            BackfillSummary {
+                execution: Some("nightly".into()),
+                shards: 3,
+                loaded_shards: 2,
+                loaded_before: 1,
+                failed_shards: 1,
+                unloaded: vec![UnloadedShard {
+                    timestamp_from: day(2).0,
+                    timestamp_to: day(2).1,
+                    types: vec!["B".into()],
+                }],
+                inserted: 50,
+                duplicates: 5,
+                refused: 0,
+                failed: 0,
+                runs: 5,
+            }
+        );
+        // Without a start, every run over the range counts; nothing is "before".
+        let everything = SummaryRequest {
+            since: None,
+            ..summary_request
+        };
+        let summary = summarize(&records, &everything, execution_start + 60).unwrap();
+        assert_eq!((summary.runs, summary.loaded_before), (7, 0));
+    }
+
+    #[test]
+    fn a_summary_request_reads_step_functions_context() {
+        let payload = serde_json::json!({
+            "input": {"types": ["A"], "timestamp_from": 0, "timestamp_to": 3599, "shard_hours": 1},
+            "started_at": "2026-12-03T16:50:00.123Z",
+            "execution": "nightly",
+        });
+        let request = SummaryRequest::from_payload(&payload).unwrap();
+        assert_eq!(request.since, Some(1_796_316_600));
+        assert_eq!(request.execution.as_deref(), Some("nightly"));
+        assert_eq!(request.plan.shard_hours, 1);
+        let seconds = serde_json::json!({"input": payload["input"], "started_at": 5});
+        assert_eq!(
+            SummaryRequest::from_payload(&seconds).unwrap().since,
+            Some(5)
+        );
+        let cases = [
+            (
+                serde_json::json!({"started_at": 5}),
+                "backfill_summary.input: required (the execution's input, $$.Execution.Input)",
+            ),
+            (
+                serde_json::json!({"input": payload["input"], "started_at": "yesterday"}),
+                "backfill_summary.started_at: expected an RFC 3339 time, got \"yesterday\"",
+            ),
+            (
+                serde_json::json!({"input": {"types": []}}),
+                "backfill_summary.input: plan.types: expected a non-empty list of type names, got []",
+            ),
+        ];
+        for (payload, expected) in cases {
+            let error = SummaryRequest::from_payload(&payload)
+                .unwrap_err()
+                .to_string();
+            assert!(error.starts_with(expected), "{error}");
+        }
     }
 }

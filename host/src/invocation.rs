@@ -46,6 +46,10 @@ pub struct InvocationEvent {
     /// `{"plan": {...}}`: no run, the backfill's shards are the answer.
     #[serde(skip)]
     pub plan: Option<crate::backfill::PlanRequest>,
+    /// `{"backfill_summary": {...}}`: no run, the backfill execution's summary from the run log
+    /// is the answer (the state machine's last state).
+    #[serde(skip)]
+    pub backfill_summary: Option<crate::backfill::SummaryRequest>,
 }
 
 /// A replay asked by an event: its types (else the event's, else every type with dead
@@ -177,6 +181,10 @@ impl InvocationEvent {
             .map(crate::backfill::PlanRequest::from_payload)
             .transpose()
             .map_err(|error| invalid(error.to_string()))?;
+        let backfill_summary = field("backfill_summary")
+            .map(crate::backfill::SummaryRequest::from_payload)
+            .transpose()
+            .map_err(|error| invalid(error.to_string()))?;
         Ok(InvocationEvent {
             types,
             timestamp_from,
@@ -186,6 +194,7 @@ impl InvocationEvent {
             replay,
             backfill,
             plan,
+            backfill_summary,
         })
     }
 
@@ -262,7 +271,7 @@ impl InvocationEvent {
     }
 
     /// The keys an event may have; any other is ignored.
-    const KEYS: [&str; 8] = [
+    const KEYS: [&str; 9] = [
         "types",
         "timestamp_from",
         "timestamp_to",
@@ -271,6 +280,7 @@ impl InvocationEvent {
         "replay",
         "backfill",
         "plan",
+        "backfill_summary",
     ];
 }
 
@@ -296,12 +306,14 @@ impl From<&RunSummary> for InvocationResponse {
     }
 }
 
-/// What an invocation answers: the old job's response to a run, or a backfill's plan.
+/// What an invocation answers: the old job's response to a run, a backfill's plan, or a
+/// backfill execution's summary.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Answer {
     Run(InvocationResponse),
     Plan(crate::backfill::PlanAnswer),
+    BackfillSummary(crate::backfill::BackfillSummary),
 }
 
 /// Why an invocation (or the container's init) failed, as a short stable name: the
@@ -503,6 +515,8 @@ pub struct InvocationOutcome {
     /// The window every type took, when the event or the default fixed one (not with
     /// catch-up, where each type has its own).
     pub window: Option<Window>,
+    /// The event's window when the event is a backfill's shard (`"backfill": true`), run or not.
+    pub shard: Option<Window>,
     pub result: Result<Answer, InvocationFailure>,
 }
 
@@ -512,6 +526,7 @@ impl InvocationOutcome {
         InvocationOutcome {
             summary: None,
             window: None,
+            shard: None,
             result: Err(failure),
         }
     }
@@ -596,14 +611,34 @@ impl LambdaJob {
         now: i64,
         deadline: Option<Instant>,
     ) -> InvocationOutcome {
-        let failed = InvocationOutcome::failed;
         let event = match InvocationEvent::from_json(event) {
             Ok(event) => event,
-            Err(failure) => return failed(failure),
+            Err(failure) => return InvocationOutcome::failed(failure),
         };
         if let Some(plan) = &event.plan {
             return self.plan(plan).await;
         }
+        if let Some(request) = &event.backfill_summary {
+            return self.summarize_backfill(request, now).await;
+        }
+        let mut outcome = self.run(&event, now, deadline).await;
+        if event.backfill {
+            outcome.shard = match (event.timestamp_from, event.timestamp_to) {
+                (Some(from), Some(to)) => Some(Window { from, to }),
+                _ => outcome.window,
+            };
+        }
+        outcome
+    }
+
+    /// An event that asks for a run: its types checked, the database's URL made, the run.
+    async fn run(
+        &self,
+        event: &InvocationEvent,
+        now: i64,
+        deadline: Option<Instant>,
+    ) -> InvocationOutcome {
+        let failed = InvocationOutcome::failed;
         if let Err(error) = self.job.check_types(event.types.as_deref()) {
             return failed(error.into());
         }
@@ -638,6 +673,7 @@ impl LambdaJob {
                     return InvocationOutcome {
                         summary: Some(summary),
                         window,
+                        shard: None,
                         result,
                     };
                 }
@@ -682,6 +718,39 @@ impl LambdaJob {
         InvocationOutcome {
             summary: None,
             window: None,
+            shard: None,
+            result,
+        }
+    }
+
+    /// `{"backfill_summary": …}`: the execution's summary, read from the run log (read only).
+    /// A database without a run log yet has loaded nothing: every shard is counted failed.
+    async fn summarize_backfill(
+        &self,
+        request: &crate::backfill::SummaryRequest,
+        now: i64,
+    ) -> InvocationOutcome {
+        let failed = InvocationOutcome::failed;
+        if let Err(error) = self.job.check_types(Some(&request.plan.types)) {
+            return failed(error.into());
+        }
+        let var = |name: &str| self.env.get(name).cloned();
+        let url = match self.credentials.database_url(var, false).await {
+            Ok(Some(url)) => url,
+            Ok(None) => return failed(ResolveError::NoDatabase.into()),
+            Err(error) => return failed(error.into()),
+        };
+        let records = match crate::status::run_records(&url).await {
+            Ok(records) => records,
+            Err(error) => return failed(RunError::Sink(error).into()),
+        };
+        let result = crate::backfill::summarize(&records, request, now)
+            .map(Answer::BackfillSummary)
+            .map_err(|error| InvocationFailure::from_error(FailureKind::InvalidEvent, &error));
+        InvocationOutcome {
+            summary: None,
+            window: None,
+            shard: None,
             result,
         }
     }

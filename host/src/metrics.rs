@@ -6,12 +6,23 @@
 //!   `IncompleteRun` (1 when the invocation did not complete its run, whatever the reason,
 //!   else 0), and the totals `Inserted`, `Duplicates`, `Refused`, `Failed`.
 //! - Per type, by `FunctionName` and `Type`: `Inserted`, `Duplicates`, `Refused`, `Failed`.
+//! - Per backfill shard (an event with `"backfill": true`), by `FunctionName`:
+//!   `BackfillShardCompleted`, `BackfillShardDeadlineReached` (stopped at its deadline, to be
+//!   continued by the Map's retry), `BackfillShardFailed` (any other failure), each 0 or 1, and
+//!   `BackfillShardDuration`; the shard's window, error type and run id as properties, for
+//!   CloudWatch Logs Insights (not as dimensions: a metric per shard would cost per shard).
+//! - Per backfill execution (the state machine's summary state), by `FunctionName`:
+//!   `BackfillShards`, `BackfillShardsLoaded`, `BackfillShardsFailed`, `BackfillInserted`,
+//!   `BackfillDuplicates`, `BackfillRefused`, `BackfillFailed`; the execution's name as a
+//!   property.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::backfill::BackfillSummary;
 use crate::summary::RunSummary;
+use crate::window::Window;
 
 /// The namespace when the operator sets none (`BATCH_JOB_AURORA_METRICS_NAMESPACE`).
 pub const DEFAULT_NAMESPACE: &str = "BatchJobAurora";
@@ -28,6 +39,12 @@ pub struct InvocationMetrics<'a> {
     pub incomplete: bool,
     /// The time of the measurement, Unix milliseconds.
     pub timestamp_ms: u64,
+    /// The shard's window, when the invocation ran a backfill's shard.
+    pub shard: Option<Window>,
+    /// The failure's errorType, when the invocation failed.
+    pub error_type: Option<&'a str>,
+    /// The execution's summary, when the invocation summarised a backfill.
+    pub backfill: Option<&'a BackfillSummary>,
 }
 
 const COUNTS: [&str; 4] = ["Inserted", "Duplicates", "Refused", "Failed"];
@@ -91,7 +108,91 @@ impl InvocationMetrics<'_> {
             }
             lines.push(line.to_string());
         }
+        if let Some(shard) = self.shard {
+            lines.push(self.shard_line(shard).to_string());
+        }
+        if let Some(backfill) = self.backfill {
+            lines.push(self.backfill_line(backfill).to_string());
+        }
         lines
+    }
+
+    /// One line whose directive names `metrics` (each a count, but for `*Duration`, in
+    /// milliseconds), by `FunctionName`, with `values` (metrics and properties) as its keys.
+    fn line(&self, metrics: &[&str], values: Value) -> Value {
+        let directives: Vec<Value> = metrics
+            .iter()
+            .map(|name| {
+                let unit = if name.ends_with("Duration") {
+                    "Milliseconds"
+                } else {
+                    "Count"
+                };
+                json!({"Name": name, "Unit": unit})
+            })
+            .collect();
+        let mut line = json!({
+            "_aws": {
+                "Timestamp": self.timestamp_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": self.namespace,
+                    "Dimensions": [["FunctionName"]],
+                    "Metrics": directives,
+                }],
+            },
+            "FunctionName": self.function_name,
+        });
+        if let (Value::Object(line), Value::Object(values)) = (&mut line, values) {
+            line.extend(values);
+        }
+        line
+    }
+
+    fn shard_line(&self, shard: Window) -> Value {
+        let deadline = self.error_type == Some("DeadlineReached");
+        let completed = self.error_type.is_none();
+        self.line(
+            &[
+                "BackfillShardCompleted",
+                "BackfillShardDeadlineReached",
+                "BackfillShardFailed",
+                "BackfillShardDuration",
+            ],
+            json!({
+                "BackfillShardCompleted": u8::from(completed),
+                "BackfillShardDeadlineReached": u8::from(deadline),
+                "BackfillShardFailed": u8::from(!completed && !deadline),
+                "BackfillShardDuration": self.duration.as_secs_f64() * 1000.0,
+                "ShardFrom": shard.from,
+                "ShardTo": shard.to,
+                "ErrorType": self.error_type,
+                "RunId": self.summary.map(|summary| summary.run_id.as_str()),
+            }),
+        )
+    }
+
+    fn backfill_line(&self, backfill: &BackfillSummary) -> Value {
+        self.line(
+            &[
+                "BackfillShards",
+                "BackfillShardsLoaded",
+                "BackfillShardsFailed",
+                "BackfillInserted",
+                "BackfillDuplicates",
+                "BackfillRefused",
+                "BackfillFailed",
+            ],
+            json!({
+                "BackfillShards": backfill.shards,
+                "BackfillShardsLoaded": backfill.loaded_shards,
+                "BackfillShardsFailed": backfill.failed_shards,
+                "BackfillInserted": backfill.inserted,
+                "BackfillDuplicates": backfill.duplicates,
+                "BackfillRefused": backfill.refused,
+                "BackfillFailed": backfill.failed,
+                "Execution": backfill.execution,
+            }),
+        )
     }
 }
 
@@ -115,6 +216,9 @@ mod tests {
             duration: Duration::from_millis(12),
             incomplete: false,
             timestamp_ms: 1_700_000_000_000,
+            shard: None,
+            error_type: None,
+            backfill: None,
         };
         let lines: Vec<Value> = metrics
             .emf_lines()
@@ -151,5 +255,72 @@ mod tests {
         assert_eq!(lines.len(), 1);
         let line: Value = serde_json::from_str(&lines[0]).unwrap();
         assert_eq!(line["IncompleteRun"], 1);
+    }
+
+    /// Every metric a directive names is a key of its line, with a number, as EMF requires.
+    fn assert_well_formed(line: &Value) {
+        for metric in line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+        {
+            let name = metric["Name"].as_str().unwrap();
+            assert!(line[name].is_number(), "{name} missing in {line}");
+        }
+    }
+
+    #[test]
+    fn a_backfill_shard_and_an_execution_each_have_a_line() {
+        let summary = RunSummary {
+            run_id: "run-1".into(),
+            inserted: 5,
+            ..Default::default()
+        };
+        let base = InvocationMetrics {
+            namespace: "Test",
+            function_name: "job",
+            summary: Some(&summary),
+            duration: Duration::from_millis(1500),
+            incomplete: true,
+            timestamp_ms: 1_700_000_000_000,
+            shard: Some(Window { from: 0, to: 3599 }),
+            error_type: Some("DeadlineReached"),
+            backfill: None,
+        };
+        let lines: Vec<Value> = base
+            .emf_lines()
+            .iter()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        let shard = lines.last().unwrap();
+        assert_well_formed(shard);
+        assert_eq!(shard["BackfillShardDeadlineReached"], 1);
+        assert_eq!(shard["BackfillShardCompleted"], 0);
+        assert_eq!(shard["BackfillShardFailed"], 0);
+        assert_eq!(shard["ShardTo"], 3599);
+        assert_eq!(shard["RunId"], "run-1");
+        assert_eq!(shard["BackfillShardDuration"], 1500.0);
+        let backfill = BackfillSummary {
+            execution: Some("nightly".into()),
+            shards: 30,
+            loaded_shards: 29,
+            failed_shards: 1,
+            inserted: 1000,
+            ..Default::default()
+        };
+        let summarised = InvocationMetrics {
+            summary: None,
+            incomplete: false,
+            shard: None,
+            error_type: None,
+            backfill: Some(&backfill),
+            ..base
+        };
+        let lines = summarised.emf_lines();
+        assert_eq!(lines.len(), 2);
+        let line: Value = serde_json::from_str(&lines[1]).unwrap();
+        assert_well_formed(&line);
+        assert_eq!(line["BackfillShardsFailed"], 1);
+        assert_eq!(line["BackfillInserted"], 1000);
+        assert_eq!(line["Execution"], "nightly");
     }
 }

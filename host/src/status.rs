@@ -127,6 +127,21 @@ pub async fn status(url: &str, request: &StatusRequest) -> Result<StatusReport, 
     result
 }
 
+/// Every row of the run log at `url`, changing nothing; none when there is no run log yet.
+pub async fn run_records(url: &str) -> Result<Vec<RunRecord>, SinkError> {
+    let sink = Sink::open_read_only(url).await?;
+    let result = async {
+        let bookkeeping = sink.bookkeeping().await?;
+        if bookkeeping.run_log_columns.is_empty() {
+            return Ok(Vec::new());
+        }
+        sink.run_records(&bookkeeping).await
+    }
+    .await;
+    sink.close().await;
+    result
+}
+
 async fn read(sink: &Sink, request: &StatusRequest) -> Result<StatusReport, StatusError> {
     let bookkeeping = sink.bookkeeping().await?;
     if bookkeeping.run_log_columns.is_empty() {
@@ -179,7 +194,7 @@ fn effective_status(record: &RunRecord, now: i64) -> Option<RunStatus> {
     }
 }
 
-fn logged(record: &RunRecord, now: i64) -> Option<LoggedWindow> {
+pub(crate) fn logged(record: &RunRecord, now: i64) -> Option<LoggedWindow> {
     let (from, to) = record.window?;
     Some(LoggedWindow {
         from,
@@ -452,26 +467,21 @@ fn span(from: i64, to: i64) -> String {
     )
 }
 
-/// `2026-12-01 10:00:00` (UTC) of Unix seconds.
+/// `2026-12-01 10:00:00` (UTC) of Unix seconds; a second outside the years -9999..9999 as
+/// itself.
 pub fn utc(seconds: i64) -> String {
-    let days = seconds.div_euclid(86_400);
-    let second_of_day = seconds.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        second_of_day / 3600,
-        second_of_day / 60 % 60,
-        second_of_day % 60
-    )
+    match time::OffsetDateTime::from_unix_timestamp(seconds) {
+        Ok(at) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            at.year(),
+            u8::from(at.month()),
+            at.day(),
+            at.hour(),
+            at.minute(),
+            at.second()
+        ),
+        Err(_) => format!("{seconds} (Unix seconds)"),
+    }
 }
 
 /// `3d 4h`, `2h 10m`, `5m 3s`, `42s`.

@@ -5,7 +5,8 @@
         creates the bucket (once), the function NAME (provided.al2023, the zip) and the state
         machine NAME from the ASL with its three substitutions; prints the machine's ARN
     ministack_backfill.py ENDPOINT run MACHINE_ARN INPUT_JSON
-        starts an execution, waits for it, prints {"status", "error", "seconds"}
+        starts an execution, waits for it, prints {"status", "error", "seconds", "summary"}:
+        "summary" is what the Summary state answered, from the execution's history
 """
 
 import json
@@ -48,7 +49,14 @@ elif command == "run":
         if time.time() - started > 600:
             sys.exit("the execution ran for more than 10 minutes")
         time.sleep(0.5)
+    seconds = round(time.time() - started, 1)
+    summary = None
+    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution):
+        for event in page["events"]:
+            details = event.get("stateExitedEventDetails") or {}
+            if details.get("name") == "Summary":
+                summary = json.loads(details["output"]).get("backfill", {}).get("summary")
     print(json.dumps({"status": described["status"], "error": described.get("error"),
-                      "seconds": round(time.time() - started, 1)}))
+                      "seconds": seconds, "summary": summary}))
 else:
     sys.exit(f"unknown command {command}")

@@ -44,6 +44,10 @@ pub struct BenchArgs {
     /// Only write the documents (into target/bench/documents) and stop.
     #[arg(long)]
     generate_only: bool,
+    /// Run the job on these CPUs only (`taskset -c LIST`): `0` is one vCPU, what a 1,769 MB
+    /// Lambda has. The fake fetch API and the databases still run anywhere.
+    #[arg(long, value_name = "LIST")]
+    job_cpus: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -159,7 +163,10 @@ pub fn run(root: &Path, target: &Path, args: BenchArgs) -> Result<()> {
     ensure!(binary.is_file(), "no job at {}", binary.display());
     std::fs::create_dir_all(&work)?;
     let load_at_start = load_average();
-    let (job, start_up) = start_up(binary, &work)?;
+    let (job, start_up) = start_up(binary, args.job_cpus.clone(), &work)?;
+    if let Some(cpus) = &args.job_cpus {
+        println!("the job runs on CPU {cpus} only (taskset -c {cpus})");
+    }
 
     println!(
         "\ngenerating {} documents (seed {}) …",
@@ -243,18 +250,33 @@ pub fn run(root: &Path, target: &Path, args: BenchArgs) -> Result<()> {
 struct JobUnderTest {
     binary: PathBuf,
     compile_cache: Option<PathBuf>,
+    /// `--job-cpus`.
+    cpus: Option<String>,
+}
+
+/// The job's command, on `cpus` only when given.
+fn job_command(binary: &Path, cpus: Option<&str>) -> Command {
+    match cpus {
+        Some(cpus) => {
+            let mut command = Command::new("taskset");
+            command.args(["-c", cpus]).arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    }
 }
 
 /// Starts the job twice on an empty source, from an empty compile cache: the first start
 /// compiles the plugins and fills the cache (a laptop's first run, or a Lambda container
 /// without `.cwasm`), the second loads them from it, as every measured run then does. A build
 /// without a compile cache is measured as it is.
-fn start_up(binary: PathBuf, work: &Path) -> Result<(JobUnderTest, Value)> {
+fn start_up(binary: PathBuf, cpus: Option<String>, work: &Path) -> Result<(JobUnderTest, Value)> {
     let help = Command::new(&binary).args(["run", "--help"]).output()?;
     if !String::from_utf8_lossy(&help.stdout).contains("--compile-cache") {
         let job = JobUnderTest {
             binary,
             compile_cache: None,
+            cpus,
         };
         return Ok((job, Value::Null));
     }
@@ -267,7 +289,7 @@ fn start_up(binary: PathBuf, work: &Path) -> Result<(JobUnderTest, Value)> {
     for _ in 0..2 {
         let _ = std::fs::remove_file(&database);
         let measured = measure::run(
-            Command::new(&binary)
+            job_command(&binary, cpus.as_deref())
                 .args(["run", "--source"])
                 .arg(format!("file:{}", empty.display()))
                 .arg("--database")
@@ -291,6 +313,7 @@ fn start_up(binary: PathBuf, work: &Path) -> Result<(JobUnderTest, Value)> {
     let job = JobUnderTest {
         binary,
         compile_cache: Some(cache),
+        cpus,
     };
     Ok((job, figures))
 }
@@ -391,7 +414,7 @@ fn run_job(
     pass: &'static str,
 ) -> Result<JobRun> {
     let lookups = root.join("examples/lookups");
-    let mut command = Command::new(&job.binary);
+    let mut command = job_command(&job.binary, job.cpus.as_deref());
     command
         .args(["run", "--json", "--source"])
         .arg(format!("http://127.0.0.1:{}/get_docs/", platform.port))

@@ -10,7 +10,7 @@
 use wasmtime::Store;
 use wasmtime::component::{HasSelf, InstancePre, Linker};
 
-use super::sandbox::PluginState;
+use super::state::PluginState;
 use crate::capability::LookupFailure;
 use crate::document::Envelope;
 use crate::model::{self, Capability, Cell, Column, ColumnType, PluginInfo};

@@ -17,7 +17,8 @@ use wasmtime::{Config, Engine};
 use super::SandboxLimits;
 use super::bindings;
 use super::native;
-use super::sandbox::{self, PluginState};
+use super::sandbox;
+use super::state::PluginState;
 use crate::model::{PluginInfo, is_safe_identifier};
 
 /// Why a plugin file could not be loaded. Every variant names the file.

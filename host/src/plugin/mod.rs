@@ -12,6 +12,7 @@ mod bindings;
 mod load;
 mod native;
 mod sandbox;
+mod state;
 mod worker;
 
 pub use load::{LoadError, LoadedPlugin, PluginEngine, PluginSet, engine_config};

@@ -4,16 +4,15 @@
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Engine, Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{
-    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
-};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtxBuilder};
 
 use super::bindings::{self, PluginInstance, PluginPre, Trap};
-use crate::capability::{Grants, LookupFailure};
+use super::state::{MeteredLimits, PluginState};
+use crate::capability::Grants;
 use crate::document::Envelope;
-use crate::model::{LogLevel, Outcome, PluginInfo};
+use crate::model::{Outcome, PluginInfo};
 
 /// The limits every plugin call runs under.
 #[derive(Debug, Clone)]
@@ -42,24 +41,6 @@ const STDERR_CAPACITY: usize = 256 << 10;
 /// How much of stderr goes into a trap message.
 const STDERR_TAIL: usize = 2 << 10;
 
-/// The store data of one plugin instance.
-pub struct PluginState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limits: MeteredLimits,
-    grants: Option<Grants>,
-    /// The plugin's type, which tags its log lines.
-    type_name: String,
-    /// When the current call runs out of time. Host lookups push it back by the time they
-    /// take, so a slow Slack answer does not count against the plugin.
-    deadline: Instant,
-    budget: Duration,
-    /// The run's deadline: a call still running then is interrupted, whatever its budget.
-    run_deadline: Option<Instant>,
-    /// Whether the last call was interrupted by the run's deadline (not a fault of the plugin).
-    stopped_by_run_deadline: bool,
-}
-
 /// Why a call gave no outcomes.
 #[derive(Debug)]
 pub enum CallError {
@@ -67,65 +48,6 @@ pub enum CallError {
     Trap(String),
     /// The run's deadline came while the call was running.
     RunDeadline,
-}
-
-impl WasiView for PluginState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-/// The store limits, remembering the largest linear memory they allowed (for `plugin check`).
-struct MeteredLimits {
-    limits: StoreLimits,
-    peak_memory: usize,
-}
-
-impl ResourceLimiter for MeteredLimits {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let allowed = self.limits.memory_growing(current, desired, maximum)?;
-        if allowed {
-            self.peak_memory = self.peak_memory.max(desired);
-        }
-        Ok(allowed)
-    }
-
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        self.limits.table_growing(current, desired, maximum)
-    }
-
-    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.limits.memory_grow_failed(error)
-    }
-
-    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.limits.table_grow_failed(error)
-    }
-
-    fn instances(&self) -> usize {
-        self.limits.instances()
-    }
-
-    fn tables(&self) -> usize {
-        self.limits.tables()
-    }
-
-    fn memories(&self) -> usize {
-        self.limits.memories()
-    }
 }
 
 /// A clock stopped at the Unix epoch: plugins get no time beyond what the WIT gives them.
@@ -292,35 +214,6 @@ impl Instance {
             format!("plugin trapped: {trap:#}")
         } else {
             format!("plugin trapped: {trap:#}; plugin stderr: {tail}")
-        }
-    }
-}
-
-impl PluginState {
-    /// Runs a host lookup, pushing the call's deadline back by the time it took.
-    pub(super) fn timed<T>(
-        &mut self,
-        lookup: impl FnOnce(&Grants) -> Result<T, LookupFailure>,
-    ) -> Result<T, LookupFailure> {
-        let Some(grants) = &self.grants else {
-            return Err(LookupFailure::Denied);
-        };
-        let started = Instant::now();
-        let answer = lookup(grants);
-        self.deadline += started.elapsed();
-        answer
-    }
-
-    /// A plugin's log line, tagged with its type.
-    pub(super) fn plugin_log(&self, level: LogLevel, message: &str) {
-        // Plugins run once per document; cap a line so a runaway plugin cannot flood the log.
-        let message: String = message.chars().take(1000).collect();
-        let type_name = self.type_name.as_str();
-        match level {
-            LogLevel::Debug => tracing::debug!(type_name, "plugin: {message}"),
-            LogLevel::Info => tracing::info!(type_name, "plugin: {message}"),
-            LogLevel::Warn => tracing::warn!(type_name, "plugin: {message}"),
-            LogLevel::Error => tracing::error!(type_name, "plugin: {message}"),
         }
     }
 }

@@ -21,45 +21,47 @@ pub struct SqliteSink {
 
 impl SqliteSink {
     pub async fn open(url: &str, path: &str) -> Result<Self, SinkError> {
-        let connect_error = |source| SinkError::Connect {
-            url: url.to_owned(),
-            source,
-        };
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
-            .map_err(connect_error)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(30));
-        // One connection: SQLite has one writer at a time anyway, and this keeps every write
-        // of the run in order without busy retries.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await
-            .map_err(connect_error)?;
-        Ok(SqliteSink { pool })
+        Self::connect(url, path, |options| {
+            options
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+        })
+        .await
     }
 
     /// Opens an existing file only to read it: nothing is created, and the journal mode is
     /// left as it is.
     pub async fn open_read_only(url: &str, path: &str) -> Result<Self, SinkError> {
+        if !std::path::Path::new(path).is_file() {
+            return Err(SinkError::Connect {
+                url: url.to_owned(),
+                source: sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no database file at {path}"),
+                )),
+            });
+        }
+        Self::connect(url, path, |options| options.read_only(true)).await
+    }
+
+    /// One connection to the file at `path`, with `how` applied to the shared options: SQLite
+    /// has one writer at a time anyway, and one connection keeps every write of the run in
+    /// order without busy retries.
+    async fn connect(
+        url: &str,
+        path: &str,
+        how: impl FnOnce(SqliteConnectOptions) -> SqliteConnectOptions,
+    ) -> Result<Self, SinkError> {
         let connect_error = |source| SinkError::Connect {
             url: url.to_owned(),
             source,
         };
-        if !std::path::Path::new(path).is_file() {
-            return Err(connect_error(sqlx::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("no database file at {path}"),
-            ))));
-        }
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
             .map_err(connect_error)?
-            .read_only(true)
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options)
+            .connect_with(how(options))
             .await
             .map_err(connect_error)?;
         Ok(SqliteSink { pool })
