@@ -12,12 +12,12 @@ use crate::window::Window;
 /// An hour, in seconds: shards start and end on the hour.
 pub const HOUR_SECS: i64 = 3600;
 
-/// The default shard length, in hours, from a measurement (README, "Backfilling"): the
-/// benchmark's 39,151 rows/s into MariaDB on 2 cores at 32.3 µs of CPU per document, taken
-/// down to one vCPU (a 1,769 MB Lambda) and a database across the network, about 15,000
-/// rows/s; times the 900 s deadline, 13.5 million rows; with a margin of 4 (slow lookups, a
-/// busy Aurora, dense days), 3.4 million rows per shard: a day holds 140,000 rows an hour.
-/// A denser shard still completes, through `DeadlineReached` retries.
+/// The default shard length, in hours, from a measurement (README, "Backfilling"): the release
+/// job on one CPU (`cargo xtask bench --engines mysql --job-cpus 0`, one vCPU as a 1,769 MB
+/// Lambda has; peak RSS 88 MiB) loaded 22,213 rows/s from the fetch API into MariaDB. Times
+/// the 900 s deadline, 20 million rows; with a margin of 4 (Aurora across the network, slow
+/// lookups, dense days), 5 million rows per shard: a day holds 200,000 rows an hour. A denser
+/// shard still completes, through `DeadlineReached` retries.
 pub const DEFAULT_SHARD_HOURS: i64 = 24;
 
 /// The longest shard: a year.
