@@ -17,9 +17,10 @@ fi
 export AWS_EC2_METADATA_DISABLED=true
 
 # The Lambda tests (lambda, lambda_deadline, backfill, ministack) run the release `bootstrap`,
-# optimised as the zip ships it, with `cargo xtask dist`'s features: the benchmark's build reuses
-# it. A plain `cargo test` builds and runs a debug one instead.
-cargo build --release -p batch-job-aurora-cli --bin bootstrap
+# optimised as the zip ships it. Built as `cargo xtask bench` builds dist (the same packages, so
+# the same unified features): CI's benchmark then reuses every unit of it. A plain `cargo test`
+# builds and runs a debug one instead.
+cargo build --release -p batch-job-aurora-cli -p bench-plugin-cost
 BATCH_JOB_AURORA_TEST_BOOTSTRAP="$(realpath -m "${CARGO_TARGET_DIR:-target}")/release/bootstrap"
 export BATCH_JOB_AURORA_TEST_BOOTSTRAP
 

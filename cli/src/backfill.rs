@@ -35,7 +35,7 @@ pub fn run(args: BackfillArgs) -> Result<ExitCode> {
     let environment = Arc::new(environment);
     let first = resolve(shard_request(&args, &shards[0]), &environment, unix_now())?;
     let job = Arc::new(Job::prepare_from(&first.plugins)?);
-    job.check_types(Some(&request.types))?;
+    job.ensure_types_served(Some(&request.types))?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let interrupt = Interrupt::default();
     runtime.spawn(crate::raise_on_signals(interrupt.clone()));
@@ -167,7 +167,7 @@ async fn run_shard(
         match job.run(config.run, hooks).await {
             Ok(summary) if summary.completed() => return Ended::Succeeded(Box::new(summary)),
             Ok(summary) => {
-                last = batch_job_aurora::invocation::check_completed(&summary)
+                last = batch_job_aurora::invocation::require_completed(&summary)
                     .err()
                     .map(|failure| format!("{}: {}", failure.kind, failure.message))
                     .unwrap_or_default();

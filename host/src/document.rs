@@ -146,16 +146,16 @@ impl<'de> Deserialize<'de> for ObjectMembers<'de> {
 /// few bytes and `data` is checked to be an object by its brackets; its inside is left to the
 /// plugin's parser, the one full pass over it. A repeated member keeps its last value, both
 /// ways. Anything unusual (a member key with an escape, a value of the wrong kind, a top level
-/// that is not well formed) goes the long way, [`check_envelope`], which parses the element
+/// that is not well formed) goes the long way, [`parse_envelope`], which parses the element
 /// whole and says what is wrong.
-pub fn check_element(element: Element) -> Result<Envelope, EnvelopeError> {
+pub fn envelope_of_element(element: Element) -> Result<Envelope, EnvelopeError> {
     let Element { bytes, members } = element;
     let Some(members) = members else {
-        return check_envelope(bytes);
+        return parse_envelope(bytes);
     };
     // A clone of `Bytes` shares the buffer; the long way needs the bytes to say what is wrong.
     let Ok(raw) = ByteString::try_from(bytes.clone()) else {
-        return check_envelope(bytes);
+        return parse_envelope(bytes);
     };
     match from_members(&raw, &members) {
         Some(fields) => Ok(Envelope {
@@ -166,7 +166,7 @@ pub fn check_element(element: Element) -> Result<Envelope, EnvelopeError> {
             data: fields.data,
             origin: None,
         }),
-        None => check_envelope(raw.into_bytes()),
+        None => parse_envelope(raw.into_bytes()),
     }
 }
 
@@ -218,8 +218,8 @@ fn from_members(raw: &str, members: &[MemberSpan]) -> Option<Fields> {
     })
 }
 
-/// Checks one element of a source by parsing it whole.
-pub fn check_envelope(element: Bytes) -> Result<Envelope, EnvelopeError> {
+/// Reads one element of a source into an envelope by parsing it whole, saying what is wrong.
+pub fn parse_envelope(element: Bytes) -> Result<Envelope, EnvelopeError> {
     let text = match ByteString::try_from(element.clone()) {
         Ok(text) => text,
         Err(error) => {
@@ -353,15 +353,18 @@ mod tests {
         ];
         for raw in cases {
             // The array scanner gives an element without the whitespace around it.
-            let whole = check_envelope(Bytes::from(raw.trim().to_owned()));
-            assert_eq!(check_element(scanned(raw)), whole, "{raw}");
+            let whole = parse_envelope(Bytes::from(raw.trim().to_owned()));
+            assert_eq!(envelope_of_element(scanned(raw)), whole, "{raw}");
         }
         // The usual shape is read from its members, not parsed whole: a payload that does not
         // parse passes here and is refused by the plugin's parser.
         let raw = r#"{"id":"a","timestamp":1,"type":"T","data":{"x": tru}}"#;
         assert!(scanned(raw).members.is_some());
-        assert_eq!(check_element(scanned(raw)).unwrap().data(), r#"{"x": tru}"#);
-        assert!(check_envelope(Bytes::from_static(raw.as_bytes())).is_err());
+        assert_eq!(
+            envelope_of_element(scanned(raw)).unwrap().data(),
+            r#"{"x": tru}"#
+        );
+        assert!(parse_envelope(Bytes::from_static(raw.as_bytes())).is_err());
     }
 
     #[test]
@@ -389,8 +392,8 @@ mod tests {
         ];
         for (raw, id, timestamp, data) in cases {
             for envelope in [
-                check_envelope(Bytes::from(raw.to_owned())),
-                check_element(scanned(raw)),
+                parse_envelope(Bytes::from(raw.to_owned())),
+                envelope_of_element(scanned(raw)),
             ] {
                 let envelope = envelope.unwrap_or_else(|error| panic!("{raw}: {error:?}"));
                 assert_eq!(
@@ -403,7 +406,7 @@ mod tests {
         }
         // The last value decides, also when it is the wrong one.
         let raw = r#"{"id":"a","timestamp":1,"data":{},"data":"{}"}"#;
-        let error = check_element(scanned(raw)).unwrap_err();
+        let error = envelope_of_element(scanned(raw)).unwrap_err();
         assert!(
             error.reason.starts_with("data is not an object"),
             "{error:?}"
@@ -413,14 +416,14 @@ mod tests {
     #[test]
     fn a_good_envelope_passes_with_its_data_untouched() {
         let raw = r#"{"id":"AAAAAF0Qp79lNx8dkdk1qQ==","timestamp":1561372607,"type":"GithubType","data":{"a": [1, 2]}}"#;
-        let envelope = check_envelope(Bytes::from_static(raw.as_bytes())).unwrap();
+        let envelope = parse_envelope(Bytes::from_static(raw.as_bytes())).unwrap();
         assert_eq!(envelope.id, "AAAAAF0Qp79lNx8dkdk1qQ==");
         assert_eq!(envelope.timestamp, 1561372607);
         assert_eq!(envelope.type_name.as_deref(), Some("GithubType"));
         assert_eq!(envelope.data(), r#"{"a": [1, 2]}"#);
         assert_eq!(envelope.raw(), raw);
         let made = Envelope::from_parts("i", 5, Some("T"), r#"{"x":1}"#);
-        let checked = check_envelope(Bytes::from(made.raw().to_owned())).unwrap();
+        let checked = parse_envelope(Bytes::from(made.raw().to_owned())).unwrap();
         assert_eq!(checked, made);
     }
 
@@ -460,19 +463,19 @@ mod tests {
             ),
         ];
         let accented = format!(r#"{{"id":"{}","timestamp":1,"data":{{}}}}"#, "é".repeat(24));
-        assert!(check_envelope(Bytes::from(accented.clone())).is_ok());
-        assert!(check_element(scanned(&accented)).is_ok());
+        assert!(parse_envelope(Bytes::from(accented.clone())).is_ok());
+        assert!(envelope_of_element(scanned(&accented)).is_ok());
         for (raw, reason) in cases {
-            let error = check_envelope(Bytes::from_static(raw.as_bytes())).unwrap_err();
+            let error = parse_envelope(Bytes::from_static(raw.as_bytes())).unwrap_err();
             assert!(error.reason.starts_with(reason), "{raw}: {}", error.reason);
             assert_eq!(error.raw, raw);
             assert_eq!(
-                check_element(scanned(raw)),
+                envelope_of_element(scanned(raw)),
                 Err(error),
                 "read from an array"
             );
         }
-        let error = check_envelope(Bytes::from_static(
+        let error = parse_envelope(Bytes::from_static(
             br#"{"id":"a","timestamp":"x","data":{}}"#,
         ))
         .unwrap_err();

@@ -456,7 +456,7 @@ impl From<CredentialsError> for InvocationFailure {
 /// The rule of a scheduled invocation: a run that did not read every type's window to its end
 /// is an error ([`FailureKind::IncompleteRun`]), so that it is retried and alarmed on. Failed
 /// documents alone are not: they are counted and kept.
-pub fn check_completed(summary: &RunSummary) -> Result<(), InvocationFailure> {
+pub fn require_completed(summary: &RunSummary) -> Result<(), InvocationFailure> {
     if summary.completed() {
         return Ok(());
     }
@@ -639,7 +639,7 @@ impl LambdaJob {
         deadline: Option<Instant>,
     ) -> InvocationOutcome {
         let failed = InvocationOutcome::failed;
-        if let Err(error) = self.job.check_types(event.types.as_deref()) {
+        if let Err(error) = self.job.ensure_types_served(event.types.as_deref()) {
             return failed(error.into());
         }
         let var = |name: &str| self.env.get(name).cloned();
@@ -668,7 +668,7 @@ impl LambdaJob {
             let window = config.run.windows.common_window();
             match self.job.run(config.run, hooks).await {
                 Ok(summary) => {
-                    let result = check_completed(&summary)
+                    let result = require_completed(&summary)
                         .map(|()| Answer::Run(InvocationResponse::from(&summary)));
                     return InvocationOutcome {
                         summary: Some(summary),
@@ -693,7 +693,7 @@ impl LambdaJob {
     /// `{"plan": …}`: the shards, checked against the installed types, inline or written to
     /// the backfill bucket.
     async fn plan(&self, plan: &crate::backfill::PlanRequest) -> InvocationOutcome {
-        if let Err(error) = self.job.check_types(Some(&plan.types)) {
+        if let Err(error) = self.job.ensure_types_served(Some(&plan.types)) {
             let mut failure = InvocationFailure::from(error);
             failure.message = format!("plan.{}", failure.message);
             return InvocationOutcome::failed(failure);
@@ -731,7 +731,7 @@ impl LambdaJob {
         now: i64,
     ) -> InvocationOutcome {
         let failed = InvocationOutcome::failed;
-        if let Err(error) = self.job.check_types(Some(&request.plan.types)) {
+        if let Err(error) = self.job.ensure_types_served(Some(&request.plan.types)) {
             return failed(error.into());
         }
         let var = |name: &str| self.env.get(name).cloned();
@@ -940,9 +940,9 @@ mod tests {
         };
         summary.type_mut("GithubType").inserted = 3;
         summary.type_mut("GithubType").failed = 2;
-        assert_eq!(check_completed(&summary), Ok(()));
+        assert_eq!(require_completed(&summary), Ok(()));
         summary.type_mut("SlackType").error = Some("the body was cut off".into());
-        let failure = check_completed(&summary).unwrap_err();
+        let failure = require_completed(&summary).unwrap_err();
         assert_eq!(failure.kind, FailureKind::IncompleteRun);
         assert_eq!(failure.kind.as_str(), "IncompleteRun");
         assert!(
@@ -955,7 +955,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            check_completed(&source_stopped).unwrap_err().kind,
+            require_completed(&source_stopped).unwrap_err().kind,
             FailureKind::IncompleteRun
         );
     }

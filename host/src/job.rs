@@ -97,8 +97,8 @@ impl Job {
         &self.plugins
     }
 
-    /// Checks that every requested type has a plugin; cheap, so it runs before any work.
-    pub fn check_types(&self, types: Option<&[String]>) -> Result<(), RunError> {
+    /// Fails unless every requested type has a plugin; cheap, so it runs before any work.
+    pub fn ensure_types_served(&self, types: Option<&[String]>) -> Result<(), RunError> {
         pipeline::select(&self.plugins, &self.plugins_dir, types).map(drop)
     }
 
@@ -110,7 +110,7 @@ impl Job {
         settings: RunSettings,
         hooks: RunHooks,
     ) -> Result<RunSummary, RunError> {
-        self.check_types(settings.types.as_deref())?;
+        self.ensure_types_served(settings.types.as_deref())?;
         let sink = self.sink(&settings.database_url, settings.deadline).await?;
         let prepared = pipeline::Prepared {
             engine: &self.engine,

@@ -242,7 +242,7 @@ impl Router {
         origin: usize,
         letter: &crate::sink::replay::DeadLetter,
     ) -> ControlFlow<()> {
-        let item = crate::document::check_envelope(bytes::Bytes::from(letter.document.clone()));
+        let item = crate::document::parse_envelope(bytes::Bytes::from(letter.document.clone()));
         let mut envelope = match item {
             Ok(envelope) => envelope,
             Err(error) => {

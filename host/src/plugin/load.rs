@@ -212,7 +212,7 @@ impl PluginEngine {
         compiled_from: Option<&native::WasmDigest>,
     ) -> Result<LoadedPlugin, LoadError> {
         let component = self.load_native(path, compiled_from)?;
-        let mut plugin = self.check(path, component)?;
+        let mut plugin = self.admit(path, component)?;
         plugin.precompiled = true;
         Ok(plugin)
     }
@@ -251,7 +251,7 @@ impl PluginEngine {
         let bytes = read_wasm(wasm)?;
         let digest = native::wasm_digest(&bytes);
         let component = self.compile(wasm, &bytes)?;
-        let plugin = self.check(wasm, component.clone())?;
+        let plugin = self.admit(wasm, component.clone())?;
         let engine_error = |error: wasmtime::Error| LoadError::Engine(format!("{error:#}"));
         let compiled = if portable {
             let mut config = engine_config();
@@ -284,7 +284,7 @@ impl PluginEngine {
     pub fn load(&self, path: &Path) -> Result<LoadedPlugin, LoadError> {
         let bytes = read_wasm(path)?;
         let component = self.compile(path, &bytes)?;
-        let mut plugin = self.check(path, component)?;
+        let mut plugin = self.admit(path, component)?;
         plugin.sha256 = Some(native::hex(&native::wasm_digest(&bytes)));
         Ok(plugin)
     }
@@ -297,7 +297,7 @@ impl PluginEngine {
         }
         let started = std::time::Instant::now();
         let component = self.compile(wasm, bytes)?;
-        let plugin = self.check(wasm, component)?;
+        let plugin = self.admit(wasm, component)?;
         tracing::info!(
             "compiled {} in {} ms (no precompiled .cwasm)",
             wasm.display(),
@@ -324,13 +324,13 @@ impl PluginEngine {
         let entry = cache.join(format!("{}.cwasm", self.cache_key(&digest)));
         if std::fs::symlink_metadata(&entry).is_ok() {
             match self.load_native(&entry, Some(&digest)) {
-                Ok(component) => return self.check(wasm, component),
+                Ok(component) => return self.admit(wasm, component),
                 Err(error) => tracing::warn!("{error}; compiling {} again", wasm.display()),
             }
         }
         let started = std::time::Instant::now();
         let component = self.compile(wasm, bytes)?;
-        let plugin = self.check(wasm, component.clone())?;
+        let plugin = self.admit(wasm, component.clone())?;
         tracing::info!(
             "compiled {} in {} ms; keeping it in {}",
             wasm.display(),
@@ -378,8 +378,9 @@ impl PluginEngine {
         })
     }
 
-    /// Checks a component's WIT version, asks it to describe itself and checks what it says.
-    fn check(&self, path: &Path, component: Component) -> Result<LoadedPlugin, LoadError> {
+    /// Admits a component as a plugin: its WIT version checked, asked to describe itself, and
+    /// what it says checked.
+    fn admit(&self, path: &Path, component: Component) -> Result<LoadedPlugin, LoadError> {
         self.check_version(path, &component)?;
         let instantiate_error = |error: wasmtime::Error| LoadError::Instantiate {
             path: path.to_owned(),

@@ -82,7 +82,7 @@ impl TransformWorker {
             Ok(outcomes) if outcomes.len() == documents.len() => documents
                 .iter()
                 .zip(outcomes)
-                .map(|(document, outcome)| self.check(document, outcome))
+                .map(|(document, outcome)| self.document_result(document, outcome))
                 .collect(),
             Ok(outcomes) if documents.len() == 1 => vec![DocumentResult::Failed {
                 stage: Stage::Validation,
@@ -146,7 +146,7 @@ impl TransformWorker {
     }
 
     /// Turns an outcome into checked rows, or fails the document with the reason.
-    fn check(&self, document: &Envelope, outcome: Outcome) -> DocumentResult {
+    fn document_result(&self, document: &Envelope, outcome: Outcome) -> DocumentResult {
         match outcome {
             Outcome::Refused(reason) => DocumentResult::Refused(reason),
             Outcome::Failed(error) => DocumentResult::Failed {

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::scan::ArrayScanner;
 use super::{SourceError, SourceItem};
-use crate::document::{check_element, check_envelope};
+use crate::document::{envelope_of_element, parse_envelope};
 
 const READ_BUFFER: usize = 256 << 10;
 
@@ -135,7 +135,7 @@ pub fn read_array(
         let Some(element) = element else {
             return Ok(());
         };
-        if deliver(check_element(element)).is_break() {
+        if deliver(envelope_of_element(element)).is_break() {
             return Err(SourceError::Stopped {
                 path: path.to_owned(),
             });
@@ -166,7 +166,7 @@ fn read_lines(
         if text.is_empty() {
             continue;
         }
-        let item = check_envelope(Bytes::copy_from_slice(text));
+        let item = parse_envelope(Bytes::copy_from_slice(text));
         if deliver(item).is_break() {
             return Err(SourceError::Stopped {
                 path: path.to_owned(),
