@@ -231,23 +231,14 @@ async fn the_lambda_plans_shards_and_a_shard_resumes_skips_and_reports_its_deadl
     let object = &planned["body"]["shards_object"];
     assert_eq!(object["bucket"], bucket);
     // Read back through boto3 (moto's S3 wants a signed request).
-    let read = Command::new(crate::support::workspace_root().join(".venv/bin/python"))
-        .args([
-            "-c",
-            "import sys, boto3; print(boto3.client('s3', endpoint_url=sys.argv[1], region_name='eu-central-1', aws_access_key_id='test', aws_secret_access_key='test').get_object(Bucket=sys.argv[2], Key=sys.argv[3])['Body'].read().decode())",
-            &moto.endpoint,
-            bucket,
-            object["key"].as_str().unwrap(),
-        ])
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap();
-    assert!(
-        read.status.success(),
-        "{}",
-        String::from_utf8_lossy(&read.stderr)
-    );
-    let stored: Vec<Value> = serde_json::from_slice(&read.stdout).unwrap();
+    let read = crate::support::run_python(&[
+        "-c",
+        "import sys, boto3; print(boto3.client('s3', endpoint_url=sys.argv[1], region_name='eu-central-1', aws_access_key_id='test', aws_secret_access_key='test').get_object(Bucket=sys.argv[2], Key=sys.argv[3])['Body'].read().decode())",
+        &moto.endpoint,
+        bucket,
+        object["key"].as_str().unwrap(),
+    ]);
+    let stored: Vec<Value> = serde_json::from_str(&read).unwrap();
     assert_eq!(stored.len(), 8760);
     assert_eq!(
         stored[8759],

@@ -85,6 +85,19 @@ pub enum PlanError {
     },
 }
 
+/// `payload` as the object the event's key `key` must be.
+fn object_named<'a>(
+    key: &str,
+    payload: &'a serde_json::Value,
+) -> Result<&'a serde_json::Map<String, serde_json::Value>, PlanError> {
+    payload.as_object().ok_or_else(|| {
+        PlanError::Invalid(format!(
+            "{key}: expected an object, got {}",
+            crate::document::abbreviate(&payload.to_string())
+        ))
+    })
+}
+
 impl PlanRequest {
     /// Reads `{"types": [...], "timestamp_from": N, "timestamp_to": M, "shard_hours": H,
     /// "on_existing": "update", "tolerated_failure_percentage": P}` (the execution's input);
@@ -93,12 +106,7 @@ impl PlanRequest {
     pub fn from_payload(payload: &serde_json::Value) -> Result<Self, PlanError> {
         use serde_json::Value;
         let invalid = |message: String| PlanError::Invalid(format!("plan.{message}"));
-        let Value::Object(object) = payload else {
-            return Err(PlanError::Invalid(format!(
-                "plan: expected an object, got {}",
-                crate::document::abbreviate(&payload.to_string())
-            )));
-        };
+        let object = object_named("plan", payload)?;
         let field = |name: &str| object.get(name).filter(|value| !value.is_null());
         let types = match field("types") {
             Some(Value::Array(items)) if !items.is_empty() => items
@@ -346,12 +354,7 @@ impl SummaryRequest {
     pub fn from_payload(payload: &serde_json::Value) -> Result<Self, PlanError> {
         use serde_json::Value;
         let invalid = |message: String| PlanError::Invalid(format!("backfill_summary.{message}"));
-        let Value::Object(object) = payload else {
-            return Err(PlanError::Invalid(format!(
-                "backfill_summary: expected an object, got {}",
-                crate::document::abbreviate(&payload.to_string())
-            )));
-        };
+        let object = object_named("backfill_summary", payload)?;
         let field = |name: &str| object.get(name).filter(|value| !value.is_null());
         let input = field("input").ok_or_else(|| {
             invalid("input: required (the execution's input, $$.Execution.Input)".into())

@@ -117,12 +117,12 @@ impl InvocationMetrics<'_> {
         lines
     }
 
-    /// One line whose directive names `metrics` (each a count, but for `*Duration`, in
-    /// milliseconds), by `FunctionName`, with `values` (metrics and properties) as its keys.
-    fn line(&self, metrics: &[&str], values: Value) -> Value {
+    /// One line by `FunctionName` whose directive names each of `metrics` (a count, but for
+    /// `*Duration`, in milliseconds) and whose keys are the metrics' values and `properties`.
+    fn line(&self, metrics: &[(&str, Value)], properties: Value) -> Value {
         let directives: Vec<Value> = metrics
             .iter()
-            .map(|name| {
+            .map(|(name, _)| {
                 let unit = if name.ends_with("Duration") {
                     "Milliseconds"
                 } else {
@@ -142,8 +142,11 @@ impl InvocationMetrics<'_> {
             },
             "FunctionName": self.function_name,
         });
-        if let (Value::Object(line), Value::Object(values)) = (&mut line, values) {
-            line.extend(values);
+        for (name, value) in metrics {
+            line[*name] = value.clone();
+        }
+        if let (Value::Object(line), Value::Object(properties)) = (&mut line, properties) {
+            line.extend(properties);
         }
         line
     }
@@ -153,16 +156,18 @@ impl InvocationMetrics<'_> {
         let completed = self.error_type.is_none();
         self.line(
             &[
-                "BackfillShardCompleted",
-                "BackfillShardDeadlineReached",
-                "BackfillShardFailed",
-                "BackfillShardDuration",
+                ("BackfillShardCompleted", json!(u8::from(completed))),
+                ("BackfillShardDeadlineReached", json!(u8::from(deadline))),
+                (
+                    "BackfillShardFailed",
+                    json!(u8::from(!completed && !deadline)),
+                ),
+                (
+                    "BackfillShardDuration",
+                    json!(self.duration.as_secs_f64() * 1000.0),
+                ),
             ],
             json!({
-                "BackfillShardCompleted": u8::from(completed),
-                "BackfillShardDeadlineReached": u8::from(deadline),
-                "BackfillShardFailed": u8::from(!completed && !deadline),
-                "BackfillShardDuration": self.duration.as_secs_f64() * 1000.0,
                 "ShardFrom": shard.from,
                 "ShardTo": shard.to,
                 "ErrorType": self.error_type,
@@ -174,24 +179,15 @@ impl InvocationMetrics<'_> {
     fn backfill_line(&self, backfill: &BackfillSummary) -> Value {
         self.line(
             &[
-                "BackfillShards",
-                "BackfillShardsLoaded",
-                "BackfillShardsFailed",
-                "BackfillInserted",
-                "BackfillDuplicates",
-                "BackfillRefused",
-                "BackfillFailed",
+                ("BackfillShards", json!(backfill.shards)),
+                ("BackfillShardsLoaded", json!(backfill.loaded_shards)),
+                ("BackfillShardsFailed", json!(backfill.failed_shards)),
+                ("BackfillInserted", json!(backfill.inserted)),
+                ("BackfillDuplicates", json!(backfill.duplicates)),
+                ("BackfillRefused", json!(backfill.refused)),
+                ("BackfillFailed", json!(backfill.failed)),
             ],
-            json!({
-                "BackfillShards": backfill.shards,
-                "BackfillShardsLoaded": backfill.loaded_shards,
-                "BackfillShardsFailed": backfill.failed_shards,
-                "BackfillInserted": backfill.inserted,
-                "BackfillDuplicates": backfill.duplicates,
-                "BackfillRefused": backfill.refused,
-                "BackfillFailed": backfill.failed,
-                "Execution": backfill.execution,
-            }),
+            json!({"Execution": backfill.execution}),
         )
     }
 }

@@ -553,16 +553,10 @@ fn commit(rng: &mut Rng, timestamp: i64, author: &str) -> Value {
 
 /// `2025-11-24T16:00:00Z`.
 fn iso8601(unix: i64) -> String {
-    let at = time::OffsetDateTime::from_unix_timestamp(unix).expect("a generated time");
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second()
-    )
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .expect("a generated time")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("a time of the years 0 to 9999")
 }
 
 pub fn now_iso8601() -> String {
