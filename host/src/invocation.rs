@@ -66,133 +66,47 @@ impl InvocationEvent {
     /// "yesterday"`).
     pub fn from_payload(payload: &serde_json::Value) -> Result<Self, InvocationFailure> {
         use serde_json::Value;
-        let invalid = |message: String| InvocationFailure::new(FailureKind::InvalidEvent, message);
-        let object = match payload {
+        let fields = match payload {
             Value::Null => return Ok(InvocationEvent::default()),
-            Value::Object(object) => object,
+            Value::Object(object) => EventFields(object),
             other => {
-                return Err(invalid(format!(
+                return Err(invalid_event(format!(
                     "expected a JSON object (or null), got {}",
                     shown(other)
                 )));
             }
         };
-        let field = |name: &str| object.get(name).filter(|value| !value.is_null());
-        let type_list = |name: &str, value: Option<&Value>| match value {
-            None => Ok(None),
-            Some(Value::Array(items)) if !items.is_empty() => items
-                .iter()
-                .map(|item| {
-                    item.as_str().map(str::to_owned).ok_or_else(|| {
-                        invalid(format!(
-                            "{name}: expected type names (strings), got {}",
-                            shown(item)
-                        ))
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some),
-            Some(other) => Err(invalid(format!(
-                "{name}: expected a non-empty list of type names, got {}",
-                shown(other)
-            ))),
-        };
-        let types = type_list("types", field("types"))?;
-        let on_existing = match field("on_existing") {
-            None => None,
-            Some(value) => Some(
-                value
-                    .as_str()
-                    .and_then(crate::sink::OnExisting::parse)
-                    .ok_or_else(|| {
-                        invalid(format!(
-                            "on_existing: expected \"skip\" or \"update\", got {}",
-                            shown(value)
-                        ))
-                    })?,
-            ),
-        };
-        let replay = match field("replay") {
-            None => None,
-            Some(Value::Object(replay)) => {
-                let member = |name: &str| replay.get(name).filter(|value| !value.is_null());
-                let types = type_list("replay.types", member("types"))?;
-                let stage = match member("stage") {
-                    None => None,
-                    Some(value) => Some(
-                        value
-                            .as_str()
-                            .filter(|stage| crate::sink::replay::stages(stage).is_some())
-                            .map(str::to_owned)
-                            .ok_or_else(|| {
-                                invalid(format!(
-                                    "replay.stage: expected \"envelope\", \"plugin\", \"sink\" or \"all\", got {}",
-                                    shown(value)
-                                ))
-                            })?,
-                    ),
-                };
-                if let Some(window) = ["timestamp_from", "timestamp_to", "catch_up"]
-                    .into_iter()
-                    .find(|name| field(name).is_some())
-                {
-                    return Err(invalid(format!(
-                        "replay: a replay has no window, so {window} cannot go with it"
-                    )));
-                }
-                Some(ReplayEvent { types, stage })
-            }
-            Some(other) => {
-                return Err(invalid(format!(
-                    "replay: expected {{\"types\": [...], \"stage\": \"...\"}}, got {}",
-                    shown(other)
-                )));
-            }
-        };
-        let seconds = |name: &str| match field(name) {
-            None => Ok(None),
-            Some(value) => value.as_i64().map(Some).ok_or_else(|| {
-                invalid(format!(
-                    "{name}: expected Unix seconds, got {}",
-                    shown(value)
-                ))
-            }),
-        };
-        let timestamp_from = seconds("timestamp_from")?;
-        let timestamp_to = seconds("timestamp_to")?;
+        // Checked in this order, so that of two wrong keys the first named here is reported.
+        let types = type_list("types", fields.get("types"))?;
+        let on_existing = fields.on_existing()?;
+        let replay = fields.replay()?;
+        let timestamp_from = fields.seconds("timestamp_from")?;
+        let timestamp_to = fields.seconds("timestamp_to")?;
         if let (Some(from), Some(to)) = (timestamp_from, timestamp_to)
             && from > to
         {
-            return Err(invalid(format!(
+            return Err(invalid_event(format!(
                 "timestamp_from: {from} is after timestamp_to ({to})"
             )));
         }
-        let flag = |name: &str| match field(name) {
-            None => Ok(None),
-            Some(Value::Bool(flag)) => Ok(Some(*flag)),
-            Some(other) => Err(invalid(format!(
-                "{name}: expected true or false, got {}",
-                shown(other)
-            ))),
-        };
-        let catch_up = flag("catch_up")?;
-        let backfill = flag("backfill")?.unwrap_or(false);
-        let plan = field("plan")
+        let plan = fields
+            .get("plan")
             .map(crate::backfill::PlanRequest::from_payload)
             .transpose()
-            .map_err(|error| invalid(error.to_string()))?;
-        let backfill_summary = field("backfill_summary")
+            .map_err(|error| invalid_event(error.to_string()))?;
+        let backfill_summary = fields
+            .get("backfill_summary")
             .map(crate::backfill::SummaryRequest::from_payload)
             .transpose()
-            .map_err(|error| invalid(error.to_string()))?;
+            .map_err(|error| invalid_event(error.to_string()))?;
         Ok(InvocationEvent {
             types,
             timestamp_from,
             timestamp_to,
-            catch_up,
+            catch_up: fields.flag("catch_up")?,
             on_existing,
             replay,
-            backfill,
+            backfill: fields.flag("backfill")?.unwrap_or(false),
             plan,
             backfill_summary,
         })
@@ -282,6 +196,121 @@ impl InvocationEvent {
         "plan",
         "backfill_summary",
     ];
+}
+
+/// The members of an event object, each read with a message that names its key. A `null`
+/// member is an absent one.
+struct EventFields<'a>(&'a serde_json::Map<String, serde_json::Value>);
+
+impl<'a> EventFields<'a> {
+    fn get(&self, name: &str) -> Option<&'a serde_json::Value> {
+        self.0.get(name).filter(|value| !value.is_null())
+    }
+
+    fn seconds(&self, name: &str) -> Result<Option<i64>, InvocationFailure> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(value) => value.as_i64().map(Some).ok_or_else(|| {
+                invalid_event(format!(
+                    "{name}: expected Unix seconds, got {}",
+                    shown(value)
+                ))
+            }),
+        }
+    }
+
+    fn flag(&self, name: &str) -> Result<Option<bool>, InvocationFailure> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(serde_json::Value::Bool(flag)) => Ok(Some(*flag)),
+            Some(other) => Err(invalid_event(format!(
+                "{name}: expected true or false, got {}",
+                shown(other)
+            ))),
+        }
+    }
+
+    fn on_existing(&self) -> Result<Option<crate::sink::OnExisting>, InvocationFailure> {
+        let Some(value) = self.get("on_existing") else {
+            return Ok(None);
+        };
+        let parsed = value.as_str().and_then(crate::sink::OnExisting::parse);
+        parsed.map(Some).ok_or_else(|| {
+            invalid_event(format!(
+                "on_existing: expected \"skip\" or \"update\", got {}",
+                shown(value)
+            ))
+        })
+    }
+
+    /// `{"replay": {"types": [...], "stage": "..."}}`, which goes with no window.
+    fn replay(&self) -> Result<Option<ReplayEvent>, InvocationFailure> {
+        let replay = match self.get("replay") {
+            None => return Ok(None),
+            Some(serde_json::Value::Object(replay)) => EventFields(replay),
+            Some(other) => {
+                return Err(invalid_event(format!(
+                    "replay: expected {{\"types\": [...], \"stage\": \"...\"}}, got {}",
+                    shown(other)
+                )));
+            }
+        };
+        let types = type_list("replay.types", replay.get("types"))?;
+        let stage = match replay.get("stage") {
+            None => None,
+            Some(value) => Some(
+                value
+                    .as_str()
+                    .filter(|stage| crate::sink::replay::stages(stage).is_some())
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        invalid_event(format!(
+                            "replay.stage: expected \"envelope\", \"plugin\", \"sink\" or \"all\", got {}",
+                            shown(value)
+                        ))
+                    })?,
+            ),
+        };
+        if let Some(window) = ["timestamp_from", "timestamp_to", "catch_up"]
+            .into_iter()
+            .find(|name| self.get(name).is_some())
+        {
+            return Err(invalid_event(format!(
+                "replay: a replay has no window, so {window} cannot go with it"
+            )));
+        }
+        Ok(Some(ReplayEvent { types, stage }))
+    }
+}
+
+/// A list of type names: absent, or a non-empty list of strings.
+fn type_list(
+    name: &str,
+    value: Option<&serde_json::Value>,
+) -> Result<Option<Vec<String>>, InvocationFailure> {
+    match value {
+        None => Ok(None),
+        Some(serde_json::Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .map(|item| {
+                item.as_str().map(str::to_owned).ok_or_else(|| {
+                    invalid_event(format!(
+                        "{name}: expected type names (strings), got {}",
+                        shown(item)
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(other) => Err(invalid_event(format!(
+            "{name}: expected a non-empty list of type names, got {}",
+            shown(other)
+        ))),
+    }
+}
+
+fn invalid_event(message: String) -> InvocationFailure {
+    InvocationFailure::new(FailureKind::InvalidEvent, message)
 }
 
 /// A value as JSON, cut short: it goes into an error message and a log line.

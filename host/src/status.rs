@@ -211,24 +211,46 @@ fn type_status(
     dead_letters: &[&DeadLetterCount],
     request: &StatusRequest,
 ) -> TypeStatus {
-    let since = request.since;
-    let now = request.now;
+    let (since, now) = (request.since, request.now);
     // Replays have no window: they count for no span.
     let windows: Vec<LoggedWindow> = records.iter().filter_map(|r| logged(r, now)).collect();
     let all_spans = loaded_spans(&windows);
-    let loaded = spans_since(&all_spans, since);
-    let reaches_since = |to: i64| since.is_none_or(|since| to >= since);
+    let (failed_windows, running) = unfinished_windows(records, &all_spans, request);
+    let (dead_letters_by_stage, replayed) = dead_letter_counts(dead_letters);
+    TypeStatus {
+        holes: holes(&all_spans, since),
+        loaded: spans_since(&all_spans, since),
+        watermark: watermark(&windows).map(|w| WatermarkView {
+            start: w.start,
+            done_until: w.done_until,
+        }),
+        failed_windows,
+        running,
+        dead_letters: dead_letters_by_stage.values().sum(),
+        dead_letters_by_stage,
+        replayed,
+        last_success: last_success(records, now),
+        plugin_versions: plugin_versions(records, request),
+    }
+}
 
+/// The windows since `request.since` that did not succeed: failed (or abandoned,
+/// interrupted), and still running, each sorted by window.
+fn unfinished_windows(
+    records: &[&RunRecord],
+    all_spans: &[(i64, i64)],
+    request: &StatusRequest,
+) -> (Vec<FailedWindow>, Vec<RunningWindow>) {
     let mut failed_windows = Vec::new();
     let mut running = Vec::new();
     for record in records {
         let Some((from, to)) = record.window else {
             continue;
         };
-        if !reaches_since(to) {
+        if request.since.is_some_and(|since| to < since) {
             continue;
         }
-        let status = effective_status(record, now);
+        let status = effective_status(record, request.now);
         if status == Some(RunStatus::Succeeded) {
             continue;
         }
@@ -263,29 +285,37 @@ fn type_status(
     }
     failed_windows.sort_by_key(|w| (w.from, w.to, w.started_at));
     running.sort_by_key(|window| (window.from, window.to, window.started_at));
+    (failed_windows, running)
+}
 
+/// The spans each plugin version (and build) loaded, oldest first.
+fn plugin_versions(records: &[&RunRecord], request: &StatusRequest) -> Vec<VersionSpans> {
     let mut by_version: BTreeMap<(Option<String>, Option<String>), Vec<LoggedWindow>> =
         BTreeMap::new();
     for record in records {
-        if let Some(window) = logged(record, now) {
+        if let Some(window) = logged(record, request.now) {
             by_version
                 .entry((record.plugin_version.clone(), record.plugin_sha256.clone()))
                 .or_default()
                 .push(window);
         }
     }
-    let mut plugin_versions: Vec<VersionSpans> = by_version
+    let mut versions: Vec<VersionSpans> = by_version
         .into_iter()
         .map(|((version, sha256), windows)| VersionSpans {
             version,
             sha256,
-            loaded: spans_since(&loaded_spans(&windows), since),
+            loaded: spans_since(&loaded_spans(&windows), request.since),
         })
         .filter(|version| !version.loaded.is_empty())
         .collect();
-    plugin_versions.sort_by(|a, b| a.loaded.cmp(&b.loaded));
+    versions.sort_by(|a, b| a.loaded.cmp(&b.loaded));
+    versions
+}
 
-    let last_success = records
+/// The run that succeeded last (by when it finished).
+fn last_success(records: &[&RunRecord], now: i64) -> Option<LastSuccess> {
+    records
         .iter()
         .filter(|r| effective_status(r, now) == Some(RunStatus::Succeeded))
         .max_by_key(|r| (r.finished_at.unwrap_or(r.started_at), r.started_at))
@@ -298,37 +328,25 @@ fn type_status(
             duplicates: r.duplicates,
             refused: r.refused,
             failed: r.failed,
-        });
+        })
+}
 
-    let mut dead_letters_by_stage = BTreeMap::new();
+/// Dead letters waiting (never replayed, or failed again) by stage, and replayed ones by
+/// outcome.
+fn dead_letter_counts(
+    dead_letters: &[&DeadLetterCount],
+) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
+    let mut waiting_by_stage = BTreeMap::new();
     let mut replayed = BTreeMap::new();
     for count in dead_letters {
-        let waiting = count.outcome.as_deref().is_none_or(|o| o == "failed");
-        if waiting {
-            *dead_letters_by_stage
-                .entry(count.stage.clone())
-                .or_default() += count.count;
+        if count.outcome.as_deref().is_none_or(|o| o == "failed") {
+            *waiting_by_stage.entry(count.stage.clone()).or_default() += count.count;
         }
         if let Some(outcome) = &count.outcome {
             *replayed.entry(outcome.clone()).or_default() += count.count;
         }
     }
-
-    TypeStatus {
-        holes: holes(&all_spans, since),
-        loaded,
-        watermark: watermark(&windows).map(|w| WatermarkView {
-            start: w.start,
-            done_until: w.done_until,
-        }),
-        failed_windows,
-        running,
-        dead_letters: dead_letters_by_stage.values().sum(),
-        dead_letters_by_stage,
-        replayed,
-        last_success,
-        plugin_versions,
-    }
+    (waiting_by_stage, replayed)
 }
 
 impl StatusReport {
@@ -374,21 +392,7 @@ impl TypeStatus {
             );
         }
         for (i, window) in self.failed_windows.iter().enumerate() {
-            let mut text = format!("{:<12}{}", window.status, span(window.from, window.to));
-            if let Some(until) = window.done_until {
-                let _ = write!(text, ", read up to {}", utc(until));
-            }
-            if window.loaded_since {
-                text.push_str(", loaded since");
-            }
-            let _ = write!(
-                text,
-                "\n{:16}run {}: {}",
-                "",
-                window.run_id,
-                window.error.as_deref().unwrap_or("(no reason logged)")
-            );
-            line(if i == 0 { "not loaded" } else { "" }, text);
+            line(if i == 0 { "not loaded" } else { "" }, window.line());
         }
         for (i, window) in self.running.iter().enumerate() {
             line(
@@ -396,6 +400,15 @@ impl TypeStatus {
                 format!("{}, run {}", span(window.from, window.to), window.run_id),
             );
         }
+        line("dead letters", self.dead_letters_line());
+        line("last success", self.last_success_line());
+        for (i, version) in self.plugin_versions.iter().enumerate() {
+            line(if i == 0 { "plugin" } else { "" }, version.line());
+        }
+    }
+
+    /// `3 waiting (plugin 2, sink 1); replayed: stored 4`.
+    fn dead_letters_line(&self) -> String {
         let mut letters = format!("{} waiting", self.dead_letters);
         if !self.dead_letters_by_stage.is_empty() {
             let stages: Vec<String> = self
@@ -413,47 +426,67 @@ impl TypeStatus {
                 .collect();
             let _ = write!(letters, "; replayed: {}", outcomes.join(", "));
         }
-        line("dead letters", letters);
-        line(
-            "last success",
-            match &self.last_success {
-                None => "never".into(),
-                Some(last) => {
-                    let window = match last.window {
-                        Some((from, to)) => span(from, to),
-                        None => "replay (no window)".into(),
-                    };
-                    format!(
-                        "run {} at {}: {}; {} inserted, {} duplicates, {} refused, {} failed",
-                        last.run_id,
-                        utc(last.finished_at.unwrap_or(last.started_at)),
-                        window,
-                        last.inserted,
-                        last.duplicates,
-                        last.refused,
-                        last.failed
-                    )
-                }
-            },
+        letters
+    }
+
+    fn last_success_line(&self) -> String {
+        let Some(last) = &self.last_success else {
+            return "never".into();
+        };
+        let window = match last.window {
+            Some((from, to)) => span(from, to),
+            None => "replay (no window)".into(),
+        };
+        format!(
+            "run {} at {}: {}; {} inserted, {} duplicates, {} refused, {} failed",
+            last.run_id,
+            utc(last.finished_at.unwrap_or(last.started_at)),
+            window,
+            last.inserted,
+            last.duplicates,
+            last.refused,
+            last.failed
+        )
+    }
+}
+
+impl FailedWindow {
+    /// Its status and span, how far it was read, and on a second line its run and reason.
+    fn line(&self) -> String {
+        let mut text = format!("{:<12}{}", self.status, span(self.from, self.to));
+        if let Some(until) = self.done_until {
+            let _ = write!(text, ", read up to {}", utc(until));
+        }
+        if self.loaded_since {
+            text.push_str(", loaded since");
+        }
+        let _ = write!(
+            text,
+            "\n{:16}run {}: {}",
+            "",
+            self.run_id,
+            self.error.as_deref().unwrap_or("(no reason logged)")
         );
-        for (i, version) in self.plugin_versions.iter().enumerate() {
-            let mut label = version
-                .version
-                .clone()
-                .unwrap_or_else(|| "not recorded".into());
-            if let Some(sha) = &version.sha256 {
-                let _ = write!(
-                    label,
-                    " (sha256 {}…)",
-                    sha.chars().take(12).collect::<String>()
-                );
-            }
-            let spans: Vec<String> = version.loaded.iter().map(|&(f, t)| span(f, t)).collect();
-            line(
-                if i == 0 { "plugin" } else { "" },
-                format!("{label}: {}", spans.join("; ")),
+        text
+    }
+}
+
+impl VersionSpans {
+    /// `1.2.0 (sha256 0123456789ab…): <span>; <span>`.
+    fn line(&self) -> String {
+        let mut label = self
+            .version
+            .clone()
+            .unwrap_or_else(|| "not recorded".into());
+        if let Some(sha) = &self.sha256 {
+            let _ = write!(
+                label,
+                " (sha256 {}…)",
+                sha.chars().take(12).collect::<String>()
             );
         }
+        let spans: Vec<String> = self.loaded.iter().map(|&(f, t)| span(f, t)).collect();
+        format!("{label}: {}", spans.join("; "))
     }
 }
 

@@ -189,10 +189,6 @@ async fn read_write_and_log(
     };
     let hub = Arc::new(CapabilityHub::new(backends).with_deadline(config.deadline));
     let (writer_tx, writer_rx) = mpsc::channel(8);
-    let letters = match &source {
-        prepare::OpenedSource::DeadLetters(letters) => Some(Arc::clone(letters)),
-        _ => None,
-    };
     let mut inputs = Vec::new();
     let mut lane_tasks = Vec::new();
     for lane in &lanes {
@@ -207,35 +203,31 @@ async fn read_write_and_log(
         inputs.push(input);
         lane_tasks.extend(tasks);
     }
+    let settings = writer::WriterSettings {
+        rows_per_write: config.rows_per_write,
+        run_id: summary.run_id.clone(),
+        on_existing: config.on_existing,
+        replay: match &source {
+            prepare::OpenedSource::DeadLetters(letters) => Some(Arc::clone(letters)),
+            _ => None,
+        },
+        progress: Arc::clone(&hooks.progress),
+        pause: hooks.pause.clone(),
+    };
+    let tables = lanes
+        .iter()
+        .map(|lane| (lane.table.clone(), Arc::clone(&lane.budget)))
+        .collect();
     let mut writer = AbortOnDrop(tokio::spawn(writer::write_all(
         Arc::clone(&sink),
-        lanes
-            .iter()
-            .map(|lane| (lane.table.clone(), Arc::clone(&lane.budget)))
-            .collect(),
+        tables,
         writer_rx,
-        config.rows_per_write,
-        summary.run_id.clone(),
-        Arc::clone(&hooks.progress),
-        hooks.pause.clone(),
-        config.on_existing,
-        letters,
+        settings,
     )));
 
     let mut read = router::read_source(source, inputs, writer_tx, &config, &hooks.progress).await?;
 
-    let mut notes: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
-    let mut lane_reports = Vec::new();
-    for task in lane_tasks {
-        let mut report = task
-            .await
-            .map_err(|_| RunError::Task("a plugin thread ended without its report".into()))?;
-        notes
-            .entry(report.type_name.clone())
-            .or_default()
-            .extend(std::mem::take(&mut report.notes));
-        lane_reports.push(report);
-    }
+    let lane_reports = lane_reports(lane_tasks).await?;
     lane::report_deadline_stops(&lane_reports, &mut read);
     let counts = match (&mut writer.0)
         .await
@@ -259,10 +251,45 @@ async fn read_write_and_log(
         &mut summary,
     )
     .await?;
-    summary.error = read.source_error;
+    add_up(&mut summary, &mut read, counts, lane_reports, &hooks);
+    log_how_types_ended(&sink, &lanes, &summary, &read, &abandoned).await?;
+    tracing::info!(
+        run_id = %summary.run_id,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "run finished: {} inserted, {} duplicates, {} refused, {} failed, {} skipped",
+        summary.inserted,
+        summary.duplicates,
+        summary.refused,
+        summary.failed,
+        summary.skipped
+    );
+    Ok(summary)
+}
+
+/// Every lane's report, once its plugin threads end.
+async fn lane_reports(tasks: Vec<lane::LaneTask>) -> Result<Vec<lane::LaneReport>, RunError> {
+    let mut reports = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        reports.push(
+            task.await
+                .map_err(|_| RunError::Task("a plugin thread ended without its report".into()))?,
+        );
+    }
+    Ok(reports)
+}
+
+/// The summary from what the reader, the lanes and the writer each report.
+fn add_up(
+    summary: &mut RunSummary,
+    read: &mut message::ReadReport,
+    counts: BTreeMap<String, crate::summary::TypeSummary>,
+    lane_reports: Vec<lane::LaneReport>,
+    hooks: &RunHooks,
+) {
+    summary.error = read.source_error.take();
     summary.skipped = read.skipped;
     summary.stopped_at_deadline = read.stopped.clone();
-    for (type_name, error) in read.type_errors {
+    for (type_name, error) in std::mem::take(&mut read.type_errors) {
         summary.type_mut(&type_name).error = Some(error);
     }
     for (type_name, counts) in counts {
@@ -274,16 +301,34 @@ async fn read_write_and_log(
         entry.updated += counts.updated;
         entry.unchanged += counts.unchanged;
     }
+    // Each distinct note of a type once, however many plugin instances made it.
+    let mut notes: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for report in lane_reports {
+        notes
+            .entry(report.type_name)
+            .or_default()
+            .extend(report.notes);
+    }
     for (type_name, lane_notes) in notes {
         summary.type_mut(&type_name).notes.extend(lane_notes);
     }
     summary.total();
     summary.stages = crate::summary::StageTimes::from_progress(&hooks.progress);
-    // A window counts as done only when the source was read to its end: every document of it
-    // was then stored, counted as a duplicate or refusal, or kept as failed. A window read in
-    // parts that stopped early (the deadline, a failed part) is done up to its last finished
-    // part, which the run log keeps for the gap-free rule (`sink::watermark`).
-    for lane in &lanes {
+}
+
+/// The run log's end of each type's run. A window counts as done only when the source was
+/// read to its end: every document of it was then stored, counted as a duplicate or refusal,
+/// or kept as failed. A window read in parts that stopped early (the deadline, a failed part)
+/// is done up to its last finished part, which the run log keeps for the gap-free rule
+/// (`sink::watermark`).
+async fn log_how_types_ended(
+    sink: &Sink,
+    lanes: &[LanePlan],
+    summary: &RunSummary,
+    read: &message::ReadReport,
+    abandoned: &std::collections::BTreeSet<String>,
+) -> Result<(), RunError> {
+    for lane in lanes {
         let type_name = lane.table.name();
         let counts = &summary.types[type_name];
         let status = if abandoned.contains(type_name) {
@@ -301,17 +346,7 @@ async fn read_write_and_log(
         sink.run_finished(&summary.run_id, type_name, &logged, status, done_until)
             .await?;
     }
-    tracing::info!(
-        run_id = %summary.run_id,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "run finished: {} inserted, {} duplicates, {} refused, {} failed, {} skipped",
-        summary.inserted,
-        summary.duplicates,
-        summary.refused,
-        summary.failed,
-        summary.skipped
-    );
-    Ok(summary)
+    Ok(())
 }
 
 /// A spawned task aborted when the run awaiting it is dropped (an interrupt): its open

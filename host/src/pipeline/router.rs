@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use super::message::{Batch, LaneInput, LaneMessage, ReadReport, WriterMessage, document_failure};
 use super::prepare::OpenedSource;
 use crate::config::RunSettings;
-use crate::document::EnvelopeError;
+use crate::document::{Envelope, EnvelopeError};
 use crate::error::RunError;
 use crate::hooks::{Progress, TypeProgress};
 use crate::model::{FailedDocument, Stage};
@@ -34,32 +34,8 @@ pub async fn read_source(
     let report = Arc::new(Mutex::new(ReadReport::default()));
     match source {
         OpenedSource::Files(files) => {
-            let mut router = Router::new(inputs, writer, &report, config, progress, None);
-            let sizes: u64 = files
-                .iter()
-                .filter_map(|file| std::fs::metadata(file).ok())
-                .map(|metadata| metadata.len())
-                .sum();
-            Progress::add(&progress.bytes_total, sizes);
-            let counted = Arc::clone(progress);
-            let result = tokio::task::spawn_blocking(move || {
-                let result = source::read_files_counted(&files, &counted.bytes_read, |item| {
-                    router.route(item)
-                });
-                (result, router.stopped_by_deadline())
-            })
-            .await
-            .map_err(|error| RunError::Task(error.to_string()))?;
-            match result {
-                (Err(_), true) => {}
-                (Err(error), false) => {
-                    // Documents read before the error are stored; the run says it did not
-                    // complete.
-                    lock(&report).source_error =
-                        Some(crate::error::chain(&RunError::Source(error)));
-                }
-                (Ok(()), _) => {}
-            }
+            let router = Router::new(inputs, writer, &report, config, progress, None);
+            read_files(files, router, progress, &report).await?;
         }
         OpenedSource::DeadLetters(letters) => {
             let mut router = Router::new(inputs, writer, &report, config, progress, None);
@@ -74,63 +50,101 @@ pub async fn read_source(
             .map_err(|error| RunError::Task(error.to_string()))?;
         }
         OpenedSource::Fetch(api) => {
-            // Types run concurrently, so fetching one overlaps transforming and writing
-            // another; the semaphore bounds how many downloads run at once.
-            let downloads = Arc::new(tokio::sync::Semaphore::new(config.fetch.concurrency.max(1)));
-            let mut fetches = Vec::new();
-            for input in inputs {
-                let type_name = input.type_name.clone();
-                let window = input.window.expect("a fetched type always has a window");
-                // With a deadline the window is read part by part, each claimed as it is read
-                // to its end, so that a window too big for one run finishes over several.
-                let parts: Vec<Window> = match config.deadline {
-                    Some(_) => window.parts(window.part_span()).collect(),
-                    None => vec![window],
-                };
-                let router = Arc::new(Mutex::new(Router::new(
-                    vec![input],
-                    writer.clone(),
-                    &report,
-                    config,
-                    progress,
-                    Some(type_name.clone()),
-                )));
-                let (api, downloads, deadline) =
-                    (api.clone(), Arc::clone(&downloads), config.deadline);
-                fetches.push(tokio::spawn(async move {
-                    let _permit = downloads.acquire_owned().await;
-                    let result = read_parts(&api, &type_name, &parts, deadline, &router).await;
-                    // The router hands on what it gathered when dropped, which blocks: not on
-                    // the runtime's threads.
-                    let _ = tokio::task::spawn_blocking(move || drop(router)).await;
-                    (type_name, result)
-                }));
-            }
-            drop(writer);
-            for fetch in fetches {
-                let (type_name, result) = fetch
-                    .await
-                    .map_err(|error| RunError::Task(error.to_string()))?;
-                if let Err(error) = result {
-                    let mut report = lock(&report);
-                    if report.stopped.contains(&type_name) {
-                        continue; // Stopped at the deadline, which is said already.
-                    }
-                    if let SourceError::Scan { .. } = &error {
-                        report
-                            .unreadable
-                            .insert(type_name.clone(), error.unread_tail().cloned());
-                    }
-                    let message = crate::error::chain(&RunError::Source(error));
-                    tracing::error!(type_name, "{message}");
-                    report.type_errors.insert(type_name, message);
-                }
-            }
+            fetch_types(api, inputs, writer, config, progress, &report).await?
         }
     }
     // Every router was dropped by now, which flushed it into the report.
     let report = std::mem::take(&mut *lock(&report));
     Ok(report)
+}
+
+/// Reads files on a blocking thread. Documents read before an error are stored; the report
+/// says the source did not complete (unless the deadline stopped it, which is said already).
+async fn read_files(
+    files: Vec<std::path::PathBuf>,
+    mut router: Router,
+    progress: &Arc<Progress>,
+    report: &Arc<Mutex<ReadReport>>,
+) -> Result<(), RunError> {
+    let sizes: u64 = files
+        .iter()
+        .filter_map(|file| std::fs::metadata(file).ok())
+        .map(|metadata| metadata.len())
+        .sum();
+    Progress::add(&progress.bytes_total, sizes);
+    let counted = Arc::clone(progress);
+    let (result, stopped_by_deadline) = tokio::task::spawn_blocking(move || {
+        let result =
+            source::read_files_counted(&files, &counted.bytes_read, |item| router.route(item));
+        (result, router.stopped_by_deadline())
+    })
+    .await
+    .map_err(|error| RunError::Task(error.to_string()))?;
+    if let (Err(error), false) = (result, stopped_by_deadline) {
+        lock(report).source_error = Some(crate::error::chain(&RunError::Source(error)));
+    }
+    Ok(())
+}
+
+/// Fetches every type's window. Types run concurrently, so fetching one overlaps
+/// transforming and writing another; a semaphore bounds how many downloads run at once.
+async fn fetch_types(
+    api: crate::source::FetchApi,
+    inputs: Vec<LaneInput>,
+    writer: mpsc::Sender<WriterMessage>,
+    config: &RunSettings,
+    progress: &Arc<Progress>,
+    report: &Arc<Mutex<ReadReport>>,
+) -> Result<(), RunError> {
+    let downloads = Arc::new(tokio::sync::Semaphore::new(config.fetch.concurrency.max(1)));
+    let mut fetches = Vec::new();
+    for input in inputs {
+        let type_name = input.type_name.clone();
+        let window = input.window.expect("a fetched type always has a window");
+        // With a deadline the window is read part by part, each claimed as it is read to its
+        // end, so that a window too big for one run finishes over several.
+        let parts: Vec<Window> = match config.deadline {
+            Some(_) => window.parts(window.part_span()).collect(),
+            None => vec![window],
+        };
+        let router = Arc::new(Mutex::new(Router::new(
+            vec![input],
+            writer.clone(),
+            report,
+            config,
+            progress,
+            Some(type_name.clone()),
+        )));
+        let (api, downloads, deadline) = (api.clone(), Arc::clone(&downloads), config.deadline);
+        fetches.push(tokio::spawn(async move {
+            let _permit = downloads.acquire_owned().await;
+            let result = read_parts(&api, &type_name, &parts, deadline, &router).await;
+            // The router hands on what it gathered when dropped, which blocks: not on the
+            // runtime's threads.
+            let _ = tokio::task::spawn_blocking(move || drop(router)).await;
+            (type_name, result)
+        }));
+    }
+    drop(writer);
+    for fetch in fetches {
+        let (type_name, result) = fetch
+            .await
+            .map_err(|error| RunError::Task(error.to_string()))?;
+        let Err(error) = result else { continue };
+        let mut report = lock(report);
+        if report.stopped.contains(&type_name) {
+            continue; // Stopped at the deadline, which is said already.
+        }
+        if let SourceError::Scan { .. } = &error {
+            report
+                .unreadable
+                .insert(type_name.clone(), error.unread_tail().cloned());
+        }
+        let message = crate::error::chain(&RunError::Source(error));
+        tracing::error!(type_name, "{message}");
+        report.type_errors.insert(type_name, message);
+    }
+    Ok(())
 }
 
 /// Reads a fetched window's parts in order, each claimed done once read to its end. Stops at
@@ -286,54 +300,65 @@ impl Router {
 
     fn route_timed(&mut self, item: SourceItem) -> ControlFlow<()> {
         Progress::add(&self.progress.documents, 1);
-        let mut envelope = match item {
+        let envelope = match item {
             Ok(envelope) => envelope,
-            Err(mut error) => {
-                match (&self.expected_type, &error.type_name) {
-                    (Some(expected), _) => error.type_name = Some(expected.clone()),
-                    // A broken envelope that says it is of a type not selected is skipped, like
-                    // a good one of that type: the run that selects the type keeps it as
-                    // failed. One figure, however many types they claim.
-                    (None, Some(claimed)) if !self.selected(claimed) => {
-                        self.skipped += 1;
-                        return ControlFlow::Continue(());
-                    }
-                    (None, _) => {}
-                }
-                return self.fail(envelope_failure(error));
-            }
+            Err(error) => return self.envelope_failed(error),
         };
+        let (lane, envelope) = match self.lane_for(envelope) {
+            Ok(routed) => routed,
+            Err(flow) => return flow,
+        };
+        if self
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            self.stop_at_deadline();
+            return ControlFlow::Break(());
+        }
+        self.gather(lane, envelope)
+    }
+
+    /// An element that is no usable envelope. A broken one that says it is of a type not
+    /// selected is skipped, like a good one of that type: the run that selects the type keeps
+    /// it as failed. One figure, however many types they claim.
+    fn envelope_failed(&mut self, mut error: EnvelopeError) -> ControlFlow<()> {
+        match (&self.expected_type, &error.type_name) {
+            (Some(expected), _) => error.type_name = Some(expected.clone()),
+            (None, Some(claimed)) if !self.selected(claimed) => {
+                self.skipped += 1;
+                return ControlFlow::Continue(());
+            }
+            (None, _) => {}
+        }
+        self.fail(envelope_failure(error))
+    }
+
+    /// The lane an envelope goes to, with its type settled; or what routing does instead: a
+    /// failure for a wrong or missing type, a skip for a type not selected or a timestamp
+    /// outside the window.
+    fn lane_for(&mut self, mut envelope: Envelope) -> Result<(usize, Envelope), ControlFlow<()>> {
         let type_name = match (envelope.type_name.take(), &self.expected_type) {
             (Some(found), Some(expected)) if &found != expected => {
-                let error = format!(
-                    "type is {:?}, but the window of {expected} was asked for",
-                    found
-                );
+                let error =
+                    format!("type is {found:?}, but the window of {expected} was asked for");
                 envelope.type_name = Some(found);
-                return self.fail(document_failure(
-                    expected,
-                    &envelope,
-                    Stage::Envelope,
-                    error,
-                ));
+                let failure = document_failure(expected, &envelope, Stage::Envelope, error);
+                return Err(self.fail(failure));
             }
             (Some(found), _) => found,
             // A fetched window's documents are of the type asked for, said or not.
             (None, Some(expected)) => expected.clone(),
             (None, None) => {
                 let error = "missing type: a file source routes documents by their type";
-                return self.fail(document_failure(
-                    UNKNOWN_TYPE,
-                    &envelope,
-                    Stage::Envelope,
-                    error.into(),
-                ));
+                let failure =
+                    document_failure(UNKNOWN_TYPE, &envelope, Stage::Envelope, error.into());
+                return Err(self.fail(failure));
             }
         };
         let Some(lane) = self.lane_of(&type_name) else {
             // One figure for every type not selected, however many there are.
             self.skipped += 1;
-            return ControlFlow::Continue(());
+            return Err(ControlFlow::Continue(()));
         };
         envelope.type_name = Some(type_name);
         if self.lanes[lane]
@@ -342,15 +367,14 @@ impl Router {
             .is_some_and(|window| !window.contains(envelope.timestamp))
         {
             self.skipped += 1;
-            return ControlFlow::Continue(());
+            return Err(ControlFlow::Continue(()));
         }
-        if self
-            .deadline
-            .is_some_and(|deadline| Instant::now() >= deadline)
-        {
-            self.stop_at_deadline();
-            return ControlFlow::Break(());
-        }
+        Ok((lane, envelope))
+    }
+
+    /// Adds a document to its lane's batch, within the lane's budget of bytes, and hands the
+    /// batch on when it is full.
+    fn gather(&mut self, lane: usize, envelope: Envelope) -> ControlFlow<()> {
         let routed = &mut self.lanes[lane];
         Progress::add(&routed.progress.documents, 1);
         if self.expected_type.is_none() {
@@ -412,25 +436,35 @@ impl Router {
 
     /// A part of the (single) lane's window was read to its end, after every earlier one.
     fn part_done(&mut self, part_end: i64) {
-        for routed in &mut self.lanes {
-            // Hand on what the part gathered when the lane has room, so that a deadline finds
-            // it through the plugin instead of waiting for a full batch (a backfill shard's
-            // retry continues after `done_until`, which stops before anything untransformed).
-            if !routed.batch.documents.is_empty() {
-                let batch = std::mem::take(&mut routed.batch);
-                match routed.input.sender.try_send(LaneMessage::Batch(batch)) {
-                    Ok(()) => {}
-                    Err(
-                        tokio::sync::mpsc::error::TrySendError::Full(LaneMessage::Batch(batch))
-                        | tokio::sync::mpsc::error::TrySendError::Closed(LaneMessage::Batch(batch)),
-                    ) => routed.batch = batch,
-                    Err(_) => {}
-                }
-            }
+        for lane in 0..self.lanes.len() {
+            // What the part gathered goes on now if the lane has room, so that a deadline
+            // finds it through the plugin instead of waiting for a full batch (a backfill
+            // shard's retry continues after `done_until`, which stops before anything
+            // untransformed).
+            self.send_if_room(lane);
+            let routed = &mut self.lanes[lane];
             routed.done_until = Some(part_end);
             lock(&self.report)
                 .done_until
                 .insert(routed.input.type_name.clone(), part_end);
+        }
+    }
+
+    /// Hands the lane's gathered batch on if its queue has room, without waiting; else the
+    /// batch stays, to go with the next document or when the source ends.
+    fn send_if_room(&mut self, lane: usize) {
+        use tokio::sync::mpsc::error::TrySendError;
+        let routed = &mut self.lanes[lane];
+        if routed.batch.documents.is_empty() {
+            return;
+        }
+        let batch = LaneMessage::Batch(std::mem::take(&mut routed.batch));
+        if let Err(
+            TrySendError::Full(LaneMessage::Batch(batch))
+            | TrySendError::Closed(LaneMessage::Batch(batch)),
+        ) = routed.input.sender.try_send(batch)
+        {
+            routed.batch = batch;
         }
     }
 

@@ -92,33 +92,162 @@ impl Pending {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the writer needs besides its lanes: the run's settings and hooks.
+pub struct WriterSettings {
+    pub rows_per_write: usize,
+    pub run_id: String,
+    pub on_existing: OnExisting,
+    /// In a replay, the dead letters being replayed (documents' `origin` indexes them).
+    pub replay: Option<Arc<Vec<DeadLetter>>>,
+    pub progress: Arc<Progress>,
+    pub pause: Option<Pause>,
+}
+
+/// Writes every lane's rows and every failure that arrives on `messages`, until it closes and
+/// the last write completes. Returns the counts per type.
 pub async fn write_all(
     sink: Arc<Sink>,
     lanes: Vec<(TableSpec, Arc<ByteBudget>)>,
     mut messages: mpsc::Receiver<WriterMessage>,
-    rows_per_write: usize,
-    run_id: String,
-    progress: Arc<Progress>,
-    pause: Option<Pause>,
-    on_existing: OnExisting,
-    replay: Option<Arc<Vec<DeadLetter>>>,
+    settings: WriterSettings,
 ) -> Result<BTreeMap<String, TypeSummary>, SinkError> {
-    let letters = replay.as_deref().map(Vec::as_slice);
-    let mut writes_done = 0;
-    let (tables, budgets): (Vec<TableSpec>, Vec<Arc<ByteBudget>>) = lanes.into_iter().unzip();
-    let mut counts: BTreeMap<String, TypeSummary> = BTreeMap::new();
-    let mut pending: Vec<Pending> = tables.iter().map(|_| Pending::default()).collect();
-    let mut failures = Failures::default();
+    let mut writer = Writer::new(sink, lanes, settings);
     let mut writes = FuturesUnordered::new();
-    let fates = replay.is_some();
-    let write = |lane: usize, rows: Pending| {
-        let sink = Arc::clone(&sink);
-        let table = tables[lane].clone();
-        let progress = Arc::clone(&progress);
-        let (replay, run_id) = (replay.clone(), run_id.clone());
+    let mut open = true;
+    while open || !writes.is_empty() {
+        tokio::select! {
+            message = messages.recv(), if open && writes.len() < WRITES_IN_FLIGHT => {
+                let due = match message {
+                    Some(message) => writer.take(message),
+                    None => {
+                        open = false;
+                        writer.lanes_with_work()
+                    }
+                };
+                for lane in due {
+                    writes.push(writer.write(lane));
+                }
+            }
+            Some((lane, rows, outcome)) = writes.next(), if !writes.is_empty() => {
+                writer.completed(lane, rows, outcome?).await;
+            }
+        }
+        if writer.failures.is_due() {
+            writer.write_failures().await?;
+        }
+    }
+    writer.write_failures().await?;
+    Ok(writer.counts)
+}
+
+/// The writer's state between messages: rows waiting per lane, failures waiting, counts.
+struct Writer {
+    sink: Arc<Sink>,
+    tables: Vec<TableSpec>,
+    budgets: Vec<Arc<ByteBudget>>,
+    settings: WriterSettings,
+    counts: BTreeMap<String, TypeSummary>,
+    pending: Vec<Pending>,
+    failures: Failures,
+    writes_done: usize,
+}
+
+impl Writer {
+    fn new(
+        sink: Arc<Sink>,
+        lanes: Vec<(TableSpec, Arc<ByteBudget>)>,
+        settings: WriterSettings,
+    ) -> Self {
+        let (tables, budgets): (Vec<TableSpec>, Vec<Arc<ByteBudget>>) = lanes.into_iter().unzip();
+        Self {
+            sink,
+            pending: tables.iter().map(|_| Pending::default()).collect(),
+            tables,
+            budgets,
+            settings,
+            counts: BTreeMap::new(),
+            failures: Failures::default(),
+            writes_done: 0,
+        }
+    }
+
+    /// Takes one message in. Returns the lanes whose rows should be written now: a full
+    /// write, a lane asked to flush, or a lane whose router waits for the bytes it holds.
+    fn take(&mut self, message: WriterMessage) -> Vec<usize> {
+        let flush = match message {
+            WriterMessage::Transformed(transformed) => {
+                self.take_transformed(transformed);
+                None
+            }
+            WriterMessage::Failures(list) => {
+                self.failures.extend(list);
+                None
+            }
+            WriterMessage::Flush { lane } => Some(lane),
+        };
+        let full = self.pending.iter().enumerate().position(|(lane, rows)| {
+            rows.rows.len() >= self.settings.rows_per_write
+                || (self.budgets[lane].has_waiters() && !rows.batches.is_empty())
+        });
+        flush
+            .into_iter()
+            .chain(full)
+            .filter(|&lane| !self.pending[lane].batches.is_empty())
+            .collect()
+    }
+
+    fn take_transformed(&mut self, mut transformed: Transformed) {
+        let lane = transformed.lane;
+        let name = self.tables[lane].name();
+        self.counts.entry(name.to_owned()).or_default().refused += transformed.refused;
+        Progress::add(&self.settings.progress.refused, transformed.refused);
+        if let Some(letters) = self.settings.replay.as_deref() {
+            // Marked with the lane's next write, inside it: awaited here, a mark could wait
+            // for the connection a write in flight holds (SQLite has one).
+            let marks = &mut self.pending[lane].marks;
+            for (outcome, origins) in [
+                (ReplayOutcome::Refused, &transformed.refused_origins),
+                (ReplayOutcome::Stored, &transformed.empty_origins),
+            ] {
+                for &origin in origins {
+                    marks
+                        .entry(outcome)
+                        .or_default()
+                        .extend(letters[origin].keys());
+                }
+            }
+        }
+        self.failures
+            .extend(std::mem::take(&mut transformed.failures));
+        self.pending[lane].add(transformed);
+    }
+
+    /// Once the messages end: every lane with rows or replay marks still waiting.
+    fn lanes_with_work(&self) -> Vec<usize> {
+        (0..self.pending.len())
+            .filter(|&lane| {
+                let rows = &self.pending[lane];
+                !rows.batches.is_empty() || !rows.marks.is_empty()
+            })
+            .collect()
+    }
+
+    /// One write of a lane's waiting rows, as a future that owns all it needs, so that
+    /// `WRITES_IN_FLIGHT` of them run while the writer takes the next messages.
+    fn write(
+        &mut self,
+        lane: usize,
+    ) -> impl std::future::Future<Output = (usize, Pending, Result<InsertOutcome, SinkError>)> + use<>
+    {
+        let rows = std::mem::take(&mut self.pending[lane]);
+        let sink = Arc::clone(&self.sink);
+        let table = self.tables[lane].clone();
+        let progress = Arc::clone(&self.settings.progress);
+        let (replay, run_id) = (self.settings.replay.clone(), self.settings.run_id.clone());
+        let on_existing = self.settings.on_existing;
         async move {
             let started = std::time::Instant::now();
+            let fates = replay.is_some();
             let mut outcome = sink.write(&table, &rows.rows, on_existing, fates).await;
             // In a replay, each dead letter is marked once its rows are committed, in this
             // write's own time.
@@ -140,90 +269,48 @@ pub async fn write_all(
             Progress::add_elapsed(&progress.write_nanos, started);
             (lane, rows, outcome)
         }
-    };
-    let mut open = true;
-    while open || !writes.is_empty() {
-        tokio::select! {
-            message = messages.recv(), if open && writes.len() < WRITES_IN_FLIGHT => {
-                let Some(message) = message else {
-                    open = false;
-                    for (lane, rows) in pending.iter_mut().enumerate() {
-                        if !rows.batches.is_empty() || !rows.marks.is_empty() {
-                            writes.push(write(lane, std::mem::take(rows)));
-                        }
-                    }
-                    continue;
-                };
-                let flush = match message {
-                    WriterMessage::Transformed(mut transformed) => {
-                        let lane = transformed.lane;
-                        let name = tables[lane].name();
-                        counts.entry(name.to_owned()).or_default().refused += transformed.refused;
-                        Progress::add(&progress.refused, transformed.refused);
-                        if let Some(letters) = letters {
-                            // Marked with the lane's next write, inside it: awaited here, a
-                            // mark could wait for the connection a write in flight holds
-                            // (SQLite has one).
-                            let marks = &mut pending[lane].marks;
-                            for (outcome, origins) in [
-                                (ReplayOutcome::Refused, &transformed.refused_origins),
-                                (ReplayOutcome::Stored, &transformed.empty_origins),
-                            ] {
-                                for &origin in origins {
-                                    marks.entry(outcome).or_default().extend(letters[origin].keys());
-                                }
-                            }
-                        }
-                        failures.extend(std::mem::take(&mut transformed.failures));
-                        pending[lane].add(transformed);
-                        None
-                    }
-                    WriterMessage::Failures(list) => {
-                        failures.extend(list);
-                        None
-                    }
-                    WriterMessage::Flush { lane } => Some(lane),
-                };
-                // A full write goes; so does everything of a lane whose router waits for bytes.
-                let full = pending.iter().enumerate().position(|(lane, rows)| {
-                    rows.rows.len() >= rows_per_write
-                        || (budgets[lane].has_waiters() && !rows.batches.is_empty())
-                });
-                for lane in flush.into_iter().chain(full) {
-                    if !pending[lane].batches.is_empty() {
-                        writes.push(write(lane, std::mem::take(&mut pending[lane])));
-                    }
-                }
-            }
-            Some((lane, rows, outcome)) = writes.next(), if !writes.is_empty() => {
-                let outcome = outcome?;
-                let name = tables[lane].name();
-                let entry = counts.entry(name.to_owned()).or_default();
-                entry.inserted += outcome.inserted;
-                entry.duplicates += outcome.duplicates;
-                entry.updated += outcome.updated;
-                entry.unchanged += outcome.unchanged;
-                Progress::add(&progress.inserted, outcome.inserted);
-                Progress::add(&progress.duplicates, outcome.duplicates);
-                failures.extend(rows.refused(name, &outcome));
-                // `rows` drops here, and with it its documents' bytes.
-                writes_done += 1;
-                if let Some(pause) = pause.as_ref().filter(|p| p.after_writes == writes_done) {
-                    pause.reached.notify_one();
-                    pause.resume.notified().await;
-                }
-            }
-        }
-        if failures.is_due() {
-            failures
-                .write(&sink, &run_id, &mut counts, &progress, letters)
-                .await?;
+    }
+
+    /// A write completed: its counts are added, its refused rows become failures, and the
+    /// test pause is honoured.
+    async fn completed(&mut self, lane: usize, rows: Pending, outcome: InsertOutcome) {
+        let name = self.tables[lane].name();
+        let progress = &self.settings.progress;
+        let entry = self.counts.entry(name.to_owned()).or_default();
+        entry.inserted += outcome.inserted;
+        entry.duplicates += outcome.duplicates;
+        entry.updated += outcome.updated;
+        entry.unchanged += outcome.unchanged;
+        Progress::add(&progress.inserted, outcome.inserted);
+        Progress::add(&progress.duplicates, outcome.duplicates);
+        self.failures.extend(rows.refused(name, &outcome));
+        // `rows` drops here, and with it its documents' bytes.
+        drop(rows);
+        self.writes_done += 1;
+        let writes_done = self.writes_done;
+        if let Some(pause) = self
+            .settings
+            .pause
+            .as_ref()
+            .filter(|p| p.after_writes == writes_done)
+        {
+            pause.reached.notify_one();
+            pause.resume.notified().await;
         }
     }
-    failures
-        .write(&sink, &run_id, &mut counts, &progress, letters)
-        .await?;
-    Ok(counts)
+
+    async fn write_failures(&mut self) -> Result<(), SinkError> {
+        let letters = self.settings.replay.as_deref().map(Vec::as_slice);
+        self.failures
+            .write(
+                &self.sink,
+                &self.settings.run_id,
+                &mut self.counts,
+                &self.settings.progress,
+                letters,
+            )
+            .await
+    }
 }
 
 /// Failed documents waiting to be kept.
