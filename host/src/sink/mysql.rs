@@ -5,20 +5,19 @@
 //! `INSERT IGNORE` reports only inserted rows. `IGNORE` also turns truncations and NULLs into
 //! warnings, so every warning is read back in the same transaction, and anything but a
 //! duplicate key (1062) rolls the batch back: nothing is ever changed silently.
-//!
-//! The rows travel as SQL text with literal values, as the `mariadb` client sends them, and
-//! each insert's warning count comes back in the same round trip.
 
 use std::time::Duration;
 
 use sqlx::mysql::{
     MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlSslMode,
 };
-use sqlx::{Connection, Executor, MySql, Row as _};
+use sqlx::{Connection, Executor, MySql, QueryBuilder, Row as _};
 
 use super::{Dialect, SinkError, TableSpec, Waits, WriteError};
-use crate::model::{Cell, ColumnType, Row};
+use crate::model::{ColumnType, Row};
 
+/// MySQL refuses statements with more than 65,535 placeholders.
+const MAX_PARAMETERS: usize = 65_000;
 /// Measured here: 1,000–2,000 rows per statement in one transaction is the fastest.
 const MAX_ROWS_PER_STATEMENT: usize = 2_000;
 /// MySQL's duplicate-key error number, the only warning an insert may leave.
@@ -35,12 +34,7 @@ pub struct MysqlSink {
     mariadb: bool,
     /// The type of `id` in the tables we create: compared byte for byte and NO PAD.
     id_type: &'static str,
-    /// How the session reads string literals.
-    escapes: Escapes,
 }
-
-/// Room in a packet for what goes with an insert: the waits in front, the warning count after.
-const PACKET_HEADROOM: usize = 1024;
 
 /// `id`, byte for byte and NO PAD (trailing spaces count), on MariaDB: ascii_bin is PAD SPACE.
 const MARIADB_ID_TYPE: &str = "VARCHAR(24) CHARACTER SET ascii COLLATE ascii_nopad_bin";
@@ -91,19 +85,17 @@ impl MysqlSink {
                 url: crate::http::redact(url),
                 source,
             })?;
-        let (max_packet, version, nopad, sql_mode): (u64, String, Option<String>, String) =
-            sqlx::query_as(
-                "SELECT CAST(@@max_allowed_packet AS UNSIGNED), CAST(@@version AS CHAR), \
+        let (max_packet, version, nopad): (u64, String, Option<String>) = sqlx::query_as(
+            "SELECT CAST(@@max_allowed_packet AS UNSIGNED), CAST(@@version AS CHAR), \
              (SELECT CAST(MIN(COLLATION_NAME) AS CHAR) FROM information_schema.COLLATIONS \
-              WHERE COLLATION_NAME IN ('ascii_nopad_bin', 'utf8mb4_0900_bin')), \
-             CAST(@@sql_mode AS CHAR)",
-            )
-            .fetch_one(&pool)
-            .await
-            .map_err(|source| SinkError::Connect {
-                url: crate::http::redact(url),
-                source,
-            })?;
+              WHERE COLLATION_NAME IN ('ascii_nopad_bin', 'utf8mb4_0900_bin'))",
+        )
+        .fetch_one(&pool)
+        .await
+        .map_err(|source| SinkError::Connect {
+            url: crate::http::redact(url),
+            source,
+        })?;
         let id_type = match nopad.as_deref() {
             Some("ascii_nopad_bin") => MARIADB_ID_TYPE,
             Some(_) => MYSQL_ID_TYPE,
@@ -114,11 +106,6 @@ impl MysqlSink {
             max_packet: usize::try_from(max_packet).unwrap_or(usize::MAX),
             mariadb: version.contains("MariaDB"),
             id_type,
-            escapes: if sql_mode.contains("NO_BACKSLASH_ESCAPES") {
-                Escapes::QuotesOnly
-            } else {
-                Escapes::Backslash
-            },
         })
     }
 
@@ -158,9 +145,13 @@ impl MysqlSink {
         )
     }
 
-    /// The `SET SESSION` of the lock waits (and on MariaDB the statement time) for the next
+    /// Sets this session's lock waits (and on MariaDB its statement time) for the next
     /// transaction.
-    fn waits_sql(&self, waits: Waits) -> String {
+    async fn set_waits(
+        &self,
+        connection: &mut MySqlConnection,
+        waits: Waits,
+    ) -> Result<(), sqlx::Error> {
         let lock = waits.lock_seconds();
         let mut sql =
             format!("SET SESSION innodb_lock_wait_timeout = {lock}, lock_wait_timeout = {lock}");
@@ -170,7 +161,10 @@ impl MysqlSink {
                 waits.statement.as_secs_f64()
             ));
         }
-        sql
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(connection)
+            .await
+            .map(drop)
     }
 
     async fn insert_on(
@@ -181,15 +175,14 @@ impl MysqlSink {
         waits: Waits,
         update: bool,
     ) -> Result<u64, WriteError> {
-        let max_bytes = self.max_packet.saturating_sub(PACKET_HEADROOM);
-        let statements = insert_statements(table, rows, update, max_bytes, self.escapes);
-        insert_on(connection, self.waits_sql(waits), statements, update).await
+        self.set_waits(connection, waits).await?;
+        insert_on(connection, table, rows, update).await
     }
 }
 
 impl super::Engine for MysqlSink {
-    /// Half the packet: a value's literal is at most about twice its bytes (escapes), and a
-    /// statement that still comes out larger is cut in two (see [`insert_statements`]).
+    /// Half the packet: bound values travel as they are, and the rest of the packet is headroom
+    /// for the statement's text and the protocol's length prefixes.
     fn max_statement_bytes(&self) -> usize {
         self.max_packet / 2
     }
@@ -288,8 +281,8 @@ impl super::Engine for MysqlSink {
         }
     }
 
-    fn rows_per_statement(&self, _table: &TableSpec) -> usize {
-        MAX_ROWS_PER_STATEMENT
+    fn rows_per_statement(&self, table: &TableSpec) -> usize {
+        (MAX_PARAMETERS / (table.columns.len() + 2)).min(MAX_ROWS_PER_STATEMENT)
     }
 
     /// A unique index (the primary key among them) on the whole of `id` alone.
@@ -327,9 +320,7 @@ impl super::Engine for MysqlSink {
     /// metadata lock wait is bounded.
     async fn execute_ddl(&self, sql: &str, waits: Waits) -> Result<(), sqlx::Error> {
         let mut connection = self.pool.acquire().await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(self.waits_sql(waits)))
-            .execute(&mut *connection)
-            .await?;
+        self.set_waits(&mut connection, waits).await?;
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
             .execute(&mut *connection)
             .await
@@ -343,89 +334,53 @@ impl super::Engine for MysqlSink {
     );
 }
 
-/// Inserts rows in one transaction, as SQL text. Each statement goes with its warning count in
-/// one round trip (the session's waits set in front of the first): BEGIN, then one round trip
-/// a statement (one but for rows near `max_allowed_packet`), then COMMIT.
 async fn insert_on(
     connection: &mut MySqlConnection,
-    waits: String,
-    statements: Vec<Statement>,
+    table: &TableSpec,
+    rows: &[Row],
     update: bool,
 ) -> Result<u64, WriteError> {
+    // An update overwrites: no IGNORE, so a value the database would change fails the row.
+    let mut insert = QueryBuilder::<MySql>::new(format!(
+        "INSERT {}INTO `{}` ({}) ",
+        if update { "" } else { "IGNORE " },
+        table.name,
+        table.column_list('`')
+    ));
+    insert.push_values(rows, |mut values, row| push_row!(values, row, true));
+    if update {
+        // `VALUES()` is what MariaDB knows; MySQL 8 says it is deprecated (1287), which is
+        // no change of a value.
+        insert.push(format!(
+            " ON DUPLICATE KEY UPDATE {}",
+            table.update_list('`', |column| format!("VALUES({column})"))
+        ));
+    }
     let mut transaction = connection.begin().await?;
-    let mut inserted = 0;
-    let mut settings = Some(waits);
-    for statement in statements {
-        let mut text = settings
-            .take()
-            .map(|waits| waits + "; ")
-            .unwrap_or_default();
-        text.reserve(statement.sql.len() + 48);
-        text.push_str(&statement.sql);
-        drop(statement.sql);
-        text.push_str("; SELECT CAST(@@warning_count AS UNSIGNED)");
-        let (affected, warning_count) = execute_counting_warnings(&mut transaction, text).await?;
-        inserted += affected;
-        // Every duplicate leaves one warning (1062). When the count says there is nothing
-        // else, the warnings need not be read: an all-duplicates rerun then costs no
-        // 2,000-row answer. An update reports found rows (CLIENT_FOUND_ROWS), never fewer
-        // than it was given.
-        let duplicates = if update {
-            0
-        } else {
-            (statement.rows as u64).saturating_sub(affected)
-        };
-        if warning_count != duplicates {
-            let changed = changed_values(&mut transaction).await?;
-            if !changed.is_empty() {
-                transaction.rollback().await?;
-                return Err(WriteError::Changed(changed.join("; ")));
-            }
-        }
-    }
-    transaction.commit().await?;
-    Ok(inserted)
-}
-
-/// Runs `SET …; INSERT …; SELECT @@warning_count` (the `SET` optional): the rows the insert
-/// affected, and its warning count.
-async fn execute_counting_warnings(
-    connection: &mut MySqlConnection,
-    text: String,
-) -> Result<(u64, u64), WriteError> {
-    use futures_util::TryStreamExt;
-    let mut results = sqlx::raw_sql(sqlx::AssertSqlSafe(text)).fetch_many(&mut *connection);
-    let mut affected = Vec::new();
-    let mut warning_count = None;
-    while let Some(result) = results.try_next().await? {
-        match result {
-            sqlx::Either::Left(done) => affected.push(done.rows_affected()),
-            sqlx::Either::Right(row) => warning_count = Some(row.try_get::<u64, _>(0)?),
-        }
-    }
-    // The results of SET (when sent), the insert, then the SELECT's.
-    let inserted = match affected.len() {
-        3 => affected[1],
-        2 => affected[0],
-        found => {
-            return Err(WriteError::Changed(format!(
-                "the insert answered {found} results, not those of its statements"
-            )));
-        }
+    let inserted = insert
+        .build()
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+    // Every duplicate leaves one warning (1062). When the count says there is nothing else,
+    // the warnings need not be read: an all-duplicates rerun then costs no 2,000-row answer.
+    // An update reports found rows (CLIENT_FOUND_ROWS), never fewer than it was given.
+    let duplicates = if update {
+        0
+    } else {
+        rows.len() as u64 - inserted
     };
-    let warning_count = warning_count.ok_or_else(|| {
-        WriteError::Changed("the insert's warning count did not come back".into())
-    })?;
-    Ok((inserted, warning_count))
-}
-
-/// The warnings of the last statement other than duplicate keys (and MySQL 8's deprecation
-/// note), the first five: each a value the database would have changed.
-async fn changed_values(connection: &mut MySqlConnection) -> Result<Vec<String>, WriteError> {
-    let warnings = sqlx::raw_sql("SHOW WARNINGS")
-        .fetch_all(&mut *connection)
+    let warning_count: u64 = sqlx::query_scalar("SELECT CAST(@@warning_count AS UNSIGNED)")
+        .fetch_one(&mut *transaction)
         .await?;
-    Ok(warnings
+    if warning_count == duplicates {
+        transaction.commit().await?;
+        return Ok(inserted);
+    }
+    let warnings = sqlx::raw_sql("SHOW WARNINGS")
+        .fetch_all(&mut *transaction)
+        .await?;
+    let changed: Vec<String> = warnings
         .iter()
         .filter_map(|warning| {
             let code = warning
@@ -436,133 +391,13 @@ async fn changed_values(connection: &mut MySqlConnection) -> Result<Vec<String>,
             (code != DUPLICATE_KEY && code != DEPRECATED).then(|| format!("{code}: {message}"))
         })
         .take(5)
-        .collect())
-}
-
-/// One `INSERT` as SQL text, and how many rows it holds.
-#[derive(Debug)]
-struct Statement {
-    sql: String,
-    rows: usize,
-}
-
-/// The rows as `INSERT [IGNORE] INTO … VALUES (…), …` statements, each within
-/// `max_bytes` (one alone when a single row is larger: the server then refuses that row).
-/// The values are literals, as the `mariadb` client sends them: no statement to prepare (a
-/// prepared insert of N rows is a new statement for every N, and its preparation answers one
-/// packet per placeholder), no placeholders to count, no per-value type to send.
-fn insert_statements(
-    table: &TableSpec,
-    rows: &[Row],
-    update: bool,
-    max_bytes: usize,
-    escapes: Escapes,
-) -> Vec<Statement> {
-    // An update overwrites: no IGNORE, so a value the database would change fails the row.
-    let head = format!(
-        "INSERT {}INTO `{}` ({}) VALUES ",
-        if update { "" } else { "IGNORE " },
-        table.name,
-        table.column_list('`')
-    );
-    // `VALUES()` is what MariaDB knows; MySQL 8 says it is deprecated (1287), which is no
-    // change of a value.
-    let tail = if update {
-        format!(
-            " ON DUPLICATE KEY UPDATE {}",
-            table.update_list('`', |column| format!("VALUES({column})"))
-        )
-    } else {
-        String::new()
-    };
-    let mut statements = Vec::new();
-    let mut sql = String::new();
-    let mut in_statement = 0;
-    let mut tuple = String::new();
-    for row in rows {
-        tuple.clear();
-        push_tuple(&mut tuple, row, escapes);
-        if in_statement > 0 && sql.len() + 1 + tuple.len() + tail.len() > max_bytes {
-            sql.push_str(&tail);
-            statements.push(Statement {
-                sql: std::mem::take(&mut sql),
-                rows: std::mem::take(&mut in_statement),
-            });
-        }
-        if in_statement == 0 {
-            sql.reserve(head.len() + tuple.len() * (rows.len() + 1));
-            sql.push_str(&head);
-        } else {
-            sql.push(',');
-        }
-        sql.push_str(&tuple);
-        in_statement += 1;
+        .collect();
+    if !changed.is_empty() {
+        transaction.rollback().await?;
+        return Err(WriteError::Changed(changed.join("; ")));
     }
-    if in_statement > 0 {
-        sql.push_str(&tail);
-        statements.push(Statement {
-            sql,
-            rows: in_statement,
-        });
-    }
-    statements
-}
-
-/// How string literals are escaped: by backslash, unless the session's `sql_mode` has
-/// `NO_BACKSLASH_ESCAPES` (then a backslash is itself and only `'` is doubled).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Escapes {
-    Backslash,
-    QuotesOnly,
-}
-
-/// `(id, timestamp, value, …)`. Floats go as two-decimal text, as they were bound before (the
-/// column is `DECIMAL(20,2)`; a text that is no number, `inf`, is a warning, so the row fails);
-/// booleans as 1 and 0.
-fn push_tuple(sql: &mut String, row: &Row, escapes: Escapes) {
-    use std::fmt::Write as _;
-    sql.push('(');
-    push_string(sql, &row.id, escapes);
-    let _ = write!(sql, ",{}", row.timestamp);
-    for cell in &row.cells {
-        sql.push(',');
-        match cell {
-            Cell::Null => sql.push_str("NULL"),
-            Cell::Text(text) => push_string(sql, text, escapes),
-            Cell::Int(value) => {
-                let _ = write!(sql, "{value}");
-            }
-            Cell::Float(value) => {
-                let _ = write!(sql, "'{value:.2}'");
-            }
-            Cell::Bool(value) => sql.push(if *value { '1' } else { '0' }),
-        }
-    }
-    sql.push(')');
-}
-
-/// A quoted string literal. UTF-8 has no multi-byte character with a byte of `'` or `\`, so
-/// escaping byte by byte is safe.
-fn push_string(sql: &mut String, text: &str, escapes: Escapes) {
-    sql.push('\'');
-    let mut start = 0;
-    for (index, byte) in text.bytes().enumerate() {
-        let escaped = match (escapes, byte) {
-            (Escapes::Backslash, b'\\') => "\\\\",
-            (Escapes::Backslash, b'\'') => "\\'",
-            (Escapes::Backslash, b'\0') => "\\0",
-            (Escapes::Backslash, b'\n') => "\\n",
-            (Escapes::Backslash, b'\r') => "\\r",
-            (Escapes::Backslash, 0x1a) => "\\Z",
-            (Escapes::QuotesOnly, b'\'') => "''",
-            _ => continue,
-        };
-        sql.push_str(&text[start..index]);
-        sql.push_str(escaped);
-        start = index + 1;
-    }
-    sql.push_str(&text[start..]);
-    sql.push('\'');
+    transaction.commit().await?;
+    Ok(inserted)
 }
 
 /// CONTRACT §3: text → TEXT, int → INT, float → DECIMAL(20,2), bool → BOOL.
@@ -572,102 +407,5 @@ fn sql_type(kind: ColumnType) -> &'static str {
         ColumnType::Int => "INT",
         ColumnType::Float => "DECIMAL(20,2)",
         ColumnType::Bool => "BOOL",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::Column;
-
-    fn table() -> TableSpec {
-        let column = |name: &str, kind| Column {
-            name: name.into(),
-            kind,
-        };
-        TableSpec::new(
-            "T",
-            &[
-                column("t", ColumnType::Text),
-                column("n", ColumnType::Int),
-                column("f", ColumnType::Float),
-                column("b", ColumnType::Bool),
-            ],
-        )
-        .unwrap()
-    }
-
-    fn row(id: &str, text: &str) -> Row {
-        Row {
-            id: id.into(),
-            timestamp: 7,
-            cells: vec![
-                Cell::Text(text.into()),
-                Cell::Int(-3),
-                Cell::Float(1.005),
-                Cell::Bool(true),
-            ],
-        }
-    }
-
-    #[test]
-    fn string_literals_escape_what_the_session_reads_as_escapes() {
-        // (name, text, with backslash escapes, with NO_BACKSLASH_ESCAPES)
-        let cases = [
-            ("plain", "abc", "'abc'", "'abc'"),
-            ("quote", "it's", r"'it\'s'", "'it''s'"),
-            ("backslash", r"a\b", r"'a\\b'", r"'a\b'"),
-            (
-                "controls",
-                "a\0b\nc\rd\u{1a}",
-                r"'a\0b\nc\rd\Z'",
-                "'a\0b\nc\rd\u{1a}'",
-            ),
-            ("multi-byte", "né ✓ 🦀'", "'né ✓ 🦀\\''", "'né ✓ 🦀'''"),
-            ("empty", "", "''", "''"),
-        ];
-        for (name, text, backslash, quotes_only) in cases {
-            let mut sql = String::new();
-            push_string(&mut sql, text, Escapes::Backslash);
-            assert_eq!(sql, backslash, "{name}, backslash escapes");
-            sql.clear();
-            push_string(&mut sql, text, Escapes::QuotesOnly);
-            assert_eq!(sql, quotes_only, "{name}, quotes only");
-        }
-    }
-
-    #[test]
-    fn rows_become_literal_tuples_in_statements_within_the_packet() {
-        let rows = [row("a", "x"), row("b", "it's"), row("c", "z")];
-        let statements = insert_statements(&table(), &rows, false, 1 << 20, Escapes::Backslash);
-        assert_eq!(statements.len(), 1);
-        assert_eq!(statements[0].rows, 3);
-        assert_eq!(
-            statements[0].sql,
-            "INSERT IGNORE INTO `T` (`id`, `timestamp`, `t`, `n`, `f`, `b`) VALUES \
-             ('a',7,'x',-3,'1.00',1),('b',7,'it\\'s',-3,'1.00',1),('c',7,'z',-3,'1.00',1)"
-        );
-        // A NULL, and an update's tail.
-        let mut null_row = row("d", "");
-        null_row.cells[0] = Cell::Null;
-        let update = insert_statements(&table(), &[null_row], true, 1 << 20, Escapes::Backslash);
-        assert!(
-            update[0].sql.starts_with("INSERT INTO `T` ")
-                && update[0].sql.contains("('d',7,NULL,-3,'1.00',1)")
-                && update[0].sql.ends_with(
-                    " ON DUPLICATE KEY UPDATE `timestamp` = VALUES(`timestamp`), `t` = VALUES(`t`), `n` = VALUES(`n`), `f` = VALUES(`f`), `b` = VALUES(`b`)"
-                ),
-            "{}",
-            update[0].sql
-        );
-
-        // Each statement stays within the bytes allowed; a row larger than that goes alone.
-        let big = "'".repeat(300);
-        let rows = [row("a", &big), row("b", "x"), row("c", "y"), row("d", &big)];
-        let statements = insert_statements(&table(), &rows, false, 700, Escapes::Backslash);
-        let counts: Vec<usize> = statements.iter().map(|s| s.rows).collect();
-        assert_eq!(counts, [1, 2, 1], "{statements:?}");
-        assert!(statements[1].sql.len() <= 700);
-        assert_eq!(counts.iter().sum::<usize>(), rows.len());
     }
 }
