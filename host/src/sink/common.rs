@@ -503,13 +503,14 @@ macro_rules! push_row {
         push_row!($values, $row, false)
     };
     ($values:expr, $row:expr, $decimal_floats:expr) => {{
+        // Borrowed, not cloned: a bind encodes the value as it is pushed.
         let row: &crate::model::Row = $row;
-        $values.push_bind(row.id.clone());
+        $values.push_bind(row.id.as_str());
         $values.push_bind(row.timestamp);
         for cell in &row.cells {
             match cell {
-                crate::model::Cell::Null => $values.push_bind(None::<String>),
-                crate::model::Cell::Text(text) => $values.push_bind(text.clone()),
+                crate::model::Cell::Null => $values.push_bind(None::<&str>),
+                crate::model::Cell::Text(text) => $values.push_bind(text.as_str()),
                 crate::model::Cell::Int(int) => $values.push_bind(*int),
                 crate::model::Cell::Float(float) if $decimal_floats => {
                     $values.push_bind(format!("{float:.2}"))
