@@ -98,7 +98,7 @@ async fn a_wrong_key_fails_at_once_with_a_clear_error_and_no_secret() {
     let platform = FakePlatform::start();
     serve_examples(&platform).await;
     let (_plugins, _database, _path, mut config) = run_setup(&platform, &["github", "slack"]);
-    config.run.source = batch_job_aurora::source::SourceSpec::Fetch {
+    config.run.source = batch_job_aurora::SourceSpec::Fetch {
         base_url: platform.fetch_url(),
         key: "wrong-key-secret".into(),
     };

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use batch_job_aurora::Envelope;
 use batch_job_aurora::capability::{Backends, CapabilityHub};
-use batch_job_aurora::document::Envelope;
 use batch_job_aurora::model::Cell;
 use batch_job_aurora::plugin::{DocumentResult, PluginEngine, SandboxLimits};
 use serde_json::{Value, json};

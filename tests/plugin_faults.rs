@@ -546,7 +546,7 @@ fn the_most_plugin_instances_leave_the_blocking_pool_to_the_reader() {
     let (folder, source) = ndjson(&documents);
     let plugins = plugin_folder(&["misbehaving"]);
     let mut config = crate::support::config(&source, &folder.path().join("run.db"), plugins.path());
-    config.run.plugin_instances = batch_job_aurora::pipeline::MAX_PLUGIN_INSTANCES;
+    config.run.plugin_instances = batch_job_aurora::MAX_PLUGIN_INSTANCES;
     config.run.deadline = Some(Instant::now() + Duration::from_secs(60));
     let summary = runtime
         .block_on(async {

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use batch_job_aurora::SourceSpec;
 use batch_job_aurora::plugin::SandboxLimits;
-use batch_job_aurora::source::SourceSpec;
 use batch_job_aurora::{RunConfig, RunSummary};
 use serde_json::{Map, Value, json};
 use sqlx::sqlite::SqlitePoolOptions;

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use aurora_plugin_sdk::{Document, Outcome, Value};
+use batch_job_aurora::DOCUMENTS_PER_CALL;
+use batch_job_aurora::Envelope;
 use batch_job_aurora::capability::{Backends, CapabilityHub};
-use batch_job_aurora::config::DOCUMENTS_PER_CALL;
-use batch_job_aurora::document::Envelope;
 use batch_job_aurora::model::Cell;
 use batch_job_aurora::plugin::{DocumentResult, PluginEngine, SandboxLimits};
 use serde::Deserialize;

@@ -252,7 +252,7 @@ struct RunArgs {
         value_name = "N",
         default_value_t = 1,
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
-            .range(1..=batch_job_aurora::pipeline::MAX_PLUGIN_INSTANCES as u64)
+            .range(1..=batch_job_aurora::MAX_PLUGIN_INSTANCES as u64)
     )]
     plugin_instances: usize,
     /// Rows per database write (one transaction). Default: the library's.

@@ -8,20 +8,23 @@
 //! runs many times (the Lambda) prepares a [`Job`] once, which keeps the engine, the plugins
 //! and the database pool between runs.
 //!
-//! The boundary: modules only the library uses are `pub(crate)` (`credentials`,
-//! `database_variables`, `job`, `secrets`, `summary`; their public names are re-exported
-//! where the binaries and tests need them: [`Job`], [`RunSummary`], [`error::chain`]). The
-//! other modules are public for the binaries (`cli/`), the integration tests (`tests/`), the
-//! benchmark (`bench/`) and the plugin author's kit (`kit`, feature `kit`).
+//! The boundary: the run's machinery is `pub(crate)`: the pipeline (router, lanes, writer), the
+//! scanner and the sources, the envelope, the settings, credentials, secrets, the job and the
+//! summary's internals. What the binaries (`cli/`), the integration tests (`tests/`) and the
+//! benchmark (`bench/`) need of them is re-exported here by name ([`Job`], [`RunConfig`],
+//! [`RunSummary`], [`Envelope`], [`SourceSpec`], [`MAX_PLUGIN_INSTANCES`], …). The public
+//! modules are the vocabulary of those callers: the rows (`model`), windows, the resolver,
+//! the Lambda's invocation and backfill, the sink's operator tools (replay, status), plugins
+//! and their capabilities, errors, metrics, and the plugin author's kit (`kit`, feature `kit`).
 // `unsafe` only where wasmtime requires it: mapping a precompiled plugin (`plugin/load.rs`).
 #![deny(unsafe_code)]
 
 pub mod backfill;
 pub mod capability;
-pub mod config;
+pub(crate) mod config;
 pub(crate) mod credentials;
 pub(crate) mod database_variables;
-pub mod document;
+pub(crate) mod document;
 pub mod environment;
 pub mod error;
 pub mod features;
@@ -33,18 +36,21 @@ pub(crate) mod job;
 pub mod kit;
 pub mod metrics;
 pub mod model;
-pub mod pipeline;
+pub(crate) mod pipeline;
 pub mod plugin;
 pub mod resolve;
 pub(crate) mod secrets;
 pub mod sink;
-pub mod source;
+pub(crate) mod source;
 pub mod status;
 pub(crate) mod summary;
 pub mod window;
 
-pub use config::RunConfig;
+pub use config::{DOCUMENTS_PER_CALL, RunConfig};
+pub use document::Envelope;
 pub use error::RunError;
 pub use job::Job;
 pub use job::{run, run_with};
+pub use pipeline::MAX_PLUGIN_INSTANCES;
+pub use source::SourceSpec;
 pub use summary::{RunSummary, TypeSummary};

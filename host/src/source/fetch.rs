@@ -120,23 +120,11 @@ impl FetchApi {
         self
     }
 
-    /// Streams one type's window into `deliver`, on a blocking thread, as the body arrives.
-    /// Fails as a whole (documents delivered so far stay delivered) when the body's structure
-    /// is lost (cut off, say), or when `deadline` comes first: nothing waits past it.
-    pub async fn fetch(
-        &self,
-        type_name: &str,
-        window: Window,
-        deadline: Option<Instant>,
-        deliver: impl FnMut(SourceItem) -> ControlFlow<()> + Send + 'static,
-    ) -> Result<(), SourceError> {
-        let progress = Arc::new(Progress::default());
-        self.fetch_counted(type_name, window, deadline, &progress, deliver)
-            .await
-    }
-
-    /// [`FetchApi::fetch`], counting the body's bytes (and its `Content-Length`, when given)
-    /// in `progress`, for the run and for the type.
+    /// Streams one type's window into `deliver`, on a blocking thread, as the body arrives,
+    /// counting the body's bytes (and its `Content-Length`, when given) in `progress`, for the
+    /// run and for the type. Fails as a whole (documents delivered so far stay delivered) when
+    /// the body's structure is lost (cut off, say), or when `deadline` comes first: nothing
+    /// waits past it.
     pub async fn fetch_counted(
         &self,
         type_name: &str,

@@ -17,6 +17,7 @@ const READ_BUFFER: usize = 256 << 10;
 /// Reads a file, or every `.json`/`.ndjson`/`.jsonl` file of a folder in name order, handing
 /// each element to `deliver` as soon as it is read. `deliver` returns `Break` to stop reading.
 /// An error after some elements were delivered leaves those delivered.
+#[cfg(any(feature = "kit", test))]
 pub fn read_files(
     files: &[PathBuf],
     deliver: impl FnMut(SourceItem) -> ControlFlow<()>,

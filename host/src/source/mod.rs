@@ -8,7 +8,9 @@ pub mod scan;
 use std::path::PathBuf;
 
 pub use fetch::{FetchApi, FetchTimeouts};
-pub use file::{files, read_files, read_files_counted};
+#[cfg(feature = "kit")]
+pub use file::read_files;
+pub use file::{files, read_files_counted};
 
 use crate::credentials::{ApiCredential, CredentialsError};
 use crate::document::{Envelope, EnvelopeError};
