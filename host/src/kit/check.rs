@@ -14,7 +14,7 @@ use serde_json::{Map, Value as Json};
 use super::KitError;
 use crate::capability::{Backends, CapabilityHub, EVENT_CODES_TABLE};
 use crate::document::Envelope;
-use crate::model::{Capability, Cell, Column, Stage};
+use crate::model::{Capability, Cell, Column, Row, Stage};
 use crate::plugin::{DocumentResult, PluginEngine, SandboxLimits};
 
 use crate::config::DOCUMENTS_PER_CALL;
@@ -151,15 +151,9 @@ pub fn check(
         times.push(started.elapsed());
         for result in results {
             match result {
-                DocumentResult::Rows(list) => rows.extend(list.into_iter().map(|row| {
-                    let mut object = Map::new();
-                    object.insert("id".into(), Json::from(row.id));
-                    object.insert("timestamp".into(), Json::from(row.timestamp));
-                    for (column, cell) in info.columns.iter().zip(row.cells) {
-                        object.insert(column.name.clone(), cell_json(cell));
-                    }
-                    object
-                })),
+                DocumentResult::Rows(list) => {
+                    rows.extend(list.into_iter().map(|row| row_object(&info.columns, row)));
+                }
                 DocumentResult::Refused(reason) => refused.push(Refusal {
                     id: envelope.id.clone(),
                     reason,
@@ -185,6 +179,7 @@ pub fn check(
     let batched = started.elapsed();
 
     let micros = |duration: &Duration| duration.as_secs_f64() * 1e6;
+    // The first call instantiates; the others are the steady state.
     let rest = times
         .get(1..)
         .filter(|rest| !rest.is_empty())
@@ -195,15 +190,7 @@ pub fn check(
         rest.iter().map(micros).sum::<f64>() / rest.len() as f64
     };
     let mut notes = worker.notes();
-    for capability in &info.capabilities {
-        if let Capability::ReferenceTable(table) = capability
-            && table != EVENT_CODES_TABLE
-        {
-            notes.push(format!(
-                "{capability}: no operator setting exists for this table yet; only reference-table({EVENT_CODES_TABLE}) can be granted"
-            ));
-        }
-    }
+    notes.extend(ungrantable_tables(&info.capabilities));
     let stats = Stats {
         documents: documents.envelopes.len() + documents.unusable.len(),
         capabilities: info.capabilities.iter().map(ToString::to_string).collect(),
@@ -232,6 +219,30 @@ pub fn check(
         failed,
         stats,
     })
+}
+
+/// A row as the JSON object `--expect` compares: `id`, `timestamp`, a value per column.
+fn row_object(columns: &[Column], row: Row) -> Map<String, Json> {
+    let mut object = Map::new();
+    object.insert("id".into(), Json::from(row.id));
+    object.insert("timestamp".into(), Json::from(row.timestamp));
+    for (column, cell) in columns.iter().zip(row.cells) {
+        object.insert(column.name.clone(), cell_json(cell));
+    }
+    object
+}
+
+/// A note for each reference table the plugin asks for that no operator setting can grant.
+fn ungrantable_tables(capabilities: &[Capability]) -> Vec<String> {
+    capabilities
+        .iter()
+        .filter_map(|capability| match capability {
+            Capability::ReferenceTable(table) if table != EVENT_CODES_TABLE => Some(format!(
+                "{capability}: no operator setting exists for this table yet; only reference-table({EVENT_CODES_TABLE}) can be granted"
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 fn cell_json(cell: Cell) -> Json {
@@ -343,10 +354,17 @@ fn same(actual: Option<&Json>, expected: Option<&Json>) -> bool {
 }
 
 impl CheckReport {
-    /// The report as a table, for a person.
+    /// The report as a table, for a person: the plugin, each document's outcome, the figures.
     pub fn table(&self) -> String {
-        use std::fmt::Write;
         let mut out = String::new();
+        self.write_header(&mut out);
+        self.write_outcomes(&mut out);
+        self.stats.write_figures(&mut out, self);
+        out
+    }
+
+    fn write_header(&self, out: &mut String) {
+        use std::fmt::Write;
         let columns: Vec<String> = self
             .columns
             .iter()
@@ -366,6 +384,11 @@ impl CheckReport {
             );
         }
         let _ = writeln!(out);
+    }
+
+    /// One line per row, refusal and failure.
+    fn write_outcomes(&self, out: &mut String) {
+        use std::fmt::Write;
         let _ = writeln!(out, "{:<26} {:<8} detail", "id", "outcome");
         for row in &self.rows {
             let id = row.get("id").and_then(Json::as_str).unwrap_or("?");
@@ -399,49 +422,54 @@ impl CheckReport {
                 failure.error
             );
         }
-        let stats = &self.stats;
+    }
+}
+
+impl Stats {
+    /// Counts, times, memory, capability calls and notes.
+    fn write_figures(&self, out: &mut String, report: &CheckReport) {
+        use std::fmt::Write;
         let _ = writeln!(out);
         let _ = writeln!(
             out,
             "documents: {} ({} rows, {} refused, {} failed)",
-            stats.documents,
-            self.rows.len(),
-            self.refused.len(),
-            self.failed.len()
+            self.documents,
+            report.rows.len(),
+            report.refused.len(),
+            report.failed.len()
         );
-        let _ = writeln!(out, "load: {:.1} ms", stats.load_ms);
+        let _ = writeln!(out, "load: {:.1} ms", self.load_ms);
         let _ = writeln!(
             out,
             "time per document: first {:.0} µs (with instantiation), then mean {:.0} µs, max {:.0} µs; budget {} ms",
-            stats.first_document_us,
-            stats.mean_us_per_document,
-            stats.max_us_per_document,
-            stats.budget_ms_per_document
+            self.first_document_us,
+            self.mean_us_per_document,
+            self.max_us_per_document,
+            self.budget_ms_per_document
         );
         let _ = writeln!(
             out,
             "time per document in calls of {DOCUMENTS_PER_CALL}: {:.1} µs",
-            stats.batched_us_per_document
+            self.batched_us_per_document
         );
         let _ = writeln!(
             out,
             "peak instance memory: {:.1} MiB of {} MiB",
-            stats.peak_memory_bytes as f64 / f64::from(1 << 20),
-            stats.memory_limit_bytes >> 20
+            self.peak_memory_bytes as f64 / f64::from(1 << 20),
+            self.memory_limit_bytes >> 20
         );
-        if stats.capability_calls.is_empty() {
+        if self.capability_calls.is_empty() {
             let _ = writeln!(out, "capability calls: none");
         } else {
-            let calls: Vec<String> = stats
+            let calls: Vec<String> = self
                 .capability_calls
                 .iter()
                 .map(|(capability, count)| format!("{capability} {count}"))
                 .collect();
             let _ = writeln!(out, "capability calls: {}", calls.join(", "));
         }
-        for note in &stats.notes {
+        for note in &self.notes {
             let _ = writeln!(out, "note: {note}");
         }
-        out
     }
 }
