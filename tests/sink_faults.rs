@@ -161,9 +161,13 @@ async fn a_full_disk_on_the_servers_fails_the_write_and_counts_no_row() {
             _ => "is full",
         };
         assert!(message.contains(reason), "{engine:?}: {message}");
+        // The trigger admits a write while the rows committed before it plus its own stay
+        // within 1,000. Two writes are in flight: after the first (500 rows), the next two may
+        // each see those 500 and both get in, so 1,500 is the most ever stored, and the fourth
+        // write fails whatever the timing.
         let stored = database.count_rows("MisbehavingType", "1 = 1").await;
         assert!(
-            (1..=1_000).contains(&stored),
+            (1..=1_500).contains(&stored),
             "{engine:?}: {stored} rows stored"
         );
         let (status, error) = last_run(&database).await;
