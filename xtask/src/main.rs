@@ -82,8 +82,29 @@ fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
+/// Cargo, without the variables `cargo run` gave xtask itself. Some build scripts (ring's) rerun
+/// when `CARGO_MANIFEST_DIR` or `CARGO_PKG_*` change, so with them a release build from here
+/// would not reuse the one `scripts/test.sh` makes from a shell: CI built ring and all above it
+/// twice.
 fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || matches!(
+                name.as_ref(),
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
 }
 
 fn run(command: &mut Command) -> Result<()> {
