@@ -215,22 +215,15 @@ async fn insert_on(
     waits: Waits,
     update: bool,
 ) -> Result<u64, WriteError> {
-    if rows.iter().any(|row| row.id.contains('\0')) {
-        return Err(WriteError::Changed(
-            "PostgreSQL text cannot hold a NUL character".into(),
-        ));
-    }
-    let statement = insert_statement(table, update);
-    let mut query = sqlx::query(AssertSqlSafe(statement))
-        .bind(rows.iter().map(|row| row.id.as_str()).collect::<Vec<_>>())
+    let ids = rows
+        .iter()
+        .map(|row| postgres_text(&row.id))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut query = sqlx::query(AssertSqlSafe(insert_statement(table, update)))
+        .bind(ids)
         .bind(rows.iter().map(|row| row.timestamp).collect::<Vec<_>>());
     for (index, column) in table.columns.iter().enumerate() {
-        query = match column_values(column, index, rows)? {
-            ColumnValues::Text(values) => query.bind(values),
-            ColumnValues::Int(values) => query.bind(values),
-            ColumnValues::Float(values) => query.bind(values),
-            ColumnValues::Bool(values) => query.bind(values),
-        };
+        query = bind_column(query, column, index, rows)?;
     }
     if waits == Waits::until(None) {
         // The session has these waits from its connect options: the statement alone, one
@@ -285,24 +278,17 @@ fn insert_statement(table: &TableSpec, update: bool) -> String {
     )
 }
 
-/// One column's values, as the array bound for it.
-enum ColumnValues<'a> {
-    Text(Vec<Option<&'a str>>),
-    Int(Vec<Option<i64>>),
-    /// As decimal text (see [`insert_statement`]).
-    Float(Vec<Option<String>>),
-    Bool(Vec<Option<bool>>),
-}
+type InsertQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
-/// The values of the table's column number `index` in every row. A value PostgreSQL cannot
-/// hold (a NUL in text, a float that is not finite) or of another kind than the column's fails
-/// the rows, which the caller then writes one by one to find it.
-fn column_values<'a>(
+/// Binds the values of the table's column number `index` in every row, as one array. A value
+/// PostgreSQL cannot hold (a NUL in text, a float that is not finite) or of another kind than
+/// the column's fails the rows, which the caller then writes one by one to find it.
+fn bind_column<'q>(
+    query: InsertQuery<'q>,
     column: &crate::model::Column,
     index: usize,
-    rows: &'a [Row],
-) -> Result<ColumnValues<'a>, WriteError> {
-    let cells = rows.iter().map(|row| &row.cells[index]);
+    rows: &'q [Row],
+) -> Result<InsertQuery<'q>, WriteError> {
     let mismatch = |cell: &Cell| {
         WriteError::Changed(format!(
             "column {} is {} but the row holds {cell:?}",
@@ -310,49 +296,51 @@ fn column_values<'a>(
         ))
     };
     Ok(match column.kind {
-        ColumnType::Text => ColumnValues::Text(
-            cells
-                .map(|cell| match cell {
-                    Cell::Null => Ok(None),
-                    Cell::Text(text) if text.contains('\0') => Err(WriteError::Changed(
-                        "PostgreSQL text cannot hold a NUL character".into(),
-                    )),
-                    Cell::Text(text) => Ok(Some(text.as_str())),
-                    other => Err(mismatch(other)),
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        ColumnType::Int => ColumnValues::Int(
-            cells
-                .map(|cell| match cell {
-                    Cell::Null => Ok(None),
-                    Cell::Int(value) => Ok(Some(*value)),
-                    other => Err(mismatch(other)),
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        ColumnType::Float => ColumnValues::Float(
-            cells
-                .map(|cell| match cell {
-                    Cell::Null => Ok(None),
-                    Cell::Float(value) if value.is_finite() => Ok(Some(value.to_string())),
-                    Cell::Float(value) => Err(WriteError::Changed(format!(
-                        "{value} cannot be stored as a number"
-                    ))),
-                    other => Err(mismatch(other)),
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        ColumnType::Bool => ColumnValues::Bool(
-            cells
-                .map(|cell| match cell {
-                    Cell::Null => Ok(None),
-                    Cell::Bool(value) => Ok(Some(*value)),
-                    other => Err(mismatch(other)),
-                })
-                .collect::<Result<_, _>>()?,
-        ),
+        ColumnType::Text => query.bind(values(rows, index, |cell: &'q Cell| match cell {
+            Cell::Text(text) => postgres_text(text),
+            other => Err(mismatch(other)),
+        })?),
+        ColumnType::Int => query.bind(values(rows, index, |cell| match cell {
+            Cell::Int(value) => Ok(*value),
+            other => Err(mismatch(other)),
+        })?),
+        // As decimal text (see `insert_statement`).
+        ColumnType::Float => query.bind(values(rows, index, |cell| match cell {
+            Cell::Float(value) if value.is_finite() => Ok(value.to_string()),
+            Cell::Float(value) => Err(WriteError::Changed(format!(
+                "{value} cannot be stored as a number"
+            ))),
+            other => Err(mismatch(other)),
+        })?),
+        ColumnType::Bool => query.bind(values(rows, index, |cell| match cell {
+            Cell::Bool(value) => Ok(*value),
+            other => Err(mismatch(other)),
+        })?),
     })
+}
+
+/// The column number `index` of every row, NULL as `None` and every other cell through `value`.
+fn values<'q, T>(
+    rows: &'q [Row],
+    index: usize,
+    value: impl Fn(&'q Cell) -> Result<T, WriteError>,
+) -> Result<Vec<Option<T>>, WriteError> {
+    rows.iter()
+        .map(|row| match &row.cells[index] {
+            Cell::Null => Ok(None),
+            cell => value(cell).map(Some),
+        })
+        .collect()
+}
+
+/// Text as PostgreSQL can hold it: anything but a NUL character.
+fn postgres_text(text: &str) -> Result<&str, WriteError> {
+    if text.contains('\0') {
+        return Err(WriteError::Changed(
+            "PostgreSQL text cannot hold a NUL character".into(),
+        ));
+    }
+    Ok(text)
 }
 
 /// The natural equivalents of CONTRACT §3: a 64-bit int is BIGINT, float keeps DECIMAL(20,2).
