@@ -24,6 +24,9 @@ cargo build --release -p batch-job-aurora-cli -p bench-plugin-cost
 BATCH_JOB_AURORA_TEST_BOOTSTRAP="$(realpath -m "${CARGO_TARGET_DIR:-target}")/release/bootstrap"
 export BATCH_JOB_AURORA_TEST_BOOTSTRAP
 
+# The Python plugin kit's own unit tests (its input paths and the rule on undeclared reads).
+(cd kit/python && python3 -m unittest --quiet test_aurora_kit)
+
 cargo test --workspace "$@"
 
 # The SAM template: translated offline and linted; each broken copy must fail for its reason.

@@ -17,6 +17,7 @@ mod ministack;
 mod network_faults;
 mod old_job_behaviour;
 mod plugin_faults;
+mod projection;
 mod replay;
 mod resilience;
 mod sandbox;

@@ -255,6 +255,10 @@ struct RunArgs {
             .range(1..=batch_job_aurora::MAX_PLUGIN_INSTANCES as u64)
     )]
     plugin_instances: usize,
+    /// Hand every plugin whole documents, even one that lists the paths it reads (to measure
+    /// what input projection saves; the rows are the same).
+    #[arg(long)]
+    no_projection: bool,
     /// Rows per database write (one transaction). Default: the library's.
     #[arg(long, value_name = "ROWS", hide = true)]
     rows_per_write: Option<usize>,
@@ -733,6 +737,7 @@ fn run_request(args: RunArgs) -> Result<RunRequest> {
         max_wait: Some(Duration::from_secs(args.max_wait)),
         retry_budget: Some(Duration::from_secs(args.retry_budget)),
         compile_cache: args.compile_cache,
+        projection: Some(!args.no_projection),
         plugin_instances: Some(args.plugin_instances),
         rows_per_write: args.rows_per_write,
         on_existing: Some(args.on_existing.into()),

@@ -31,6 +31,8 @@ pub struct PluginSetup {
     /// compiled at every start). A `.cwasm` in the plugin folder needs no cache.
     pub compile_cache: Option<PathBuf>,
     pub limits: SandboxLimits,
+    /// Whether plugins that list input paths are handed only those (`--no-projection`: off).
+    pub projection: bool,
 }
 
 /// What one run of a prepared job does: [`crate::Job::run`] takes exactly this.
@@ -105,6 +107,7 @@ impl RunConfig {
                 dir: plugins_dir,
                 compile_cache: None,
                 limits: SandboxLimits::default(),
+                projection: true,
             },
             run: RunSettings {
                 source,

@@ -73,6 +73,10 @@ impl Job {
         compile_cache: Option<PathBuf>,
     ) -> Result<Job, RunError> {
         let engine = PluginEngine::new(limits)?.with_compile_cache(compile_cache);
+        Self::prepare_in(engine, plugins_dir)
+    }
+
+    fn prepare_in(engine: PluginEngine, plugins_dir: &Path) -> Result<Job, RunError> {
         let plugins = engine.load_folder(plugins_dir)?;
         pipeline::select(&plugins, plugins_dir, None)?;
         Ok(Job {
@@ -85,11 +89,10 @@ impl Job {
 
     /// [`Job::prepare_with_cache`] with a config's plugin setup.
     pub fn prepare_from(setup: &PluginSetup) -> Result<Job, RunError> {
-        Self::prepare_with_cache(
-            &setup.dir,
-            setup.limits.clone(),
-            setup.compile_cache.clone(),
-        )
+        let engine = PluginEngine::new(setup.limits.clone())?
+            .with_compile_cache(setup.compile_cache.clone())
+            .with_projection(setup.projection);
+        Self::prepare_in(engine, &setup.dir)
     }
 
     /// The loaded plugins.

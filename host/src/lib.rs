@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod model;
 pub(crate) mod pipeline;
 pub mod plugin;
+pub(crate) mod projection;
 pub mod resolve;
 pub(crate) mod secrets;
 pub mod sink;

@@ -53,6 +53,8 @@ pub struct RunRequest {
     pub retry_budget: Option<Duration>,
     /// A folder, or `off`.
     pub compile_cache: Option<String>,
+    /// `Some(false)`: plugins get whole documents even when they list their input paths.
+    pub projection: Option<bool>,
     pub plugin_instances: Option<usize>,
     pub rows_per_write: Option<usize>,
     /// What a row whose id is stored already does (`None`: skip, the contract's rule).
@@ -165,6 +167,9 @@ pub fn resolve(
                 .or_else(|| environment.compile_cache.clone()),
             environment,
         );
+    }
+    if let Some(projection) = request.projection {
+        config.plugins.projection = projection;
     }
     if let Some(instances) = request.plugin_instances {
         run.plugin_instances = instances;

@@ -252,6 +252,9 @@ struct JobUnderTest {
     compile_cache: Option<PathBuf>,
     /// `--job-cpus`.
     cpus: Option<String>,
+    /// Whether the job has `run --no-projection` (an older one does not): then each engine
+    /// also gets a first run with whole documents, to show what projection saves.
+    has_no_projection: bool,
 }
 
 /// The job's command, on `cpus` only when given.
@@ -272,11 +275,14 @@ fn job_command(binary: &Path, cpus: Option<&str>) -> Command {
 /// without a compile cache is measured as it is.
 fn start_up(binary: PathBuf, cpus: Option<String>, work: &Path) -> Result<(JobUnderTest, Value)> {
     let help = Command::new(&binary).args(["run", "--help"]).output()?;
-    if !String::from_utf8_lossy(&help.stdout).contains("--compile-cache") {
+    let help = String::from_utf8_lossy(&help.stdout);
+    let has_no_projection = help.contains("--no-projection");
+    if !help.contains("--compile-cache") {
         let job = JobUnderTest {
             binary,
             compile_cache: None,
             cpus,
+            has_no_projection,
         };
         return Ok((job, Value::Null));
     }
@@ -314,6 +320,7 @@ fn start_up(binary: PathBuf, cpus: Option<String>, work: &Path) -> Result<(JobUn
         binary,
         compile_cache: Some(cache),
         cpus,
+        has_no_projection,
     };
     Ok((job, figures))
 }
@@ -326,30 +333,42 @@ fn bench_engine(
     platform: &FakePlatform,
     generated: &Generated,
 ) -> Result<EngineFigures> {
-    let database = match engine.server() {
-        None => {
-            let path = work.join("bench.db");
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    // An empty database: no tables of the job's.
+    let empty_database = || -> Result<String> {
+        Ok(match engine.server() {
+            None => {
+                let path = work.join("bench.db");
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+                format!("sqlite://{}", path.display())
             }
-            format!("sqlite://{}", path.display())
-        }
-        Some(server) => {
-            server.drop_tables(&TABLES)?;
-            match server {
-                Server::Mariadb => "mysql://root@127.0.0.1:3306/test".into(),
-                Server::Postgres => "postgres://postgres@127.0.0.1:5432/test".into(),
+            Some(server) => {
+                server.drop_tables(&TABLES)?;
+                match server {
+                    Server::Mariadb => "mysql://root@127.0.0.1:3306/test".into(),
+                    Server::Postgres => "postgres://postgres@127.0.0.1:5432/test".into(),
+                }
             }
-        }
+        })
     };
+    let database = empty_database()?;
     // A pass of the job, checked against what the documents must give, and printed.
-    let pass = |name: &'static str, rerun: bool| -> Result<JobRun> {
-        let run = run_job(root, job, engine, &database, platform, generated, name)?;
+    let pass = |name: &'static str, rerun: bool, flags: &[&str]| -> Result<JobRun> {
+        let run = run_job(
+            root,
+            job,
+            engine,
+            &database,
+            platform,
+            generated,
+            (name, flags),
+        )?;
         check_counts(&run.summary, generated, rerun)?;
         print_run(engine, &run);
         Ok(run)
     };
-    let first = pass("first run", false)?;
+    let first = pass("first run", false, &[])?;
 
     let mut tools = Vec::new();
     if let Some(server) = engine.server() {
@@ -382,10 +401,15 @@ fn bench_engine(
         }
     }
 
-    let rerun = pass("rerun (all duplicates)", true)?;
+    let rerun = pass("rerun (all duplicates)", true, &[])?;
+    let mut runs = vec![first, rerun];
+    if job.has_no_projection {
+        empty_database()?;
+        runs.push(pass("first, no projection", false, &["--no-projection"])?);
+    }
     Ok(EngineFigures {
         engine,
-        runs: vec![first, rerun],
+        runs,
         tools,
     })
 }
@@ -411,12 +435,14 @@ fn run_job(
     database: &str,
     platform: &FakePlatform,
     generated: &Generated,
-    pass: &'static str,
+    (pass, flags): (&'static str, &[&str]),
 ) -> Result<JobRun> {
     let lookups = root.join("examples/lookups");
     let mut command = job_command(&job.binary, job.cpus.as_deref());
     command
-        .args(["run", "--json", "--source"])
+        .args(["run", "--json"])
+        .args(flags)
+        .arg("--source")
         .arg(format!("http://127.0.0.1:{}/get_docs/", platform.port))
         .args(["--from", &WINDOW_FROM.to_string()])
         .args(["--to", &WINDOW_TO.to_string()])

@@ -1,5 +1,6 @@
-"""The component's entry point: componentize-py exports the `Plugin` class of this module.
-Nothing to change here; the plugin itself is in plugin.py."""
+"""The component's entry point: componentize-py exports the `Plugin` class of this module (the
+`plugin` interface: describe, transform) and the `Input` class (the `input` interface: the paths
+the plugin reads). Nothing to change here; the plugin itself is in plugin.py."""
 
 from wit_world import exports
 
@@ -13,3 +14,8 @@ class Plugin(exports.Plugin):
 
     def transform(self, batch):
         return wit.transform(PLUGIN, batch)
+
+
+class Input(exports.Input):
+    def input_paths(self):
+        return wit.input_paths(PLUGIN)

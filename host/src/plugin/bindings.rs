@@ -8,16 +8,16 @@
 //! error for a document is a [`model::Outcome::Failed`].
 
 use wasmtime::Store;
-use wasmtime::component::{HasSelf, InstancePre, Linker};
+use wasmtime::component::{ComponentExportIndex, HasSelf, InstancePre, Linker, TypedFunc};
 
 use super::state::PluginState;
 use crate::capability::LookupFailure;
-use crate::document::Envelope;
 use crate::model::{self, Capability, Cell, Column, ColumnType, PluginInfo};
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "type-plugin",
+    // What every plugin since 1.0.0 exports; `input` (1.1.0) is looked up by name.
+    world: "plugin-host",
     // The documents a call hands the plugin borrow the host's buffers (`&str`): they are
     // copied once, into the instance's memory, and never into host strings first.
     ownership: Borrowing {
@@ -31,9 +31,20 @@ use aurora::plugin::types::{Document, Outcome, PluginError, Value};
 /// The WIT package this host serves, as plugins name it in their exports.
 pub const PACKAGE: &str = "aurora:plugin";
 /// The package version this host was built against.
-pub const PACKAGE_VERSION: (u64, u64, u64) = (1, 0, 0);
+pub const PACKAGE_VERSION: (u64, u64, u64) = (1, 1, 0);
 /// The interface every plugin exports.
 pub const PLUGIN_INTERFACE: &str = "aurora:plugin/plugin";
+/// The interface a plugin that lists its input paths exports (since 1.1.0). wasmtime finds a
+/// later 1.x minor under this name too.
+const INPUT_INTERFACE: &str = "aurora:plugin/input@1.1.0";
+
+/// One document as a plugin is handed it: `data` is the payload or its projection.
+#[derive(Debug, Clone, Copy)]
+pub struct PluginInput<'a> {
+    pub id: &'a str,
+    pub timestamp: i64,
+    pub data: &'a str,
+}
 
 /// A trap: the call did not return, and the instance cannot be entered again.
 #[derive(Debug)]
@@ -41,32 +52,67 @@ pub struct Trap(pub wasmtime::Error);
 
 /// Adds the host interface to a linker.
 pub fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
-    TypePlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |state| state)
+    PluginHost::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |state| state)
 }
 
 /// A component whose imports and exports were checked against the world, ready to instantiate.
 #[derive(Clone)]
-pub struct PluginPre(TypePluginPre<PluginState>);
+pub struct PluginPre {
+    pre: PluginHostPre<PluginState>,
+    /// `input-paths`, when the plugin exports the `input` interface.
+    input_paths: Option<ComponentExportIndex>,
+}
 
 impl PluginPre {
     pub fn new(pre: InstancePre<PluginState>) -> wasmtime::Result<Self> {
-        TypePluginPre::new(pre).map(PluginPre)
+        let component = pre.component();
+        let input_paths = component
+            .get_export_index(None, INPUT_INTERFACE)
+            .and_then(|input| component.get_export_index(Some(&input), "input-paths"));
+        Ok(PluginPre {
+            pre: PluginHostPre::new(pre)?,
+            input_paths,
+        })
     }
 
     pub fn instantiate(&self, store: &mut Store<PluginState>) -> wasmtime::Result<PluginInstance> {
-        self.0.instantiate(store).map(PluginInstance)
+        let instance = self.pre.instance_pre().instantiate(&mut *store)?;
+        let input_paths = self
+            .input_paths
+            .as_ref()
+            .map(|index| instance.get_typed_func(&mut *store, index))
+            .transpose()?;
+        Ok(PluginInstance {
+            plugin: PluginHost::new(&mut *store, &instance)?,
+            input_paths,
+        })
     }
 }
 
 /// A live instance's exports.
-pub struct PluginInstance(TypePlugin);
+pub struct PluginInstance {
+    plugin: PluginHost,
+    input_paths: Option<TypedFunc<(), (Option<Vec<String>>,)>>,
+}
 
 impl PluginInstance {
     pub fn describe(&self, store: &mut Store<PluginState>) -> Result<PluginInfo, Trap> {
-        self.0
+        self.plugin
             .aurora_plugin_plugin()
             .call_describe(store)
             .map(PluginInfo::from)
+            .map_err(Trap)
+    }
+
+    /// The paths the plugin reads; `None` when it reads whole documents (it exports no `input`
+    /// interface, or answers `none`).
+    pub fn input_paths(&self, store: &mut Store<PluginState>) -> Result<Option<Vec<String>>, Trap> {
+        let Some(input_paths) = &self.input_paths else {
+            return Ok(None);
+        };
+        input_paths
+            .call(store, ())
+            .map(|(paths,)| paths)
             .map_err(Trap)
     }
 
@@ -74,18 +120,18 @@ impl PluginInstance {
     pub fn transform(
         &self,
         store: &mut Store<PluginState>,
-        documents: &[Envelope],
+        documents: &[PluginInput<'_>],
     ) -> Result<Vec<model::Outcome>, Trap> {
         let batch: Vec<Document<'_>> = documents
             .iter()
-            .map(|envelope| Document {
-                id: &envelope.id,
-                timestamp: envelope.timestamp,
-                data: envelope.data(),
+            .map(|input| Document {
+                id: input.id,
+                timestamp: input.timestamp,
+                data: input.data,
             })
             .collect();
         let outcomes = self
-            .0
+            .plugin
             .aurora_plugin_plugin()
             .call_transform(store, &batch)
             .map_err(Trap)?;

@@ -20,6 +20,7 @@ use super::native;
 use super::sandbox;
 use super::state::PluginState;
 use crate::model::{PluginInfo, is_safe_identifier};
+use crate::projection::InputPaths;
 
 /// Why a plugin file could not be loaded. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +78,9 @@ pub struct PluginEngine {
     pub(super) limits: SandboxLimits,
     /// Where compiled `.wasm` plugins are kept between runs, when anywhere.
     compile_cache: Option<PathBuf>,
+    /// Whether plugins that list input paths are handed only those (off: whole documents, to
+    /// measure what projection saves).
+    pub(super) projection: bool,
     stop_ticker: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
 }
@@ -117,6 +121,7 @@ impl PluginEngine {
             linker: Arc::new(linker),
             limits,
             compile_cache: None,
+            projection: true,
             stop_ticker,
             ticker: Some(ticker),
         })
@@ -126,6 +131,14 @@ impl PluginEngine {
     /// loads it instead of compiling again (see [`PluginEngine::load_cached`]).
     pub fn with_compile_cache(mut self, folder: Option<PathBuf>) -> Self {
         self.compile_cache = folder;
+        self
+    }
+
+    /// Whether plugins that list their input paths get only those (the default), or whole
+    /// documents (`run --no-projection`, to measure what projection saves). Every payload is
+    /// checked in all its bytes either way.
+    pub fn with_projection(mut self, projection: bool) -> Self {
+        self.projection = projection;
         self
     }
 
@@ -394,15 +407,24 @@ impl PluginEngine {
         let mut instance = sandbox::Instance::new(&self.engine, &pre, &self.limits, None, "", None)
             .map_err(instantiate_error)?;
         let info: PluginInfo = instance.describe().map_err(instantiate_error)?;
-        check_info(&info).map_err(|reason| LoadError::InvalidInfo {
+        let invalid = |reason| LoadError::InvalidInfo {
             path: path.to_owned(),
             reason,
-        })?;
+        };
+        check_info(&info).map_err(invalid)?;
+        let listed = instance.input_paths().map_err(instantiate_error)?;
+        let input = match listed {
+            Some(listed) => InputPaths::parse(&listed)
+                .map_err(|error| invalid(error.to_string()))?
+                .map(Arc::new),
+            None => None,
+        };
         Ok(LoadedPlugin {
             path: path.to_owned(),
             info,
             precompiled: false,
             sha256: None,
+            input,
             pre,
         })
     }
@@ -494,7 +516,16 @@ pub struct LoadedPlugin {
     pub precompiled: bool,
     /// The SHA-256 of its `.wasm` (hex), when the `.wasm` was there to read.
     pub sha256: Option<String>,
+    /// The paths of `data` it reads (`None`: whole documents).
+    pub(crate) input: Option<Arc<InputPaths>>,
     pub(super) pre: bindings::PluginPre,
+}
+
+impl LoadedPlugin {
+    /// The input paths the plugin listed; `None` when it reads whole documents.
+    pub fn input_paths(&self) -> Option<&[String]> {
+        self.input.as_deref().map(InputPaths::listed)
+    }
 }
 
 impl std::fmt::Debug for LoadedPlugin {

@@ -8,10 +8,9 @@ use wasmtime::{Engine, Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtxBuilder};
 
-use super::bindings::{self, PluginInstance, PluginPre, Trap};
+use super::bindings::{self, PluginInput, PluginInstance, PluginPre, Trap};
 use super::state::{MeteredLimits, PluginState};
 use crate::capability::Grants;
-use crate::document::Envelope;
 use crate::model::{Outcome, PluginInfo};
 
 /// The limits every plugin call runs under.
@@ -169,8 +168,16 @@ impl Instance {
         Ok(info)
     }
 
+    /// The paths the plugin reads; `None` for whole documents.
+    pub fn input_paths(&mut self) -> wasmtime::Result<Option<Vec<String>>> {
+        self.arm(0);
+        self.plugin
+            .input_paths(&mut self.store)
+            .map_err(|Trap(trap)| trap)
+    }
+
     /// Transforms a batch; a trap comes with the tail of the plugin's stderr.
-    pub fn transform(&mut self, batch: &[Envelope]) -> Result<Vec<Outcome>, CallError> {
+    pub fn transform(&mut self, batch: &[PluginInput<'_>]) -> Result<Vec<Outcome>, CallError> {
         self.arm(batch.len());
         self.plugin
             .transform(&mut self.store, batch)

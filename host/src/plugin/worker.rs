@@ -6,11 +6,13 @@ use std::time::Instant;
 use wasmtime::Engine;
 
 use super::SandboxLimits;
+use super::bindings::PluginInput;
 use super::load::{LoadedPlugin, PluginEngine};
 use super::sandbox::{self, CallError};
 use crate::capability::Grants;
 use crate::document::{Envelope, check_id_length};
 use crate::model::{Cell, Column, Outcome, PluginRow, Row, Stage};
+use crate::projection::{self, InputPaths, Projection, SyntaxError};
 
 /// What became of one document.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +40,17 @@ pub struct TransformWorker {
     peak_memory: usize,
     /// No call starts after it, and a call still running then is interrupted.
     run_deadline: Option<Instant>,
+    /// The paths the plugin is handed, when it is handed only some.
+    input: Option<Arc<InputPaths>>,
+    /// One projection per document of the last batch, kept for their memory.
+    projections: Vec<Projection>,
+}
+
+/// One document as the plugin is handed it: its payload whole, or the projection of it.
+struct Handed<'a> {
+    envelope: &'a Envelope,
+    data: &'a str,
+    projection: Option<&'a Projection>,
 }
 
 impl TransformWorker {
@@ -46,7 +59,9 @@ impl TransformWorker {
         limits: SandboxLimits,
         plugin: Arc<LoadedPlugin>,
         grants: Grants,
+        projection: bool,
     ) -> Self {
+        let input = plugin.input.clone().filter(|_| projection);
         TransformWorker {
             engine,
             limits,
@@ -55,6 +70,8 @@ impl TransformWorker {
             instance: None,
             peak_memory: 0,
             run_deadline: None,
+            input,
+            projections: Vec::new(),
         }
     }
 
@@ -66,16 +83,83 @@ impl TransformWorker {
         self.instance = None;
     }
 
-    /// One result per document, in order. Never fails as a whole: traps and bad rows fail only
-    /// the documents they hit; past the run's deadline nothing is transformed.
+    /// One result per document, in order. Never fails as a whole: a payload that is not
+    /// well-formed JSON, traps and bad rows fail only the documents they hit; past the run's
+    /// deadline nothing is transformed.
     pub fn transform(&mut self, documents: &[Envelope]) -> Vec<DocumentResult> {
         if documents.is_empty() {
             return Vec::new();
         }
-        if self
-            .run_deadline
+        if self.past_deadline() {
+            return vec![DocumentResult::NotTransformed; documents.len()];
+        }
+        // Every payload is checked in all its bytes here, projected or not, so that all
+        // plugins agree on what is JSON.
+        let mut projections = std::mem::take(&mut self.projections);
+        let checks: Vec<Result<(), SyntaxError>> = match &self.input {
+            Some(paths) => {
+                if projections.len() < documents.len() {
+                    projections.resize_with(documents.len(), Projection::default);
+                }
+                documents
+                    .iter()
+                    .zip(projections.iter_mut())
+                    .map(|(document, into)| {
+                        projection::check_and_project(document.data(), paths, into)
+                    })
+                    .collect()
+            }
+            None => documents
+                .iter()
+                .map(|document| projection::check(document.data()))
+                .collect(),
+        };
+        let projected = self.input.is_some();
+        let handed: Vec<Handed<'_>> = documents
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| checks[*index].is_ok())
+            .map(|(index, envelope)| match projected {
+                true => Handed {
+                    envelope,
+                    data: &projections[index].text,
+                    projection: Some(&projections[index]),
+                },
+                false => Handed {
+                    envelope,
+                    data: envelope.data(),
+                    projection: None,
+                },
+            })
+            .collect();
+        let mut handed_results = self.transform_handed(&handed).into_iter();
+        let results = checks
+            .into_iter()
+            .map(|check| match check {
+                Ok(()) => handed_results
+                    .next()
+                    .expect("one result per document handed to the plugin"),
+                Err(error) => DocumentResult::Failed {
+                    stage: Stage::Plugin,
+                    error: format!("invalid document: {error}"),
+                },
+            })
+            .collect();
+        drop(handed);
+        self.projections = projections;
+        results
+    }
+
+    fn past_deadline(&self) -> bool {
+        self.run_deadline
             .is_some_and(|deadline| Instant::now() >= deadline)
-        {
+    }
+
+    fn transform_handed(&mut self, documents: &[Handed<'_>]) -> Vec<DocumentResult> {
+        if documents.is_empty() {
+            return Vec::new();
+        }
+        if self.past_deadline() {
             return vec![DocumentResult::NotTransformed; documents.len()];
         }
         match self.call(documents) {
@@ -113,16 +197,16 @@ impl TransformWorker {
         }
     }
 
-    fn one_by_one(&mut self, documents: &[Envelope]) -> Vec<DocumentResult> {
+    fn one_by_one(&mut self, documents: &[Handed<'_>]) -> Vec<DocumentResult> {
         documents
             .iter()
-            .flat_map(|document| self.transform(std::slice::from_ref(document)))
+            .flat_map(|document| self.transform_handed(std::slice::from_ref(document)))
             .collect()
     }
 
     /// Calls the plugin; `Err` is a trap (or an instance that could not be made), with the
     /// plugin's stderr appended so the real reason (a panic message) is kept.
-    fn call(&mut self, batch: &[Envelope]) -> Result<Vec<Outcome>, CallError> {
+    fn call(&mut self, batch: &[Handed<'_>]) -> Result<Vec<Outcome>, CallError> {
         if self
             .instance
             .as_ref()
@@ -139,19 +223,33 @@ impl TransformWorker {
             .map_err(|error| CallError::Trap(format!("cannot instantiate plugin: {error:#}")))?;
             self.instance = Some(instance);
         }
+        let inputs: Vec<PluginInput<'_>> = batch
+            .iter()
+            .map(|handed| PluginInput {
+                id: &handed.envelope.id,
+                timestamp: handed.envelope.timestamp,
+                data: handed.data,
+            })
+            .collect();
         let instance = self.instance.as_mut().expect("instance was just made");
-        let result = instance.transform(batch);
+        let result = instance.transform(&inputs);
         self.peak_memory = self.peak_memory.max(instance.peak_memory());
         result
     }
 
     /// Turns an outcome into checked rows, or fails the document with the reason.
-    fn document_result(&self, document: &Envelope, outcome: Outcome) -> DocumentResult {
+    fn document_result(&self, handed: &Handed<'_>, outcome: Outcome) -> DocumentResult {
+        let document = handed.envelope;
         match outcome {
             Outcome::Refused(reason) => DocumentResult::Refused(reason),
+            // A place the plugin names is a place in what it was handed: told as the place in
+            // the document that is kept.
             Outcome::Failed(error) => DocumentResult::Failed {
                 stage: Stage::Plugin,
-                error,
+                error: match handed.projection {
+                    Some(projection) => projection.message_about_original(document.data(), &error),
+                    None => error,
+                },
             },
             // Zero rows would leave the document counted nowhere.
             Outcome::Rows(rows) if rows.is_empty() => {
@@ -226,6 +324,12 @@ fn check_rows(
 impl PluginEngine {
     /// A worker that transforms documents of one plugin's type with the given grants.
     pub fn worker(&self, plugin: Arc<LoadedPlugin>, grants: Grants) -> TransformWorker {
-        TransformWorker::new(self.engine.clone(), self.limits.clone(), plugin, grants)
+        TransformWorker::new(
+            self.engine.clone(),
+            self.limits.clone(),
+            plugin,
+            grants,
+            self.projection,
+        )
     }
 }

@@ -5,6 +5,15 @@ golden tests.
 A plugin is a subclass of `TypePlugin` with `type_name`, `version` and `columns`; `app.py`
 exports it as a component (`batch-job-aurora plugin build .`). Everything here is plain Python,
 so the transform is tested natively (`python3 -m unittest`).
+
+Input paths: the plugin tells the host which paths of a document it reads (`input_paths`: the
+path columns plus `extra_paths`, the paths the transform reads in code), and the host hands it
+only those, so that it parses a few hundred bytes rather than the whole payload. What is not
+declared is missing from the document the plugin gets, so reading it would give NULL where the
+whole document had a value. The kit therefore fails such a read loudly, in tests as at run time:
+`parsed.text("/data/x")` for an undeclared `/data/x`, or `parsed.data`, raises `UndeclaredRead`
+and the document fails with an internal error that names the path. A plugin that declares no
+path under `/data`, or `/data` itself, gets whole documents and reads anything.
 """
 
 import json
@@ -15,8 +24,8 @@ import re
 __all__ = [
     "TEXT", "INT", "FLOAT", "BOOLEAN", "SLACK_CHANNELS", "reference_table",
     "Column", "path", "column", "Document", "Parsed", "Refused", "InvalidDocument",
-    "CapabilityFailed", "LookupFailed", "TypePlugin", "StaticHost", "read_documents", "render",
-    "golden",
+    "CapabilityFailed", "LookupFailed", "UndeclaredRead", "TypePlugin", "StaticHost",
+    "read_documents", "render", "golden",
 ]
 
 TEXT = "text"
@@ -84,6 +93,18 @@ class CapabilityFailed(Exception):
     """A host lookup failed in a way the plugin cannot work around: the document fails."""
 
 
+class UndeclaredRead(Exception):
+    """The transform read a path its plugin's input paths do not declare. The host would have
+    left that path out of the document, so the read would give NULL where the whole document
+    has a value: the document fails instead (an internal error), in tests as at run time."""
+
+    def __init__(self, pointer, how=""):
+        super().__init__(
+            f"reads {pointer}{how}, which this plugin's input paths do not declare "
+            "(add it to extra_paths)")
+        self.pointer = pointer
+
+
 class LookupFailed(Exception):
     """A host lookup gave no answer. `kind` is "denied", "not-configured" or "unavailable"."""
 
@@ -132,32 +153,167 @@ def cell(kind, value):
     raise ValueError(f"unknown kind {kind!r}")
 
 
-class Parsed:
-    """A document with its data parsed once. A repeated key keeps its last value."""
+_BAD_ESCAPE = re.compile(r"~(?![01])")
 
-    def __init__(self, document):
+
+def _check_pointer(pointer):
+    """A declared path as the host takes it, or ValueError naming it: `""` (the whole
+    document), or a JSON Pointer under `/data`, or `/id` or `/timestamp`."""
+    if not isinstance(pointer, str):
+        raise ValueError(f"input path {pointer!r} is not a string (a JSON Pointer such as "
+                         "\"/data/a/b\")")
+    if pointer and not pointer.startswith("/"):
+        raise ValueError(f"input path {pointer!r} is not a JSON Pointer: it must be \"\" or "
+                         "start with \"/\" (\"/data/a/b\")")
+    if _BAD_ESCAPE.search(pointer):
+        raise ValueError(f"input path {pointer!r} is not a JSON Pointer: `~` must be `~0` (~) "
+                         "or `~1` (/)")
+    steps = _steps(pointer)
+    if steps and steps[0] in ("id", "timestamp") and len(steps) > 1:
+        raise ValueError(f"input path {pointer!r} points inside /{steps[0]}, which is a "
+                         "scalar")
+    if steps and steps[0] not in ("data", "id", "timestamp"):
+        # The envelope has nothing else; the host refuses such a path.
+        raise ValueError(f"input path {pointer!r} is not under /data, /id or /timestamp")
+
+
+def _steps(pointer):
+    """The steps of a JSON Pointer, unescaped: `""` has none, `/a~1b/c` has `a/b` and `c`."""
+    if not pointer:
+        return []
+    return [step.replace("~1", "/").replace("~0", "~") for step in pointer[1:].split("/")]
+
+
+# Given whatever the plugin declares: the envelope outside `data`.
+_ALWAYS_GIVEN = ("/id", "/timestamp")
+
+
+def _whole(steps):
+    """Whether a declared path asks for the whole payload: the root or `/data`."""
+    return steps == [] or steps == ["data"]
+
+
+def _under_data(steps):
+    return len(steps) >= 2 and steps[0] == "data"
+
+
+def _projected_lone_surrogate(value, paths):
+    """Whether what the host hands the plugin of `value` (the part the steps `paths` want, as
+    the host projects it) has a lone surrogate: a native test then fails a document where the
+    host would, and not for a string the host leaves out."""
+    if any(not steps for steps in paths):
+        return _has_lone_surrogate(value)
+    if isinstance(value, dict):
+        kept_any, placeholder = False, None
+        for key, member in value.items():
+            wanted = [steps[1:] for steps in paths if steps[0] in ("*", key)]
+            # A key the host cannot decode (a lone surrogate) is never wanted.
+            if wanted and not _has_lone_surrogate(key):
+                kept_any = True
+                if _projected_lone_surrogate(member, wanted):
+                    return True
+            elif placeholder is None:
+                placeholder = key
+        # An object that keeps none of its members keeps its first key, so that it stays
+        # non-empty.
+        return not kept_any and placeholder is not None and _has_lone_surrogate(placeholder)
+    if isinstance(value, list):
+        for index, element in enumerate(value):
+            # An element not wanted is kept as 0, so that the array keeps its length.
+            wanted = [steps[1:] for steps in paths if steps[0] in ("*", str(index))]
+            if wanted and _projected_lone_surrogate(element, wanted):
+                return True
+        return False
+    return _has_lone_surrogate(value)
+
+
+def _covers(declared, steps):
+    """Whether a declared path (its steps) gives the value at `steps` whole: it is a step-wise
+    prefix of them, a declared `*` matching any one step. A shorter pointer is not covered: the
+    value at `/data/a` when only `/data/a/b` is declared holds `b` alone."""
+    if len(declared) > len(steps):
+        return False
+    return all(d == "*" or d == s for d, s in zip(declared, steps))
+
+
+class _Declared:
+    """A plugin's input paths, split once, with what each pointer read so far made of them (a
+    transform reads the same few pointers in every document)."""
+
+    _REMEMBERED = 4096
+
+    def __init__(self, paths):
+        self.steps = [_steps(p) for p in paths]
+        # The same, from `data` on: what the host keeps of it.
+        self.data_steps = [s[1:] for s in self.steps if s[:1] == ["data"]]
+        self._covered = {}
+
+    def covers(self, pointer):
+        covered = self._covered.get(pointer)
+        if covered is None:
+            covered = pointer.startswith("/") and any(
+                _covers(declared, _steps(pointer)) for declared in self.steps)
+            if len(self._covered) < self._REMEMBERED:
+                self._covered[pointer] = covered
+        return covered
+
+
+class Parsed:
+    """A document with its data parsed once. A repeated key keeps its last value.
+
+    `declared` is the plugin's input paths (`TypePlugin.input_paths()`): with them, reading a
+    path they do not cover raises `UndeclaredRead`, as does `data`. None (the default) reads
+    anything."""
+
+    def __init__(self, document, declared=None):
         self.document = document
+        if declared is not None and not isinstance(declared, _Declared):
+            declared = _Declared(declared)
+        if declared is not None and any(_whole(steps) for steps in declared.steps):
+            declared = None
+        self._declared = declared
+        # The first undeclared read, kept so that a transform that catches it still fails.
+        self._undeclared_read = None
         try:
-            self.data = json.loads(document.data, parse_constant=_no_constants)
+            self._data = json.loads(document.data, parse_constant=_no_constants)
         except ValueError as error:
             raise InvalidDocument(f"data is not valid JSON: {error}") from None
-        if _SURROGATE_ESCAPE.search(document.data) and _has_lone_surrogate(self.data):
+        if _SURROGATE_ESCAPE.search(document.data) and (
+                _has_lone_surrogate(self._data) if declared is None
+                else _projected_lone_surrogate(self._data, declared.data_steps)):
             raise InvalidDocument(
                 "data is not valid: a lone surrogate escape (\\uD800 to \\uDFFF without its "
                 "pair); JSON text must be valid Unicode"
             )
 
+    def _undeclared(self, pointer, how=""):
+        error = UndeclaredRead(pointer, how)
+        if self._undeclared_read is None:
+            self._undeclared_read = error
+        return error
+
+    @property
+    def data(self):
+        """The parsed `data`, whole. Only for a plugin that declares no input paths: with them,
+        the host hands the plugin part of the document, so read single paths instead."""
+        if self._declared is not None:
+            raise self._undeclared("/data", " (parsed.data)")
+        return self._data
+
     def pointer(self, pointer):
-        """The raw value at a JSON Pointer from the envelope, or None if a step is missing."""
+        """The raw value at a JSON Pointer from the envelope, or None if a step is missing.
+        Raises `UndeclaredRead` when the plugin's input paths do not cover `pointer`."""
         if pointer == "/id":
             return self.document.id
         if pointer == "/timestamp":
             return self.document.timestamp
+        if self._declared is not None and not self._declared.covers(pointer):
+            raise self._undeclared(pointer)
         if pointer == "/data":
-            return self.data
+            return self._data
         if not pointer.startswith("/data/"):
             return None
-        value = self.data
+        value = self._data
         for step in pointer[len("/data/"):].split("/"):
             step = step.replace("~1", "/").replace("~0", "~")
             if isinstance(value, dict):
@@ -201,12 +357,44 @@ class TypePlugin:
     documents or to compute columns: return `self.row(parsed, name=value, ...)` (path columns
     not named are filled from their paths), `Refused(reason)`, or a list of `(id, row)` pairs
     for several rows per document; raise `InvalidDocument` to fail a document.
+
+    A transform that reads paths in code (`parsed.text("/data/a")`) lists them in
+    `extra_paths`: the host hands the plugin only the paths of its columns and these, and a
+    read of any other path raises `UndeclaredRead` (the document fails).
     """
 
     type_name = None
     version = "0.1.0"
     columns = []
+    # JSON Pointers the transform reads in code, beyond the path columns. `*` is any one step
+    # (`/data/items/*/name`); `/data` is the whole payload.
+    extra_paths = []
     capabilities = []
+
+    def input_paths(self):
+        """The paths the host hands this plugin (sorted, each once), or None for whole
+        documents: the pointers of the path columns and `extra_paths`, without `/id` and
+        `/timestamp` (always given). None when no path is under `/data`, or one is `/data`
+        (or `""`) itself."""
+        declared = [c.pointer for c in self.columns if c.pointer is not None]
+        declared += list(self.extra_paths)
+        for pointer in declared:
+            _check_pointer(pointer)
+        steps = [_steps(pointer) for pointer in declared]
+        if any(_whole(s) for s in steps) or not any(_under_data(s) for s in steps):
+            return None
+        return sorted(set(declared) - set(_ALWAYS_GIVEN))
+
+    def _declared(self):
+        """`input_paths()` made ready for `Parsed`, worked out again only when the columns or
+        `extra_paths` change (`outcome` runs for every document)."""
+        key = (tuple(c.pointer for c in self.columns), tuple(self.extra_paths))
+        cached = self.__dict__.get("_declared_cache")
+        if cached is None or cached[0] != key:
+            paths = self.input_paths()
+            cached = (key, None if paths is None else _Declared(paths))
+            self._declared_cache = cached
+        return cached[1]
 
     def transform(self, parsed, host):
         return self.row(parsed)
@@ -240,19 +428,27 @@ class TypePlugin:
     def outcome(self, document, host):
         """What became of one document: ("rows", [(id or None, cells)]), ("refused", reason)
         or ("failed", (kind, message)) with kind "invalid-document", "capability-failed" or
-        "internal"."""
+        "internal". A read of an undeclared path fails the document as internal, even when
+        the transform caught the `UndeclaredRead`."""
+        parsed = None
         try:
-            result = self.transform(Parsed(document), host)
+            parsed = Parsed(document, declared=self._declared())
+            result = self.transform(parsed, host)
+            if parsed._undeclared_read is not None:
+                raise parsed._undeclared_read
             if isinstance(result, Refused):
                 return ("refused", result.reason)
             if isinstance(result, dict):
                 return ("rows", [(None, self.values(result))])
             return ("rows", [(row_id, self.values(row)) for row_id, row in result])
-        except InvalidDocument as error:
-            return ("failed", ("invalid-document", str(error)))
-        except (CapabilityFailed, LookupFailed) as error:
-            return ("failed", ("capability-failed", str(error)))
         except Exception as error:  # one bad document never fails its neighbours
+            if parsed is not None and parsed._undeclared_read is not None:
+                # Whatever the transform made of the NULL it would have read on the host.
+                return ("failed", ("internal", str(parsed._undeclared_read)))
+            if isinstance(error, InvalidDocument):
+                return ("failed", ("invalid-document", str(error)))
+            if isinstance(error, (CapabilityFailed, LookupFailed)):
+                return ("failed", ("capability-failed", str(error)))
             return ("failed", ("internal", f"{type(error).__name__}: {error}"))
 
 

@@ -73,6 +73,12 @@ def describe(plugin):
     )
 
 
+def input_paths(plugin):
+    """The paths of each document the host hands the plugin (a list of JSON Pointers), or None
+    for whole documents: `option<list<string>>` of the `input` interface."""
+    return plugin.input_paths()
+
+
 def _value(kind, value):
     return types.Value_Null() if value is None else _VALUES[kind](value)
 

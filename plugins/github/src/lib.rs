@@ -236,3 +236,27 @@ mod tests {
         assert!(values.iter().all(|value| *value == Null));
     }
 }
+
+#[cfg(test)]
+mod input_paths {
+    use super::*;
+
+    /// The paths the host hands the plugin are those of `Delivery`'s fields, found by the SDK.
+    #[test]
+    fn are_the_fields_of_the_delivery() {
+        assert_eq!(
+            aurora_plugin_sdk::input::input_paths::<Github>().unwrap(),
+            [
+                "/data/head_commit/id",
+                "/data/head_commit/timestamp",
+                "/data/ref",
+                "/data/repository/forks_count",
+                "/data/repository/full_name",
+                "/data/repository/language",
+                "/data/repository/open_issues_count",
+                "/data/repository/stargazers_count",
+                "/data/sender/login",
+            ]
+        );
+    }
+}

@@ -54,7 +54,11 @@ impl<'a> Parsed<'a> {
     }
 
     /// The raw JSON value at a pointer from the document root, if every step exists.
+    ///
+    /// A pointer the plugin's input paths do not cover gives `None` and fails the document
+    /// (see [`crate::input`]): the host did not hand it that part.
     pub fn pointer(&self, pointer: &str) -> Option<Cow<'_, Json>> {
+        crate::input::read(pointer).ok()?;
         match pointer {
             "/id" => Some(Cow::Owned(Json::from(self.document.id.as_str()))),
             "/timestamp" => Some(Cow::Owned(Json::from(self.document.timestamp))),

@@ -73,6 +73,13 @@ impl<T> From<Field<T>> for Option<T> {
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Field<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // The input paths' probe: `T` itself tells the tracer what it reads.
+        if crate::input::tracing() {
+            return T::deserialize(deserializer).map(|value| Field {
+                value: Some(value),
+                truthy: true,
+            });
+        }
         deserializer.deserialize_any(FieldVisitor(PhantomData))
     }
 }

@@ -19,6 +19,7 @@
 mod columns;
 mod field;
 mod host;
+pub mod input;
 pub mod paths;
 pub mod testing;
 
@@ -44,7 +45,7 @@ pub use bindings::aurora::plugin::types::{
 };
 
 /// A type plugin: one document type, its columns, and the transform of one document.
-pub trait Plugin {
+pub trait Plugin: 'static {
     /// The document type served, which is also the SQL table name (`GithubType`).
     const TYPE_NAME: &'static str;
     /// The plugin's own version; use `env!("CARGO_PKG_VERSION")`.
@@ -63,6 +64,13 @@ pub trait Plugin {
     fn capabilities() -> Vec<Capability> {
         Vec::new()
     }
+
+    /// Paths of the document the transform reads that the SDK cannot see by itself: those read
+    /// only on some documents (behind an `if` on a value), or `/data` for a plugin that reads
+    /// `document.data` as a whole. JSON Pointers from the document root (`/data/a/b`, `*` for
+    /// every member or element). What [`Document::parse`]'s struct and
+    /// [`paths::Parsed`] read on every document is found without this; see [`input`].
+    const EXTRA_INPUT_PATHS: &'static [&'static str] = &[];
 
     /// Turns one document into rows, or refuses it. An `Err` marks the document failed; it is
     /// kept by the host with the error so that nothing is lost.
@@ -107,7 +115,10 @@ impl Document {
     ///
     /// A key repeated in an object keeps its last value, at every depth, as Python's `json` (and
     /// so the old job) does.
-    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, PluginError> {
+    ///
+    /// The host hands the plugin only the paths `T` reads (see [`input`]).
+    pub fn parse<T: serde::de::DeserializeOwned + 'static>(&self) -> Result<T, PluginError> {
+        input::before_parse::<T>()?;
         match serde_json::from_str(&self.data) {
             Ok(parsed) => Ok(parsed),
             // A derived struct refuses a repeated key ("duplicate field"), and inside a lenient
@@ -219,15 +230,23 @@ pub mod __private {
         }
     }
 
+    pub fn input_paths<P: Plugin>() -> Option<Vec<String>> {
+        crate::input::input_paths::<P>()
+    }
+
     pub fn transform<P: Plugin>(batch: Vec<Document>) -> Vec<Outcome> {
         batch
             .iter()
-            .map(|document| P::transform(document, &WasmHost).unwrap_or_else(Outcome::Failed))
+            .map(|document| {
+                crate::input::transform_checked::<P>(document, &WasmHost)
+                    .unwrap_or_else(Outcome::Failed)
+            })
             .collect()
     }
 }
 
-/// Exports a [`Plugin`] implementation as the component's `aurora:plugin/plugin` interface.
+/// Exports a [`Plugin`] implementation as the component's `aurora:plugin/plugin` interface, and
+/// its input paths as `aurora:plugin/input`.
 ///
 /// ```text
 /// struct Github;
@@ -246,6 +265,12 @@ macro_rules! export_plugin {
 
             fn transform(batch: ::std::vec::Vec<$crate::Document>) -> ::std::vec::Vec<$crate::Outcome> {
                 $crate::__private::transform::<$plugin>(batch)
+            }
+        }
+
+        impl $crate::bindings::exports::aurora::plugin::input::Guest for __AuroraPluginExport {
+            fn input_paths() -> ::std::option::Option<::std::vec::Vec<::std::string::String>> {
+                $crate::__private::input_paths::<$plugin>()
             }
         }
 

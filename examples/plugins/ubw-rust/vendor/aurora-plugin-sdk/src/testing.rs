@@ -134,7 +134,7 @@ pub fn render<P: Plugin>(documents: &[Document], host: &dyn Host) -> Json {
     let mut refused = Vec::new();
     let mut failed = Vec::new();
     for document in documents {
-        match P::transform(document, host) {
+        match crate::input::transform_checked::<P>(document, host) {
             Ok(Outcome::Rows(list)) => {
                 for row in list {
                     let mut object = serde_json::Map::new();
