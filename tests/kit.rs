@@ -34,20 +34,28 @@ fn a_plugin_built_against_the_frozen_wit_1_0_0_keeps_loading_and_running() {
     );
 }
 
-/// A published WIT version never changes: while `wit/plugin.wit` still says 1.0.0 it must be
-/// the frozen copy, byte for byte. A change bumps the version (see PLUGINS.md, Versioning).
+/// A published WIT version never changes: `wit/plugin.wit` is the frozen copy of the version it
+/// says, byte for byte, and 1.0.0 (which the frozen test plugin is built against) stays frozen.
+/// A change bumps the version (see PLUGINS.md, Versioning).
 #[test]
-fn the_published_wit_1_0_0_is_frozen() {
+fn the_published_wit_versions_are_frozen() {
     let current = std::fs::read_to_string(workspace_root().join("wit/plugin.wit")).unwrap();
-    let frozen =
-        std::fs::read_to_string(workspace_root().join("wit/frozen/1.0.0/plugin.wit")).unwrap();
-    assert!(frozen.contains("package aurora:plugin@1.0.0;"));
-    if current.contains("package aurora:plugin@1.0.0;") {
-        assert_eq!(
-            current, frozen,
-            "wit/plugin.wit changed but still says 1.0.0: bump its version"
-        );
-    }
+    let version = current
+        .lines()
+        .find_map(|line| line.strip_prefix("package aurora:plugin@"))
+        .and_then(|rest| rest.strip_suffix(';'))
+        .expect("wit/plugin.wit names its package version");
+    let frozen = |version: &str| {
+        std::fs::read_to_string(workspace_root().join(format!("wit/frozen/{version}/plugin.wit")))
+            .unwrap_or_default()
+    };
+    assert!(frozen("1.0.0").contains("package aurora:plugin@1.0.0;"));
+    assert_eq!(
+        current,
+        frozen(version),
+        "wit/plugin.wit ({version}) is not wit/frozen/{version}/plugin.wit: a published version \
+         never changes; bump the version and freeze the new text"
+    );
 }
 
 /// Copies a project without its build output into `to`.
