@@ -195,7 +195,14 @@ fn plugin_check_json_has_the_documented_shape_and_expect_fails_on_a_difference()
     assert_eq!(
         keys,
         [
-            "columns", "failed", "refused", "rows", "stats", "type", "version"
+            "columns",
+            "failed",
+            "input_paths",
+            "refused",
+            "rows",
+            "stats",
+            "type",
+            "version"
         ]
     );
     assert_eq!(report["type"], "GithubType");

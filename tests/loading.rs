@@ -75,7 +75,7 @@ fn a_plugin_for_another_wit_major_is_refused_with_both_versions() {
     );
     assert!(message.contains("future_wit.wasm"), "{message}");
     assert!(
-        message.contains("aurora:plugin@2.0.0") && message.contains("1.0.0"),
+        message.contains("aurora:plugin@2.0.0") && message.contains("1.1.0"),
         "{message}"
     );
 }

@@ -1,7 +1,9 @@
 //! Plugin cost: the GitHub plugin's transform in wasm, under the production sandbox (the default
-//! limits, so the epoch deadline is on), against the same crate compiled natively and called
-//! through the SDK's native entry points. Both get the same documents in batches of the
-//! production size and must give the same rows.
+//! limits, so the epoch deadline is on), handed the projection of each document (the host's
+//! check and cut included) and handed whole documents (`--no-projection`), against the same
+//! crate compiled natively and called through the SDK's native entry points on whole
+//! documents. All get the same documents in batches of the production size and must give the
+//! same rows.
 //!
 //!     bench-plugin-cost SAMPLE.json github.wasm [ROUNDS]
 //!
@@ -58,6 +60,9 @@ fn main() -> Result<()> {
     );
     let hub = Arc::new(CapabilityHub::new(Backends::default()));
     let mut worker = engine.worker(Arc::clone(&plugin), hub.grants("GithubType", &[]));
+    let whole_engine = PluginEngine::new(SandboxLimits::default())?.with_projection(false);
+    let whole_plugin = Arc::new(whole_engine.load(std::path::Path::new(wasm))?);
+    let mut whole_worker = whole_engine.worker(whole_plugin, hub.grants("GithubType", &[]));
     let (_, native) = github::__aurora_plugin_entry_points();
 
     let wasm_call = |worker: &mut batch_job_aurora::plugin::TransformWorker| {
@@ -87,9 +92,14 @@ fn main() -> Result<()> {
     // The same rows from both, or the comparison means nothing.
     let from_wasm: Vec<String> = wasm_call(&mut worker).iter().map(wasm_text).collect();
     let from_native: Vec<String> = native_call().iter().map(native_text).collect();
+    let from_whole: Vec<String> = wasm_call(&mut whole_worker).iter().map(wasm_text).collect();
     ensure!(
         from_wasm.len() == from_native.len(),
         "wasm and native give different counts"
+    );
+    ensure!(
+        from_wasm == from_whole,
+        "wasm gives other results with projection than without"
     );
     if let Some((index, (wasm, native))) = from_wasm
         .iter()
@@ -105,6 +115,7 @@ fn main() -> Result<()> {
     // that other load on the machine does not count; wall time beside it.
     let mut wasm_best = (Duration::MAX, Duration::MAX);
     let mut native_best = (Duration::MAX, Duration::MAX);
+    let mut whole_best = (Duration::MAX, Duration::MAX);
     let best = |best: &mut (Duration, Duration), cpu: Duration, wall: Duration| {
         *best = (best.0.min(cpu), best.1.min(wall));
     };
@@ -115,6 +126,9 @@ fn main() -> Result<()> {
         let (cpu, wall) = (thread_cpu(), Instant::now());
         std::hint::black_box(native_call());
         best(&mut native_best, thread_cpu() - cpu, wall.elapsed());
+        let (cpu, wall) = (thread_cpu(), Instant::now());
+        std::hint::black_box(wasm_call(&mut whole_worker));
+        best(&mut whole_best, thread_cpu() - cpu, wall.elapsed());
     }
     let per_document = |elapsed: Duration| elapsed.as_secs_f64() * 1e6 / envelopes.len() as f64;
     let bytes: usize = envelopes.iter().map(|e| e.data().len()).sum();
@@ -125,6 +139,7 @@ fn main() -> Result<()> {
         "documents_per_call": per_call,
         "rounds": rounds,
         "wasm_us_per_document": per_document(wasm_best.0),
+        "wasm_whole_documents_us_per_document": per_document(whole_best.0),
         "native_us_per_document": per_document(native_best.0),
         "wasm_speed_of_native": native_best.0.as_secs_f64() / wasm_best.0.as_secs_f64(),
         "wasm_wall_us_per_document": per_document(wasm_best.1),

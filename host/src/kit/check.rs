@@ -117,6 +117,8 @@ pub struct CheckReport {
     pub type_name: String,
     pub version: String,
     pub columns: Vec<Column>,
+    /// The paths of `data` the plugin is handed (`null`: whole documents).
+    pub input_paths: Option<Vec<String>>,
     /// One object per row: `id`, `timestamp` and a value per column.
     pub rows: Vec<Map<String, Json>>,
     pub refused: Vec<Refusal>,
@@ -214,6 +216,7 @@ pub fn check(
         type_name: info.type_name,
         version: info.version,
         columns: info.columns,
+        input_paths: plugin.input_paths().map(<[String]>::to_vec),
         rows,
         refused,
         failed,
@@ -382,6 +385,14 @@ impl CheckReport {
                 "  capabilities: {}",
                 self.stats.capabilities.join(", ")
             );
+        }
+        match &self.input_paths {
+            Some(paths) => {
+                let _ = writeln!(out, "  reads (input paths): {}", paths.join(", "));
+            }
+            None => {
+                let _ = writeln!(out, "  reads: whole documents");
+            }
         }
         let _ = writeln!(out);
     }

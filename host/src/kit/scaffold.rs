@@ -12,7 +12,7 @@ pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
 /// The WIT a new project is built against: the host's own.
 pub const WIT: &str = include_str!("../../../wit/plugin.wit");
 /// The WIT package version in [`WIT`].
-pub const WIT_VERSION: &str = "1.0.0";
+pub const WIT_VERSION: &str = "1.1.0";
 
 /// The SDK's sources, as the workspace has them.
 const SDK_SOURCES: [(&str, &str); 6] = [

@@ -25,7 +25,9 @@ use std::rc::Rc;
 
 use serde::Deserialize;
 use serde::de::value::{Error as TraceError, StrDeserializer};
-use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor,
+};
 
 use crate::{Document, Host, LogLevel, LookupError, Outcome, Plugin, PluginError, SlackChannel};
 
@@ -195,7 +197,8 @@ fn declared<P: Plugin>() -> Option<Rc<Vec<Steps>>> {
     if let Some(declared) = DECLARED.with_borrow(|all| all.get(&key).cloned()) {
         return declared;
     }
-    let declared = input_paths::<P>().map(|paths| Rc::new(paths.iter().map(|path| steps(path)).collect()));
+    let declared =
+        input_paths::<P>().map(|paths| Rc::new(paths.iter().map(|path| steps(path)).collect()));
     DECLARED.with_borrow_mut(|all| all.insert(key, declared.clone()));
     declared
 }
@@ -328,7 +331,11 @@ impl<'de> Deserializer<'de> for Tracer {
         })
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, TraceError> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, TraceError> {
         visitor.visit_seq(TraceElements {
             elements: (0..len)
                 .map(|index| self.at(&index.to_string()))
@@ -432,7 +439,10 @@ impl<'de> MapAccess<'de> for TraceMembers {
         seed.deserialize(key).map(Some)
     }
 
-    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, TraceError> {
+    fn next_value_seed<S: DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<S::Value, TraceError> {
         let tracer = self
             .value
             .take()
