@@ -21,6 +21,7 @@ use batch_job_aurora::Envelope;
 use batch_job_aurora::capability::{Backends, CapabilityHub};
 use batch_job_aurora::model::Cell;
 use batch_job_aurora::plugin::{DocumentResult, PluginEngine, SandboxLimits};
+use bench_plugin_cost::thread_cpu;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -147,17 +148,6 @@ fn main() -> Result<()> {
     });
     println!("{result}");
     Ok(())
-}
-
-/// The CPU time this thread has used.
-fn thread_cpu() -> Duration {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `clock_gettime` writes only into `now`, a valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
 fn wasm_text(result: &DocumentResult) -> String {

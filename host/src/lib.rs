@@ -55,3 +55,11 @@ pub use job::{run, run_with};
 pub use pipeline::MAX_PLUGIN_INSTANCES;
 pub use source::SourceSpec;
 pub use summary::{RunSummary, TypeSummary};
+
+/// The host's passes over a payload's bytes, for the benchmark that measures them against the
+/// SIMD JSON crates (`bench/src/bin/payload_passes.rs`). Not part of the library's API.
+#[doc(hidden)]
+pub mod passes {
+    pub use crate::projection::{InputPaths, Projection, check, check_and_project};
+    pub use crate::source::scan::ArrayScanner;
+}

@@ -345,6 +345,9 @@ struct Parser<'a> {
     text: &'a str,
     bytes: &'a [u8],
     position: usize,
+    /// The closing bracket of every container `skip_value` is inside (kept between calls for
+    /// its memory).
+    open: Vec<u8>,
 }
 
 /// One byte repeated in every lane of a word, for the eight-bytes-at-a-time string scan.
@@ -364,6 +367,7 @@ impl<'a> Parser<'a> {
             text,
             bytes: text.as_bytes(),
             position: 0,
+            open: Vec::new(),
         }
     }
 
@@ -536,8 +540,14 @@ impl<'a> Parser<'a> {
 
     /// Skips one value of any depth, checking it; iterative, so nesting has no limit but memory.
     fn skip_value(&mut self) -> Result<(), SyntaxError> {
-        // The closing bracket of every open container.
-        let mut open: Vec<u8> = Vec::new();
+        let mut open = std::mem::take(&mut self.open);
+        open.clear();
+        let skipped = self.skip_value_with(&mut open);
+        self.open = open;
+        skipped
+    }
+
+    fn skip_value_with(&mut self, open: &mut Vec<u8>) -> Result<(), SyntaxError> {
         loop {
             self.whitespace();
             match self.peek() {

@@ -46,6 +46,10 @@ enum Task {
     /// Builds dist, then runs generated documents through it into each database, next to the
     /// databases' own tools; prints the figures and writes target/bench/results.json.
     Bench(bench::BenchArgs),
+    /// The passes over a payload's bytes (today's scanner, the host's check and cut) against
+    /// simd-json and sonic-rs, on the benchmark's GitHub pushes (run `bench` first, or
+    /// `bench --generate-only`).
+    PayloadPasses,
 }
 
 /// The plugins that ship, by package and by library (file) name.
@@ -64,6 +68,7 @@ fn main() -> Result<()> {
         Task::Lambda => lambda(&root, &target),
         Task::Demo { database } => demo(&root, &target, &database),
         Task::Bench(args) => bench::run(&root, &target, args),
+        Task::PayloadPasses => payload_passes(&root, &target),
     }
 }
 
@@ -105,6 +110,27 @@ fn cargo() -> Command {
         }
     }
     command
+}
+
+/// Builds `payload-passes` (with the SIMD crates, which nothing else builds) and runs it.
+fn payload_passes(root: &Path, target: &Path) -> Result<()> {
+    let documents = target.join("bench/documents/GithubType.json");
+    ensure!(
+        documents.exists(),
+        "{} is missing: run `cargo xtask bench --generate-only` first",
+        documents.display()
+    );
+    run(cargo().current_dir(root).args([
+        "build",
+        "--release",
+        "-p",
+        "bench-plugin-cost",
+        "--features",
+        "scanners",
+        "--bin",
+        "payload-passes",
+    ]))?;
+    run(Command::new(target.join("release/payload-passes")).arg(&documents))
 }
 
 fn run(command: &mut Command) -> Result<()> {

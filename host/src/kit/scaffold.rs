@@ -15,7 +15,7 @@ pub const WIT: &str = include_str!("../../../wit/plugin.wit");
 pub const WIT_VERSION: &str = "1.1.0";
 
 /// The SDK's sources, as the workspace has them.
-const SDK_SOURCES: [(&str, &str); 6] = [
+const SDK_SOURCES: [(&str, &str); 7] = [
     ("lib.rs", include_str!("../../../plugins/sdk/src/lib.rs")),
     (
         "columns.rs",
@@ -26,6 +26,10 @@ const SDK_SOURCES: [(&str, &str); 6] = [
         include_str!("../../../plugins/sdk/src/field.rs"),
     ),
     ("host.rs", include_str!("../../../plugins/sdk/src/host.rs")),
+    (
+        "input.rs",
+        include_str!("../../../plugins/sdk/src/input.rs"),
+    ),
     (
         "paths.rs",
         include_str!("../../../plugins/sdk/src/paths.rs"),
@@ -224,5 +228,23 @@ mod tests {
         new_project("UBWType", Lang::Python, &python).unwrap();
         let plugin = std::fs::read_to_string(python.join("plugin.py")).unwrap();
         assert!(plugin.contains("type_name = \"UBWType\""), "{plugin}");
+    }
+
+    /// A new Rust project gets every source file of the SDK, not a list that a new module can
+    /// miss.
+    #[test]
+    fn a_rust_project_carries_every_file_of_the_sdk() {
+        let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk/src");
+        let mut files: Vec<String> = std::fs::read_dir(sdk)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        let mut carried: Vec<String> = SDK_SOURCES
+            .iter()
+            .map(|(name, _)| name.to_string())
+            .collect();
+        carried.sort();
+        assert_eq!(carried, files);
     }
 }

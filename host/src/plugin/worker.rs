@@ -46,6 +46,9 @@ pub struct TransformWorker {
     projections: Vec<Projection>,
 }
 
+/// The memory a kept projection may hold on to between batches.
+const PROJECTION_BYTES_KEPT: usize = 64 << 10;
+
 /// One document as the plugin is handed it: its payload whole, or the projection of it.
 struct Handed<'a> {
     envelope: &'a Envelope,
@@ -146,6 +149,13 @@ impl TransformWorker {
             })
             .collect();
         drop(handed);
+        // A projection that grew for one large payload gives its memory back: what a worker
+        // keeps between batches stays small whatever the documents.
+        for projection in &mut projections {
+            if projection.text.capacity() > PROJECTION_BYTES_KEPT {
+                *projection = Projection::default();
+            }
+        }
         self.projections = projections;
         results
     }

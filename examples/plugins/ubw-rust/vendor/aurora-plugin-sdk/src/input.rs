@@ -20,7 +20,7 @@
 
 use std::any::TypeId;
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 
 use serde::Deserialize;
@@ -34,6 +34,27 @@ use crate::{Document, Host, LogLevel, LookupError, Outcome, Plugin, PluginError,
 /// A pointer's steps, decoded.
 type Steps = Vec<String>;
 
+/// A plugin's declared paths, with what was found covered so far: a transform reads the same
+/// few pointers and types in every document, so each is checked once, not per document.
+struct Declared {
+    paths: Vec<Steps>,
+    pointers: RefCell<HashMap<String, bool>>,
+    types: RefCell<HashSet<TypeId>>,
+}
+
+impl Declared {
+    fn covers(&self, pointer: &str) -> bool {
+        if let Some(&covered) = self.pointers.borrow().get(pointer) {
+            return covered;
+        }
+        let covered = covered(&self.paths, &steps(pointer));
+        self.pointers
+            .borrow_mut()
+            .insert(pointer.to_owned(), covered);
+        covered
+    }
+}
+
 /// How reads are treated on this thread.
 enum Mode {
     /// Neither recorded nor checked: a plugin that reads whole documents, or a plain unit test.
@@ -42,7 +63,7 @@ enum Mode {
     Tracing(BTreeSet<String>),
     /// Every read must be covered by `declared`; the first that is not is kept.
     Checking {
-        declared: Rc<Vec<Steps>>,
+        declared: Rc<Declared>,
         undeclared: Option<String>,
     },
 }
@@ -54,7 +75,7 @@ thread_local! {
     /// The paths each parsed struct type reads, traced once.
     static TRACES: RefCell<HashMap<TypeId, Rc<Vec<String>>>> = RefCell::new(HashMap::new());
     /// Each plugin's declared paths, derived once (`None`: whole documents).
-    static DECLARED: RefCell<HashMap<TypeId, Option<Rc<Vec<Steps>>>>> = RefCell::new(HashMap::new());
+    static DECLARED: RefCell<HashMap<TypeId, Option<Rc<Declared>>>> = RefCell::new(HashMap::new());
 }
 
 /// Whether the probe is running (a [`crate::Field`] then hands its type to the tracer).
@@ -78,7 +99,7 @@ pub(crate) fn read(pointer: &str) -> Result<(), String> {
             declared,
             undeclared,
         } => {
-            if covered(declared, &steps(pointer)) {
+            if declared.covers(pointer) {
                 return Ok(());
             }
             let message = format!(
@@ -103,11 +124,18 @@ where
         }
         return Err(PluginError::Internal("input paths traced".into()));
     }
-    let checking = MODE.with_borrow(|mode| matches!(mode, Mode::Checking { .. }));
-    if checking {
+    let declared = MODE.with_borrow(|mode| match mode {
+        Mode::Checking { declared, .. } => Some(Rc::clone(declared)),
+        _ => None,
+    });
+    if let Some(declared) = declared {
+        if declared.types.borrow().contains(&TypeId::of::<T>()) {
+            return Ok(());
+        }
         for path in trace::<T>().iter() {
             read(path).map_err(PluginError::Internal)?;
         }
+        declared.types.borrow_mut().insert(TypeId::of::<T>());
     }
     Ok(())
 }
@@ -192,13 +220,18 @@ pub fn transform_checked<P: Plugin>(
 }
 
 /// The declared paths of `P`, as steps, derived once.
-fn declared<P: Plugin>() -> Option<Rc<Vec<Steps>>> {
+fn declared<P: Plugin>() -> Option<Rc<Declared>> {
     let key = TypeId::of::<P>();
     if let Some(declared) = DECLARED.with_borrow(|all| all.get(&key).cloned()) {
         return declared;
     }
-    let declared =
-        input_paths::<P>().map(|paths| Rc::new(paths.iter().map(|path| steps(path)).collect()));
+    let declared = input_paths::<P>().map(|paths| {
+        Rc::new(Declared {
+            paths: paths.iter().map(|path| steps(path)).collect(),
+            pointers: RefCell::default(),
+            types: RefCell::default(),
+        })
+    });
     DECLARED.with_borrow_mut(|all| all.insert(key, declared.clone()));
     declared
 }
