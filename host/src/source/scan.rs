@@ -4,7 +4,8 @@
 //! element comes out as a [`Bytes`] slice of the buffer that was read, with no copy. The same
 //! pass notes where the members of the element's top-level object are (the envelope's `id`,
 //! `timestamp`, `type` and `data`), so that the envelope check reads those few bytes and never
-//! walks the payload again: the plugin's parser is the only other pass over it. Because an
+//! walks the payload again: its one other native pass is the check (and cut) of
+//! `crate::projection`, before the plugin. Because an
 //! element's end is found without parsing it, an element that does not parse (a bad literal, a
 //! missing comma inside it) is one failed document, and the read goes on with the next element.
 //! Only a body whose structure is lost (cut off, an unterminated string, garbage between
