@@ -16,6 +16,7 @@
 //! path keeps every element (those not listed as `0`) so that it keeps its length.
 
 use std::fmt;
+use std::ops::Range;
 
 /// The paths of `data` a plugin reads, as a tree of steps.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -29,22 +30,40 @@ pub struct InputPaths {
 #[derive(Debug, Clone, PartialEq, Default)]
 struct Node {
     whole: bool,
-    /// Members by name (decoded), and array elements by index written in decimal.
-    members: Vec<(Vec<u8>, Node)>,
+    /// Members by name (decoded), which are also array elements when the name is an index.
+    members: Vec<Member>,
     /// A `*` step: every member and every element.
     every: Option<Box<Node>>,
 }
 
+/// One named step under a node.
+#[derive(Debug, Clone, PartialEq)]
+struct Member {
+    name: Vec<u8>,
+    /// The array index the name also is (`0`, or digits without a leading zero).
+    index: Option<usize>,
+    node: Node,
+}
+
 impl Node {
     fn child(&mut self, step: Vec<u8>) -> &mut Node {
-        let index = match self.members.iter().position(|(key, _)| *key == step) {
-            Some(index) => index,
+        let at = match self.members.iter().position(|member| member.name == step) {
+            Some(at) => at,
             None => {
-                self.members.push((step, Node::default()));
+                let canonical = step.first() != Some(&b'0') || step.len() == 1;
+                let index = std::str::from_utf8(&step)
+                    .ok()
+                    .filter(|digits| canonical && digits.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|digits| digits.parse().ok());
+                self.members.push(Member {
+                    name: step,
+                    index,
+                    node: Node::default(),
+                });
                 self.members.len() - 1
             }
         };
-        &mut self.members[index].1
+        &mut self.members[at].node
     }
 
     fn set_whole(&mut self) {
@@ -63,8 +82,8 @@ impl Node {
             self.set_whole();
             return;
         }
-        for (key, node) in &other.members {
-            self.child(key.clone()).merge(node);
+        for member in &other.members {
+            self.child(member.name.clone()).merge(&member.node);
         }
         if let Some(every) = &other.every {
             self.every.get_or_insert_with(Default::default).merge(every);
@@ -77,54 +96,28 @@ impl Node {
             every.settle();
         }
         let every = self.every.clone();
-        for (_, node) in &mut self.members {
+        for member in &mut self.members {
             if let Some(every) = &every {
-                node.merge(every);
+                member.node.merge(every);
             }
-            node.settle();
+            member.node.settle();
         }
     }
 
     fn member(&self, key: &[u8]) -> Option<&Node> {
         self.members
             .iter()
-            .find(|(name, _)| name == key)
-            .map(|(_, node)| node)
+            .find(|member| member.name == key)
+            .map(|member| &member.node)
             .or(self.every.as_deref())
     }
 
     fn element(&self, index: usize) -> Option<&Node> {
-        if self.members.is_empty() {
-            return self.every.as_deref();
-        }
-        self.member(decimal(index).as_bytes())
-    }
-}
-
-/// The decimal digits of `index` (a small stack buffer rather than a `String` per element).
-fn decimal(index: usize) -> Digits {
-    let mut buffer = [0u8; 20];
-    let mut at = buffer.len();
-    let mut rest = index;
-    loop {
-        at -= 1;
-        buffer[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    Digits { buffer, start: at }
-}
-
-struct Digits {
-    buffer: [u8; 20],
-    start: usize,
-}
-
-impl Digits {
-    fn as_bytes(&self) -> &[u8] {
-        &self.buffer[self.start..]
+        self.members
+            .iter()
+            .find(|member| member.index == Some(index))
+            .map(|member| &member.node)
+            .or(self.every.as_deref())
     }
 }
 
@@ -316,11 +309,7 @@ fn place_of(text: &str, offset: usize) -> (usize, usize) {
 
 /// Checks `data` in all its bytes; it must be one JSON object.
 pub fn check(data: &str) -> Result<(), SyntaxError> {
-    let mut parser = Parser::new(data);
-    parser.whitespace();
-    if parser.peek() != Some(b'{') {
-        return Err(parser.error("expected an object"));
-    }
+    let mut parser = Parser::at_object(data)?;
     parser.skip_value()?;
     parser.end()
 }
@@ -332,11 +321,7 @@ pub fn check_and_project(
     into: &mut Projection,
 ) -> Result<(), SyntaxError> {
     into.clear();
-    let mut parser = Parser::new(data);
-    parser.whitespace();
-    if parser.peek() != Some(b'{') {
-        return Err(parser.error("expected an object"));
-    }
+    let mut parser = Parser::at_object(data)?;
     parser.project_value(&paths.root, into)?;
     parser.end()
 }
@@ -369,6 +354,16 @@ impl<'a> Parser<'a> {
             position: 0,
             open: Vec::new(),
         }
+    }
+
+    /// A parser at the opening brace of `text`, which must be an object.
+    fn at_object(text: &'a str) -> Result<Self, SyntaxError> {
+        let mut parser = Parser::new(text);
+        parser.whitespace();
+        if parser.peek() != Some(b'{') {
+            return Err(parser.error("expected an object"));
+        }
+        Ok(parser)
     }
 
     fn error(&self, reason: &'static str) -> SyntaxError {
@@ -527,15 +522,48 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// An object's key and its colon, from the opening quote on.
-    fn key(&mut self) -> Result<bool, SyntaxError> {
+    /// An object's key and its colon, from the opening quote on: where the key is (quotes
+    /// included) and whether it has escapes.
+    fn key(&mut self) -> Result<(Range<usize>, bool), SyntaxError> {
         self.whitespace();
         if self.peek() != Some(b'"') {
             return Err(self.error("key must be a string"));
         }
+        let start = self.position;
         let escaped = self.string()?;
+        let key = start..self.position;
         self.expect(b':', "expected `:`")?;
-        Ok(escaped)
+        Ok((key, escaped))
+    }
+
+    /// After an opening bracket: whether the container is empty (its closing bracket taken).
+    fn closes_at_once(&mut self, close: u8) -> bool {
+        self.whitespace();
+        let empty = self.peek() == Some(close);
+        if empty {
+            self.position += 1;
+        }
+        empty
+    }
+
+    /// After a member or element: `true` at a comma (another follows), `false` at the closing
+    /// bracket (taken).
+    fn comma_or_close(&mut self, close: u8) -> Result<bool, SyntaxError> {
+        self.whitespace();
+        match self.peek() {
+            Some(b',') => {
+                self.position += 1;
+                Ok(true)
+            }
+            Some(byte) if byte == close => {
+                self.position += 1;
+                Ok(false)
+            }
+            None if close == b'}' => Err(self.error("EOF while parsing an object")),
+            None => Err(self.error("EOF while parsing a list")),
+            Some(_) if close == b'}' => Err(self.error("expected `,` or `}`")),
+            Some(_) => Err(self.error("expected `,` or `]`")),
+        }
     }
 
     /// Skips one value of any depth, checking it; iterative, so nesting has no limit but memory.
@@ -553,11 +581,8 @@ impl<'a> Parser<'a> {
             match self.peek() {
                 Some(bracket @ (b'{' | b'[')) => {
                     self.position += 1;
-                    self.whitespace();
                     let close = if bracket == b'{' { b'}' } else { b']' };
-                    if self.peek() == Some(close) {
-                        self.position += 1;
-                    } else {
+                    if !self.closes_at_once(close) {
                         open.push(close);
                         if close == b'}' {
                             self.key()?;
@@ -572,26 +597,14 @@ impl<'a> Parser<'a> {
                 let Some(&close) = open.last() else {
                     return Ok(());
                 };
-                self.whitespace();
-                match self.peek() {
-                    Some(b',') => {
-                        self.position += 1;
-                        if close == b'}' {
-                            self.key()?;
-                        }
-                        break;
-                    }
-                    Some(byte) if byte == close => {
-                        self.position += 1;
-                        open.pop();
-                    }
-                    None if close == b'}' => {
-                        return Err(self.error("EOF while parsing an object"));
-                    }
-                    None => return Err(self.error("EOF while parsing a list")),
-                    Some(_) if close == b'}' => return Err(self.error("expected `,` or `}`")),
-                    Some(_) => return Err(self.error("expected `,` or `]`")),
+                if !self.comma_or_close(close)? {
+                    open.pop();
+                    continue;
                 }
+                if close == b'}' {
+                    self.key()?;
+                }
+                break;
             }
         }
     }
@@ -620,22 +633,15 @@ impl<'a> Parser<'a> {
     fn project_object(&mut self, node: &Node, into: &mut Projection) -> Result<(), SyntaxError> {
         self.position += 1;
         into.text.push('{');
-        self.whitespace();
-        if self.peek() == Some(b'}') {
-            self.position += 1;
+        if self.closes_at_once(b'}') {
             into.text.push('}');
             return Ok(());
         }
         let mut kept_any = false;
         let mut first_key = None;
         loop {
-            self.whitespace();
-            let key_start = self.position;
-            let escaped = self.key()?;
-            let key_end = self.text[..self.position]
-                .rfind('"')
-                .map_or(key_start, |at| at + 1);
-            let raw_key = &self.text[key_start..key_end];
+            let (key, escaped) = self.key()?;
+            let raw_key = &self.text[key.clone()];
             let wanted = if escaped {
                 serde_json::from_str::<String>(raw_key)
                     .ok()
@@ -648,26 +654,19 @@ impl<'a> Parser<'a> {
                     if kept_any {
                         into.text.push(',');
                     }
-                    into.segments.push((into.text.len(), key_start));
+                    into.segments.push((into.text.len(), key.start));
                     into.text.push_str(raw_key);
                     into.text.push(':');
                     self.project_value(child, into)?;
                     kept_any = true;
                 }
                 None => {
-                    first_key.get_or_insert(key_start..key_end);
+                    first_key.get_or_insert(key);
                     self.skip_value()?;
                 }
             }
-            self.whitespace();
-            match self.peek() {
-                Some(b',') => self.position += 1,
-                Some(b'}') => {
-                    self.position += 1;
-                    break;
-                }
-                None => return Err(self.error("EOF while parsing an object")),
-                Some(_) => return Err(self.error("expected `,` or `}`")),
+            if !self.comma_or_close(b'}')? {
+                break;
             }
         }
         // A non-empty object stays non-empty: its truthiness is read by rules such as the old
@@ -684,9 +683,7 @@ impl<'a> Parser<'a> {
     fn project_array(&mut self, node: &Node, into: &mut Projection) -> Result<(), SyntaxError> {
         self.position += 1;
         into.text.push('[');
-        self.whitespace();
-        if self.peek() == Some(b']') {
-            self.position += 1;
+        if self.closes_at_once(b']') {
             into.text.push(']');
             return Ok(());
         }
@@ -704,15 +701,8 @@ impl<'a> Parser<'a> {
                 }
             }
             index += 1;
-            self.whitespace();
-            match self.peek() {
-                Some(b',') => self.position += 1,
-                Some(b']') => {
-                    self.position += 1;
-                    break;
-                }
-                None => return Err(self.error("EOF while parsing a list")),
-                Some(_) => return Err(self.error("expected `,` or `]`")),
+            if !self.comma_or_close(b']')? {
+                break;
             }
         }
         into.text.push(']');

@@ -39,19 +39,8 @@ fn main() -> Result<()> {
     ensure!(!elements.is_empty(), "{path} holds no documents");
     let payloads: Vec<&str> = elements.iter().map(|element| element.data.get()).collect();
     let bytes: usize = payloads.iter().map(|payload| payload.len()).sum();
-    let github_paths: Vec<String> = [
-        "/data/head_commit/id",
-        "/data/head_commit/timestamp",
-        "/data/ref",
-        "/data/repository/forks_count",
-        "/data/repository/full_name",
-        "/data/repository/language",
-        "/data/repository/open_issues_count",
-        "/data/repository/stargazers_count",
-        "/data/sender/login",
-    ]
-    .map(String::from)
-    .to_vec();
+    let github_paths =
+        github::__aurora_plugin_input_paths().context("GitHub reads whole documents")?;
     let paths = InputPaths::parse(&github_paths)?.context("the GitHub paths are not whole")?;
 
     println!(

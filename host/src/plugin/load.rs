@@ -413,12 +413,12 @@ impl PluginEngine {
         };
         check_info(&info).map_err(invalid)?;
         let listed = instance.input_paths().map_err(instantiate_error)?;
-        let input = match listed {
-            Some(listed) => InputPaths::parse(&listed)
-                .map_err(|error| invalid(error.to_string()))?
-                .map(Arc::new),
-            None => None,
-        };
+        let input = listed
+            .map(|listed| InputPaths::parse(&listed))
+            .transpose()
+            .map_err(|error| invalid(error.to_string()))?
+            .flatten()
+            .map(Arc::new);
         Ok(LoadedPlugin {
             path: path.to_owned(),
             info,

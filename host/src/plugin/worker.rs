@@ -52,8 +52,15 @@ const PROJECTION_BYTES_KEPT: usize = 64 << 10;
 /// One document as the plugin is handed it: its payload whole, or the projection of it.
 struct Handed<'a> {
     envelope: &'a Envelope,
-    data: &'a str,
     projection: Option<&'a Projection>,
+}
+
+impl Handed<'_> {
+    /// The payload the plugin gets.
+    fn data(&self) -> &str {
+        self.projection
+            .map_or_else(|| self.envelope.data(), |projection| &projection.text)
+    }
 }
 
 impl TransformWorker {
@@ -122,17 +129,9 @@ impl TransformWorker {
             .iter()
             .enumerate()
             .filter(|(index, _)| checks[*index].is_ok())
-            .map(|(index, envelope)| match projected {
-                true => Handed {
-                    envelope,
-                    data: &projections[index].text,
-                    projection: Some(&projections[index]),
-                },
-                false => Handed {
-                    envelope,
-                    data: envelope.data(),
-                    projection: None,
-                },
+            .map(|(index, envelope)| Handed {
+                envelope,
+                projection: projected.then(|| &projections[index]),
             })
             .collect();
         let mut handed_results = self.transform_handed(&handed).into_iter();
@@ -238,7 +237,7 @@ impl TransformWorker {
             .map(|handed| PluginInput {
                 id: &handed.envelope.id,
                 timestamp: handed.envelope.timestamp,
-                data: handed.data,
+                data: handed.data(),
             })
             .collect();
         let instance = self.instance.as_mut().expect("instance was just made");

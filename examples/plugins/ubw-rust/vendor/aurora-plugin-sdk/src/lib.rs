@@ -289,5 +289,12 @@ macro_rules! export_plugin {
             use $crate::bindings::exports::aurora::plugin::plugin::Guest as _;
             (__AuroraPluginExport::describe, __AuroraPluginExport::transform)
         }
+
+        /// The plugin's input paths in a native build (see the SDK's `input` module).
+        #[cfg(not(target_arch = "wasm32"))]
+        #[doc(hidden)]
+        pub fn __aurora_plugin_input_paths() -> ::std::option::Option<::std::vec::Vec<::std::string::String>> {
+            $crate::__private::input_paths::<$plugin>()
+        }
     };
 }
