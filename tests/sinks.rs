@@ -261,6 +261,73 @@ async fn values_the_database_would_change_fail_their_row_not_the_batch() {
     }
 }
 
+/// MySQL inserts are sent in a few fixed row counts, padded with repeats of the chunk's last
+/// row: whatever a write's size, and whether its last row is new, stored already or repeated
+/// within the write, the counts are exact and every row is stored once.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_write_size_counts_exactly() {
+    for engine in ENGINES {
+        let database = TestDatabase::new(engine, "sizes").await;
+        let sink = Sink::connect(&database.url).await.unwrap();
+        let table = TableSpec::new(
+            "Sizes",
+            &[Column {
+                name: "n".into(),
+                kind: ColumnType::Int,
+            }],
+        )
+        .unwrap();
+        sink.prepare(&table).await.unwrap();
+        let row = |id: String| Row {
+            id,
+            timestamp: 1,
+            cells: vec![Cell::Int(1)],
+        };
+        let mut stored = 0;
+        for size in [1, 2, 3, 4, 5, 7, 10, 17, 40, 151, 2_001, 4_567] {
+            // Even rows new, odd rows stored by the write before (its second half): the last
+            // row is new in one size and stored in the next.
+            let ids: Vec<String> = (0..size)
+                .map(|i| match i % 2 {
+                    0 => format!("{size}-{i}"),
+                    _ => format!("old-{size}-{i}"),
+                })
+                .collect();
+            let old: Vec<Row> = ids
+                .iter()
+                .filter(|id| id.starts_with("old-"))
+                .map(|id| row(id.clone()))
+                .collect();
+            let outcome = sink.insert(&table, &old).await.unwrap();
+            assert_eq!(outcome.inserted, old.len() as u64, "{engine:?} {size}");
+            let rows: Vec<Row> = ids.iter().map(|id| row(id.clone())).collect();
+            let outcome = sink.insert(&table, &rows).await.unwrap();
+            let new = size - old.len();
+            assert_eq!(
+                (outcome.inserted, outcome.duplicates, outcome.refused.len()),
+                (new as u64, old.len() as u64, 0),
+                "{engine:?}: {size} rows"
+            );
+            // The same write with its last row repeated: one more duplicate.
+            let mut repeated = rows.clone();
+            repeated.push(rows[size - 1].clone());
+            let outcome = sink.insert(&table, &repeated).await.unwrap();
+            assert_eq!(
+                (outcome.inserted, outcome.duplicates),
+                (0, size as u64 + 1),
+                "{engine:?}: {size} rows and a repeat"
+            );
+            stored += size;
+        }
+        assert_eq!(
+            database.count_rows("Sizes", "1 = 1").await,
+            stored as i64,
+            "{engine:?}"
+        );
+        sink.close().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn catch_up_loads_every_document_of_a_missed_gap() {
     let plugins = plugin_folder(&["misbehaving"]);

@@ -17,23 +17,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use aurora_plugin_sdk::{Document, Outcome, Value};
 use batch_job_aurora::DOCUMENTS_PER_CALL;
-use batch_job_aurora::Envelope;
 use batch_job_aurora::capability::{Backends, CapabilityHub};
 use batch_job_aurora::model::Cell;
 use batch_job_aurora::plugin::{DocumentResult, PluginEngine, SandboxLimits};
-use bench_plugin_cost::thread_cpu;
-use serde::Deserialize;
-use serde_json::value::RawValue;
-
-#[derive(Deserialize)]
-struct Element<'a> {
-    id: String,
-    timestamp: i64,
-    #[serde(rename = "type")]
-    type_name: String,
-    #[serde(borrow)]
-    data: &'a RawValue,
-}
+use bench_plugin_cost::{read_envelopes, thread_cpu};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,13 +29,7 @@ fn main() -> Result<()> {
         [sample, wasm, rounds] => (sample, wasm, rounds.parse().context("ROUNDS")?),
         _ => bail!("usage: bench-plugin-cost SAMPLE.json github.wasm [ROUNDS]"),
     };
-    let text = std::fs::read_to_string(sample).with_context(|| format!("cannot read {sample}"))?;
-    let elements: Vec<Element> = serde_json::from_str(&text).context("the sample")?;
-    ensure!(!elements.is_empty(), "{sample} holds no documents");
-    let envelopes: Vec<Envelope> = elements
-        .iter()
-        .map(|e| Envelope::from_parts(&e.id, e.timestamp, Some(&e.type_name), e.data.get()))
-        .collect();
+    let envelopes = read_envelopes(sample)?;
     // The production batch size of a plugin call.
     let per_call = DOCUMENTS_PER_CALL;
 

@@ -191,6 +191,8 @@ pub fn run(root: &Path, target: &Path, args: BenchArgs) -> Result<()> {
 
     println!("plugin cost: the GitHub transform in wasm and native …");
     let plugin_cost = plugin_cost(target, &dist, &generated)?;
+    println!("write cost: the sink alone writing the GitHub rows, first run and rerun …");
+    let write_cost = write_cost(target, &dist, &work, &generated, &args.engines)?;
 
     let platform = FakePlatform::start(root)?;
     for file in &generated.files {
@@ -232,6 +234,7 @@ pub fn run(root: &Path, target: &Path, args: BenchArgs) -> Result<()> {
             "types": generated.files,
         },
         "plugin_cost": plugin_cost,
+        "write_cost": write_cost,
         "engines": engines,
         "notes": [
             "CPU µs per document is the job's own user+system time from wait4, divided by every document read",
@@ -607,6 +610,94 @@ fn plugin_cost(target: &Path, dist: &Path, generated: &Generated) -> Result<Valu
         figures["wasm_speed_of_native"].as_f64().unwrap_or(f64::NAN),
     );
     Ok(figures)
+}
+
+/// The table `write-cost` writes into, dropped before its first run.
+const WRITE_COST_TABLE: &str = "bench_write_cost";
+
+/// Runs the write-cost binary per engine: into an empty table, then again (all duplicates),
+/// with the database server's CPU meanwhile.
+fn write_cost(
+    target: &Path,
+    dist: &Path,
+    work: &Path,
+    generated: &Generated,
+    engines: &[Engine],
+) -> Result<Value> {
+    if generated.sample_documents == 0 {
+        return Ok(Value::Null);
+    }
+    let binary = target.join("release/write-cost");
+    let rows = generated.rows().to_string();
+    let mut figures = serde_json::Map::new();
+    for &engine in engines {
+        let url = match engine.server() {
+            None => {
+                let path = work.join("write-cost.db");
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+                format!("sqlite://{}", path.display())
+            }
+            Some(server) => {
+                server.drop_tables(&[WRITE_COST_TABLE])?;
+                match server {
+                    Server::Mariadb => "mysql://root@127.0.0.1:3306/test".into(),
+                    Server::Postgres => "postgres://postgres@127.0.0.1:5432/test".into(),
+                }
+            }
+        };
+        let mut passes = Vec::new();
+        for pass in ["first", "rerun"] {
+            let processes = engine.server().map(Server::process_names).unwrap_or(&[]);
+            let before = measure::cpu_of_processes(processes);
+            let measured = measure::run(
+                Command::new(&binary)
+                    .arg(&generated.sample)
+                    .arg(dist.join("plugins/github.wasm"))
+                    .args([rows.as_str(), url.as_str(), WRITE_COST_TABLE])
+                    .stdin(Stdio::null()),
+            )?;
+            // A PostgreSQL backend's time reaches the postmaster once it is reaped.
+            std::thread::sleep(Duration::from_millis(50));
+            let server_cpu = measure::cpu_of_processes(processes).saturating_sub(before);
+            ensure!(
+                measured.success(),
+                "{} failed: {}",
+                binary.display(),
+                measured.stderr_text()
+            );
+            let mut run: Value = serde_json::from_slice(&measured.stdout)?;
+            let expected = if pass == "first" {
+                "inserted"
+            } else {
+                "duplicates"
+            };
+            ensure!(
+                run[expected].as_u64() == Some(generated.rows()),
+                "write-cost's {pass} run into {} gave {run}, not {} {expected}",
+                engine.name(),
+                generated.rows()
+            );
+            let server_us = server_cpu.as_secs_f64() * 1e6 / generated.rows() as f64;
+            run["pass"] = json!(pass);
+            run["server_cpu_us_per_row"] = json!(engine.server().map(|_| server_us));
+            println!(
+                "  {:<8} {:<5} client {:>5.2} CPU µs/row{}, {:>7.0} rows/s",
+                engine.name(),
+                pass,
+                run["client_cpu_us_per_row"].as_f64().unwrap_or(f64::NAN),
+                match engine.server() {
+                    Some(_) => format!(", server {server_us:>5.2}"),
+                    None => String::new(),
+                },
+                run["rows_per_s"].as_f64().unwrap_or(f64::NAN),
+            );
+            passes.push(run);
+        }
+        figures.insert(engine.name().into(), Value::Array(passes));
+    }
+    Ok(Value::Object(figures))
 }
 
 fn print_table(results: &Value, engines: &[EngineFigures], generated: &Generated) {

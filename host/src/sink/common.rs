@@ -494,15 +494,11 @@ macro_rules! bookkeeping {
     };
 }
 
-/// Binds a row's cells; NULL is bound untyped, which SQLite and MySQL accept for any column.
-/// `decimal_floats` binds floats as text rounded to the 2 decimals of `DECIMAL(20,2)`: MySQL
-/// would otherwise round a double itself and say so with a note that fails the row.
-#[cfg(any(feature = "sqlite", feature = "mysql"))]
+/// Binds a row's cells (SQLite's inserts); NULL is bound untyped, which SQLite accepts for any
+/// column.
+#[cfg(feature = "sqlite")]
 macro_rules! push_row {
-    ($values:expr, $row:expr) => {
-        push_row!($values, $row, false)
-    };
-    ($values:expr, $row:expr, $decimal_floats:expr) => {{
+    ($values:expr, $row:expr) => {{
         // Borrowed, not cloned: a bind encodes the value as it is pushed.
         let row: &crate::model::Row = $row;
         $values.push_bind(row.id.as_str());
@@ -512,9 +508,6 @@ macro_rules! push_row {
                 crate::model::Cell::Null => $values.push_bind(None::<&str>),
                 crate::model::Cell::Text(text) => $values.push_bind(text.as_str()),
                 crate::model::Cell::Int(int) => $values.push_bind(*int),
-                crate::model::Cell::Float(float) if $decimal_floats => {
-                    $values.push_bind(format!("{float:.2}"))
-                }
                 crate::model::Cell::Float(float) => $values.push_bind(*float),
                 crate::model::Cell::Bool(flag) => $values.push_bind(*flag),
             };
