@@ -337,24 +337,7 @@ fn bench_engine(
     generated: &Generated,
 ) -> Result<EngineFigures> {
     // An empty database: no tables of the job's.
-    let empty_database = || -> Result<String> {
-        Ok(match engine.server() {
-            None => {
-                let path = work.join("bench.db");
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
-                format!("sqlite://{}", path.display())
-            }
-            Some(server) => {
-                server.drop_tables(&TABLES)?;
-                match server {
-                    Server::Mariadb => "mysql://root@127.0.0.1:3306/test".into(),
-                    Server::Postgres => "postgres://postgres@127.0.0.1:5432/test".into(),
-                }
-            }
-        })
-    };
+    let empty_database = || empty_database(engine, &work.join("bench.db"), &TABLES);
     let database = empty_database()?;
     // The documents read once, so that the first run does not read them from disk after a
     // build or another engine's runs pushed them out of the page cache: a first run slowed by
@@ -618,6 +601,26 @@ fn plugin_cost(target: &Path, dist: &Path, generated: &Generated) -> Result<Valu
     Ok(figures)
 }
 
+/// The URL of an engine's database without `tables`: a fresh SQLite file at `sqlite_file`, or
+/// the server's test database with those tables dropped.
+fn empty_database(engine: Engine, sqlite_file: &Path, tables: &[&str]) -> Result<String> {
+    Ok(match engine.server() {
+        None => {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", sqlite_file.display()));
+            }
+            format!("sqlite://{}", sqlite_file.display())
+        }
+        Some(server) => {
+            server.drop_tables(tables)?;
+            match server {
+                Server::Mariadb => "mysql://root@127.0.0.1:3306/test".into(),
+                Server::Postgres => "postgres://postgres@127.0.0.1:5432/test".into(),
+            }
+        }
+    })
+}
+
 /// The table `write-cost` writes into, dropped before its first run.
 const WRITE_COST_TABLE: &str = "bench_write_cost";
 
@@ -637,22 +640,7 @@ fn write_cost(
     let rows = generated.rows().to_string();
     let mut figures = serde_json::Map::new();
     for &engine in engines {
-        let url = match engine.server() {
-            None => {
-                let path = work.join("write-cost.db");
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
-                format!("sqlite://{}", path.display())
-            }
-            Some(server) => {
-                server.drop_tables(&[WRITE_COST_TABLE])?;
-                match server {
-                    Server::Mariadb => "mysql://root@127.0.0.1:3306/test".into(),
-                    Server::Postgres => "postgres://postgres@127.0.0.1:5432/test".into(),
-                }
-            }
-        };
+        let url = empty_database(engine, &work.join("write-cost.db"), &[WRITE_COST_TABLE])?;
         let mut passes = Vec::new();
         for pass in ["first", "rerun"] {
             let processes = engine.server().map(Server::process_names).unwrap_or(&[]);
