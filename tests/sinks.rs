@@ -261,9 +261,100 @@ async fn values_the_database_would_change_fail_their_row_not_the_batch() {
     }
 }
 
-/// MySQL inserts are sent in a few fixed row counts, padded with repeats of the chunk's last
-/// row: whatever a write's size, and whether its last row is new, stored already or repeated
-/// within the write, the counts are exact and every row is stored once.
+/// MySQL's inserts carry their values as literals in the statement's text: every string a
+/// plugin can return, quotes, backslashes and all, is stored exactly as it was, in ids too,
+/// and nothing in a value can end the statement.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_text_value_is_stored_exactly() {
+    let texts = [
+        "",
+        "'",
+        "''",
+        "\\",
+        "\\'",
+        "it's \\'quoted\\' \"twice\"",
+        "'); DROP TABLE Texts; --",
+        "\\'); DROP TABLE Texts; --",
+        "back\\slash at the end\\",
+        "line\nbreak\r\ttab \u{1a} control",
+        "_utf8mb4 X'41'",
+        "ünïcødé, 漢字 and 🦀 emoji",
+        "\u{0}",
+    ];
+    // Under MySQL's TEXT limit of 65,535 bytes.
+    let long = format!("{}\\{}", "'".repeat(30_000), "x".repeat(30_000));
+    for engine in ENGINES {
+        let database = TestDatabase::new(engine, "texts").await;
+        let sink = Sink::connect(&database.url).await.unwrap();
+        let table = TableSpec::new(
+            "Texts",
+            &[Column {
+                name: "t".into(),
+                kind: ColumnType::Text,
+            }],
+        )
+        .unwrap();
+        sink.prepare(&table).await.unwrap();
+        let mut rows: Vec<Row> = texts
+            .iter()
+            .chain([&long.as_str()])
+            .enumerate()
+            .map(|(index, text)| sourced(&format!("{index:02}"), vec![Cell::Text((*text).into())]))
+            .collect();
+        rows.push(sourced("q'\\x", vec![Cell::Null]));
+        let outcome = sink.insert(&table, &rows).await.unwrap();
+        let refused: Vec<&str> = outcome
+            .refused
+            .iter()
+            .map(|refused| rows[refused.index].id.as_str())
+            .collect();
+        // PostgreSQL's text cannot hold a NUL: that row alone is refused there.
+        let nul = format!("{:02}", texts.len() - 1);
+        match engine {
+            Engine::Postgres => assert_eq!(refused, [nul.as_str()], "{engine:?}"),
+            _ => assert!(refused.is_empty(), "{engine:?}: {:?}", outcome.refused),
+        }
+        // The ids sort alike on every engine: two digits, then a letter.
+        let stored = database
+            .strings(&format!(
+                "SELECT COALESCE(t, '') FROM {} ORDER BY {}",
+                database.quote("Texts"),
+                database.quote("id")
+            ))
+            .await;
+        let expected: Vec<String> = rows
+            .iter()
+            .filter(|row| !refused.contains(&row.id.as_str()))
+            .map(|row| match &row.cells[0] {
+                Cell::Text(text) => text.clone(),
+                _ => String::new(),
+            })
+            .collect();
+        assert_eq!(stored, expected, "{engine:?}");
+        let ids = database
+            .strings(&format!(
+                "SELECT {} FROM {} WHERE t IS NULL",
+                match engine {
+                    Engine::Mysql => "CAST(id AS CHAR)",
+                    _ => "id",
+                },
+                database.quote("Texts")
+            ))
+            .await;
+        assert_eq!(ids, ["q'\\x"], "{engine:?}");
+        // And again: every one of them is a duplicate of itself.
+        let outcome = sink.insert(&table, &rows).await.unwrap();
+        assert_eq!(
+            outcome.duplicates as usize + outcome.refused.len(),
+            rows.len(),
+            "{engine:?}"
+        );
+        sink.close().await;
+    }
+}
+
+/// Whatever a write's size, and whether its last row is new, stored already or repeated within
+/// the write, the counts are exact and every row is stored once.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_write_size_counts_exactly() {
     for engine in ENGINES {

@@ -1,7 +1,8 @@
 //! What the three engines share: the bookkeeping statements, written once and expanded per
 //! engine, because sqlx's generic bounds over `Database` cost more to read than this does.
 
-/// Expands into the bookkeeping methods of an engine struct with a `pool: Pool<$db>` field.
+/// Expands into the bookkeeping methods of an engine struct with a `pool: Pool<$db>` field and
+/// an `inserts` field (its connections for inserts).
 /// `$columns_sql` lists a table's columns as (name, type) rows, the table name bound once.
 macro_rules! bookkeeping {
     ($db:ty, $columns_sql:expr) => {
@@ -35,11 +36,10 @@ macro_rules! bookkeeping {
             waits: super::Waits,
             update: bool,
         ) -> Result<u64, super::WriteError> {
-            let mut connection = self.pool.acquire().await?;
+            let mut connection = self.inserts.take(&self.pool).await?;
             let result = self.insert_on(&mut connection, table, rows, waits, update).await;
-            if matches!(result, Err(super::WriteError::Database(_))) {
-                let _ = connection.close().await;
-            }
+            let broken = matches!(result, Err(super::WriteError::Database(_)));
+            self.inserts.give_back(connection, broken).await;
             result
         }
 
@@ -489,9 +489,116 @@ macro_rules! bookkeeping {
         }
 
         async fn close(&self) {
+            self.inserts.close().await;
             self.pool.close().await;
         }
     };
+}
+
+/// The connections inserts run on, kept apart from sqlx's pool: the pool pings a connection
+/// each time it is handed back (and by default each time it is handed out), two round trips
+/// around every insert statement. A connection kept here goes straight back to the next
+/// insert; one that failed is closed, and a dead one fails its insert, which is retried on
+/// another (`insert_chunk`'s retries), so the pings would only have found it sooner.
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+pub(super) struct InsertConnections<DB: sqlx::Database> {
+    idle: std::sync::Mutex<Vec<DB::Connection>>,
+}
+
+/// More than the writes in flight ever need at once; any beyond are closed.
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+const KEPT_INSERT_CONNECTIONS: usize = 4;
+
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+impl<DB: sqlx::Database> InsertConnections<DB> {
+    pub(super) fn new() -> Self {
+        InsertConnections {
+            idle: std::sync::Mutex::default(),
+        }
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<DB::Connection>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A kept connection, or a new one from the pool, detached from it (the pool may open
+    /// another in its place for the rest of the sink's work).
+    pub(super) async fn take(&self, pool: &sqlx::Pool<DB>) -> Result<DB::Connection, sqlx::Error> {
+        let kept = self.idle().pop();
+        match kept {
+            Some(connection) => Ok(connection),
+            None => Ok(pool.acquire().await?.detach()),
+        }
+    }
+
+    /// Keeps a connection for the next insert, or closes it when its insert failed in the
+    /// database (after a failover it may be talking to an instance that is now read-only).
+    pub(super) async fn give_back(&self, connection: DB::Connection, broken: bool) {
+        use sqlx::Connection as _;
+        let extra = if broken {
+            Some(connection)
+        } else {
+            let mut idle = self.idle();
+            if idle.len() < KEPT_INSERT_CONNECTIONS {
+                idle.push(connection);
+                None
+            } else {
+                Some(connection)
+            }
+        };
+        if let Some(connection) = extra {
+            let _ = connection.close().await;
+        }
+    }
+
+    pub(super) async fn close(&self) {
+        use sqlx::Connection as _;
+        let kept = std::mem::take(&mut *self.idle());
+        for connection in kept {
+            let _ = connection.close().await;
+        }
+    }
+}
+
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+impl<DB: sqlx::Database> std::fmt::Debug for InsertConnections<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InsertConnections")
+            .field("idle", &self.idle().len())
+            .finish()
+    }
+}
+
+/// SQLite's inserts take the pool's one connection: a second would contend for the file's
+/// write lock, and its pings cost no round trip.
+#[cfg(feature = "sqlite")]
+#[derive(Debug)]
+pub(super) struct PooledInserts;
+
+#[cfg(feature = "sqlite")]
+impl PooledInserts {
+    pub(super) async fn take(
+        &self,
+        pool: &sqlx::SqlitePool,
+    ) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>, sqlx::Error> {
+        pool.acquire().await
+    }
+
+    /// Closes the connection when its insert failed in the database: after SQLite rolled a
+    /// transaction back on its own, sqlx still counts it open (see `insert_chunk`).
+    pub(super) async fn give_back(
+        &self,
+        connection: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+        broken: bool,
+    ) {
+        if broken {
+            let _ = connection.close().await;
+        }
+    }
+
+    pub(super) async fn close(&self) {}
 }
 
 /// Binds a row's cells (SQLite's inserts); NULL is bound untyped, which SQLite accepts for any

@@ -40,6 +40,8 @@ pub struct MysqlSink {
     id_type: &'static str,
     /// Insert statements by their head and row count: built once, then only bound.
     statements: Mutex<HashMap<(String, usize), Arc<str>>>,
+    /// Inserts' connections, kept out of the pool's pings.
+    inserts: super::common::InsertConnections<MySql>,
 }
 
 /// `id`, byte for byte and NO PAD (trailing spaces count), on MariaDB: ascii_bin is PAD SPACE.
@@ -113,6 +115,7 @@ impl MysqlSink {
             mariadb: version.contains("MariaDB"),
             id_type,
             statements: Mutex::default(),
+            inserts: super::common::InsertConnections::new(),
         })
     }
 

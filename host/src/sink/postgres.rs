@@ -23,6 +23,8 @@ pub const DDL_LOCK: i64 = 0x626a_612d_6464_6c00;
 #[derive(Debug)]
 pub struct PostgresSink {
     pool: PgPool,
+    /// Inserts' connections, kept out of the pool's pings.
+    inserts: super::common::InsertConnections<sqlx::Postgres>,
 }
 
 impl PostgresSink {
@@ -54,7 +56,10 @@ impl PostgresSink {
                 url: crate::http::redact(url),
                 source,
             })?;
-        Ok(PostgresSink { pool })
+        Ok(PostgresSink {
+            pool,
+            inserts: super::common::InsertConnections::new(),
+        })
     }
 }
 

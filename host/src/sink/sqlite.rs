@@ -17,6 +17,7 @@ const MAX_ROWS_PER_STATEMENT: usize = 1_000;
 #[derive(Debug)]
 pub struct SqliteSink {
     pool: SqlitePool,
+    inserts: super::common::PooledInserts,
 }
 
 impl SqliteSink {
@@ -64,7 +65,10 @@ impl SqliteSink {
             .connect_with(how(options))
             .await
             .map_err(connect_error)?;
-        Ok(SqliteSink { pool })
+        Ok(SqliteSink {
+            pool,
+            inserts: super::common::PooledInserts,
+        })
     }
 }
 
