@@ -313,8 +313,10 @@ async fn a_replay_killed_mid_way_and_replayed_again_stores_every_document_once()
         first.kill().unwrap();
         first.wait().unwrap();
         let before = database.count_rows("ReplayType", "1 = 1").await;
+        // Two writes committed; the others in flight when it paused may have too.
+        let most = (2 + batch_job_aurora::WRITES_IN_FLIGHT - 1) as i64 * 500;
         assert!(
-            (1_000..=1_500).contains(&before),
+            (1_000..=most).contains(&before),
             "{engine:?}: {before} rows before the kill"
         );
 

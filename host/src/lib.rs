@@ -52,7 +52,7 @@ pub use document::Envelope;
 pub use error::RunError;
 pub use job::Job;
 pub use job::{run, run_with};
-pub use pipeline::MAX_PLUGIN_INSTANCES;
+pub use pipeline::{MAX_PLUGIN_INSTANCES, WRITES_IN_FLIGHT};
 pub use source::SourceSpec;
 pub use summary::{RunSummary, TypeSummary};
 

@@ -34,6 +34,7 @@ use crate::summary::RunSummary;
 pub use lane::MAX_PLUGIN_INSTANCES;
 pub(crate) use prepare::LanePlan;
 pub(crate) use prepare::select;
+pub use writer::WRITES_IN_FLIGHT;
 
 /// What a job prepared: the engine and the plugins loaded from `plugins_dir`.
 pub(crate) struct Prepared<'a> {

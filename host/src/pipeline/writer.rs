@@ -1,6 +1,7 @@
-//! Writes rows and failures as they come. Two writes may be in flight at once, each its own
-//! transaction on its own connection, so the database executes one while the next is being
-//! prepared; every write's counts are added when it completes, so they stay exact.
+//! Writes rows and failures as they come. Up to [`WRITES_IN_FLIGHT`] writes at once (two on
+//! SQLite), each its own transactions on its own connection, so the database executes some while
+//! the next is being prepared; every write's counts are added when it completes, so they stay
+//! exact.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,8 +21,14 @@ use crate::summary::TypeSummary;
 /// Failures are written in groups of this many, or sooner when they hold this many bytes.
 const FAILURES_PER_WRITE: usize = 500;
 const FAILURE_BYTES_PER_WRITE: usize = 8 << 20;
-/// Writes in flight at once.
-const WRITES_IN_FLIGHT: usize = 2;
+/// Writes in flight at once into a database server. Four rather than two: PostgreSQL's first
+/// runs wait on their commits (the WAL's flush: the write stage alone, one writer, ran at
+/// 91.9k–96.5k rows/s with `synchronous_commit=off` against 49.5k–56.0k), and commits in flight
+/// together are flushed together (51.3–53.1k rows/s against 46.1–46.8k, the peak RSS 110–122 MiB
+/// against 108). MariaDB neither gains nor loses.
+pub const WRITES_IN_FLIGHT: usize = 4;
+/// SQLite's writes queue on its one connection: two keep it busy.
+const WRITES_IN_FLIGHT_ON_ONE_CONNECTION: usize = 2;
 
 /// A lane's rows waiting for a write.
 #[derive(Default)]
@@ -111,12 +118,17 @@ pub async fn write_all(
     mut messages: mpsc::Receiver<WriterMessage>,
     settings: WriterSettings,
 ) -> Result<BTreeMap<String, TypeSummary>, SinkError> {
+    let in_flight = if sink.writes_queue_on_one_connection() {
+        WRITES_IN_FLIGHT_ON_ONE_CONNECTION
+    } else {
+        WRITES_IN_FLIGHT
+    };
     let mut writer = Writer::new(sink, lanes, settings);
     let mut writes = FuturesUnordered::new();
     let mut open = true;
     while open || !writes.is_empty() {
         tokio::select! {
-            message = messages.recv(), if open && writes.len() < WRITES_IN_FLIGHT => {
+            message = messages.recv(), if open && writes.len() < in_flight => {
                 let due = match message {
                     Some(message) => writer.take(message),
                     None => {

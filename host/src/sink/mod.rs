@@ -410,6 +410,15 @@ impl Sink {
             .unwrap_or_else(|poison| poison.into_inner()) = deadline;
     }
 
+    /// Whether writes queue on one connection (SQLite's), so that more than one in flight
+    /// would only hold more rows in memory.
+    pub fn writes_queue_on_one_connection(&self) -> bool {
+        #[cfg(feature = "sqlite")]
+        return matches!(self.engine, Kind::Sqlite(_));
+        #[cfg(not(feature = "sqlite"))]
+        return false;
+    }
+
     fn deadline(&self) -> Option<Instant> {
         *self
             .deadline
