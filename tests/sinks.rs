@@ -261,9 +261,8 @@ async fn values_the_database_would_change_fail_their_row_not_the_batch() {
     }
 }
 
-/// MySQL's inserts carry their values as literals in the statement's text: every string a
-/// plugin can return, quotes, backslashes and all, is stored exactly as it was, in ids too,
-/// and nothing in a value can end the statement.
+/// Every string a plugin can return, quotes, backslashes, control characters and all, is
+/// stored exactly as it was, in ids too, and nothing in a value can end a statement.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_text_value_is_stored_exactly() {
     let texts = [
